@@ -1,0 +1,1 @@
+"""Actions: plan, run, explain, inspect — thin drivers over policy, stores and audit."""

@@ -1,0 +1,1 @@
+"""The long-running service: scheduler, systemd notify, signals, metrics, locks."""

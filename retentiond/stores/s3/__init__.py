@@ -1,0 +1,1 @@
+"""S3 stores through boto3: versions, delete markers, Object Lock."""

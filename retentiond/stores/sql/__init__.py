@@ -1,0 +1,1 @@
+"""SQL stores through SQLAlchemy Core: PostgreSQL first, SQLite as the embedded default."""
