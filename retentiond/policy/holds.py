@@ -53,7 +53,7 @@ def view_hold(hold: Hold, at: datetime) -> HoldView:
         return HoldView(hold, HoldState.EXPIRED, hold.expires_at)
     if hold.expires_at is not None and hold.expires_at - at <= EXPIRING_WITHIN:
         return HoldView(hold, HoldState.EXPIRING, hold.expires_at)
-    return HoldView(hold, HoldState.ACTIVE, None)
+    return HoldView(hold, HoldState.ACTIVE, hold.expires_at)
 
 
 def view_released(released: ReleasedHold, at: datetime, grace: RetentionPeriod) -> HoldView:

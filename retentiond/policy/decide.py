@@ -1,0 +1,130 @@
+"""What to do with one record: SPEC §4 rules 1, 3 and 4 as a pure function.
+
+The SQL statements of ``retentiond.stores.sql.predicates`` implement exactly this function in
+SQL; a hypothesis property test checks that both agree on random rows, holds and clocks.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping, Sequence
+
+from retentiond.config.holds import Hold
+
+Scalar = str | int | bool
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One category's claim on a table: its clock, its filters and its cutoff for this run."""
+
+    category: str
+    action: str  # "delete" | "anonymize"
+    cutoff: datetime
+    age_column: str
+    match: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    """The facts of one row that decisions depend on (never logged: they may be personal)."""
+
+    values: Mapping[str, Scalar | datetime | None]
+    subject: str | None = None
+
+    def get(self, column: str) -> Scalar | datetime | None:
+        """Return the value of ``column`` (None when absent or NULL)."""
+        return self.values.get(column)
+
+
+class Verdict(str, enum.Enum):
+    """The decision for a row under one acting category."""
+
+    ACT = "act"  # delete or anonymize now
+    NOT_COVERED = "not_covered"  # the category's match filters exclude it
+    NOT_EXPIRED = "not_expired"  # age NULL, or not strictly older than the cutoff
+    HELD = "held"  # an active hold covers it
+    LONGER_RETENTION = "longer_retention"  # another covering category still keeps it (delete only)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict with the holds or categories that caused it."""
+
+    verdict: Verdict
+    holds: tuple[str, ...] = ()
+    kept_for: tuple[str, ...] = ()
+
+
+def covers(coverage: Coverage, row: Row) -> bool:
+    """Return True when every match filter of ``coverage`` equals the row's value (NULL never matches)."""
+    return all(row.get(col) is not None and row.get(col) == value and type(row.get(col)) is type(value)
+               for col, value in coverage.match.items())
+
+
+def expired(coverage: Coverage, row: Row) -> bool:
+    """Return True when the row's age is strictly earlier than the cutoff; NULL age never expires."""
+    age = row.get(coverage.age_column)
+    return isinstance(age, datetime) and age < coverage.cutoff
+
+
+def holding(
+    row: Row,
+    covering: Sequence[Coverage],
+    holds: Sequence[Hold],
+    run_start: datetime,
+    *,
+    has_subject: bool,
+) -> tuple[str, ...]:
+    """Return the ids of the protecting ``holds`` that cover ``row`` through any covering category.
+
+    A subject-scoped hold on a table without a subject column protects every row: retentiond
+    cannot tell whose data it is, so it fails closed. A tax floor (``keep_younger_than``) holds
+    only rows younger than the floor by the covering category's own clock.
+    """
+    found: list[str] = []
+    for hold in holds:
+        for coverage in covering:
+            if not hold.covers_category(coverage.category):
+                continue
+            if hold.subjects is not None and has_subject and (row.subject is None or row.subject not in hold.subjects):
+                continue
+            if hold.keep_younger_than is not None:
+                age = row.get(coverage.age_column)
+                floor = hold.keep_younger_than.before(run_start)
+                if isinstance(age, datetime) and not age > floor:
+                    continue
+            found.append(hold.id)
+            break
+    return tuple(found)
+
+
+def decide(
+    row: Row,
+    acting: Coverage,
+    others: Sequence[Coverage],
+    holds: Sequence[Hold],
+    run_start: datetime,
+    *,
+    has_subject: bool,
+) -> Decision:
+    """Return what ``acting`` may do with ``row`` now.
+
+    ``others`` are the other categories that name the same table; ``holds`` the holds that
+    protect now (see ``retentiond.policy.holds.protecting``).
+    """
+    if not covers(acting, row):
+        return Decision(Verdict.NOT_COVERED)
+    if not expired(acting, row):
+        return Decision(Verdict.NOT_EXPIRED)
+    covering_others = [o for o in others if covers(o, row)]
+    held = holding(row, [acting, *covering_others], holds, run_start, has_subject=has_subject)
+    if held:
+        return Decision(Verdict.HELD, holds=held)
+    if acting.action == "delete":
+        keeping = tuple(o.category for o in covering_others if not expired(o, row))
+        if keeping:
+            return Decision(Verdict.LONGER_RETENTION, kept_for=keeping)
+    return Decision(Verdict.ACT)
