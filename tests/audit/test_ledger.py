@@ -1,0 +1,193 @@
+"""The ledger API on SQLite and PostgreSQL: appends, reads, find, batches, triggers, checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from retentiond.audit import (
+    Action,
+    Batch,
+    BatchId,
+    Checkpoint,
+    DuplicateBatch,
+    GuardTripped,
+    KeyRing,
+    Ledger,
+    Outcome,
+    RefMaker,
+    RunFinished,
+    Signer,
+)
+from retentiond.audit.canonical import genesis_hash
+from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.errors import ConfigError, TemporaryFailure
+
+
+def _batch(refmaker: RefMaker, keys: list[int], outcome: Outcome = Outcome.DELETED, batch_id: str | None = None) -> Batch:
+    refs = tuple(refmaker.sql_many("app", "tickets", [(k,) for k in keys]))
+    return Batch(batch_id=batch_id or BatchId.new(), category="support", store="app", target="tickets",
+                 action=Action.DELETE, outcome=outcome, count=len(refs), refs=refs)
+
+
+class TestAppend:
+    """Appends are gapless, chained and typed."""
+
+    def test_empty_head_is_genesis(self, url_factory: Callable[[], str]) -> None:
+        with Ledger.open(url_factory(), "ledger-a") as ledger:
+            assert (0, genesis_hash("ledger-a")) == (ledger.head().seq, ledger.head().hash)
+
+    def test_seq_and_chain(self, url_factory: Callable[[], str], refmaker: RefMaker) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            first = ledger.append(_batch(refmaker, [1, 2]), run_id="run-1")
+            second = ledger.append(RunFinished(counts={"deleted": 2}), run_id="run-1")
+            entries = ledger.entries()
+            assert ([1, 2], first.hash) == ([e.seq for e in entries], entries[1].prev_hash)
+            assert (second.seq, second.hash) == (ledger.head().seq, ledger.head().hash)
+
+    def test_only_events_accepted(self, url_factory: Callable[[], str]) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            for bad in ({"event": "batch"}, "batch", b"x"):
+                with pytest.raises(TypeError):
+                    ledger.append(bad)  # type: ignore[arg-type]
+            assert 0 == ledger.head().seq
+
+    def test_checkpoint_not_appendable_directly(self, url_factory: Callable[[], str]) -> None:
+        cp = Checkpoint(ledger_id="retentiond", covered_seq=0, covered_hash="0" * 64, signed_at=datetime.now(UTC),
+                        key_fingerprint="0" * 64, signature="0" * 128)
+        with Ledger.open(url_factory()) as ledger, pytest.raises(TypeError):
+            ledger.append(cp)
+
+    def test_no_update_or_delete_methods(self) -> None:
+        assert [] == [m for m in dir(Ledger) if any(w in m.lower() for w in ("update", "delete", "remove", "truncate", "erase"))]
+
+    def test_duplicate_batch_refused_without_gap(self, url_factory: Callable[[], str], refmaker: RefMaker) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            bid = BatchId.new()
+            ledger.append(_batch(refmaker, [1], batch_id=bid))
+            with pytest.raises(DuplicateBatch):
+                ledger.append(_batch(refmaker, [1], batch_id=bid))
+            ledger.append(RunFinished(counts={}))
+            assert ([1, 2], True, False) == ([e.seq for e in ledger.entries()], ledger.has_batch(bid), ledger.has_batch(BatchId.new()))
+
+    def test_typed_round_trip(self, url_factory: Callable[[], str]) -> None:
+        event = GuardTripped(category="support", store="app", target="tickets", would_act=90, total=100, limit=25)
+        with Ledger.open(url_factory()) as ledger:
+            ledger.append(event, run_id="run-1")
+            assert event == ledger.entries()[0].typed()
+
+    def test_ledger_id_mismatch_is_config_error(self, url_factory: Callable[[], str]) -> None:
+        url = url_factory()
+        Ledger.open(url, "one").close()
+        with pytest.raises(ConfigError):
+            Ledger.open(url, "two")
+
+    def test_read_only_open_needs_schema(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError):
+            Ledger.open(f"sqlite:///{tmp_path}/none.db", create=False)
+
+    def test_unreachable_is_temporary(self) -> None:
+        with pytest.raises(TemporaryFailure):
+            Ledger.open("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+
+
+class TestReads:
+    """show filters, find by index, entry decoding."""
+
+    def test_find(self, url_factory: Callable[[], str], refmaker: RefMaker) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            ledger.append(_batch(refmaker, [1, 2, 3]), run_id="run-1")
+            ledger.append(_batch(refmaker, [3, 4], outcome=Outcome.HELD), run_id="run-2")
+            hits = ledger.find(refmaker.sql("app", "tickets", (3,)))
+            assert ([1, 2], []) == ([e.seq for e in hits], ledger.find(refmaker.sql("app", "tickets", (99,))))
+
+    def test_find_is_an_index_lookup(self, url_factory: Callable[[], str]) -> None:
+        url = url_factory()
+        Ledger.open(url).close()
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            names = {ix["name"] for ix in sa.inspect(conn).get_indexes("audit_refs")}
+        engine.dispose()
+        assert "audit_refs_ref" in names
+
+    def test_filters_and_limit(self, url_factory: Callable[[], str], refmaker: RefMaker, signer: Signer) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            ledger.append(_batch(refmaker, [1]))
+            ledger.checkpoint(signer)
+            ledger.append(RunFinished(counts={}))
+            ledger.checkpoint(signer)
+            future = datetime.now(UTC) + timedelta(days=1)
+            assert (
+                [4], [1], [2, 4], [], 4,
+            ) == (
+                [e.seq for e in ledger.entries(event="checkpoint", limit=1)],
+                [e.seq for e in ledger.entries(category="support")],
+                [e.seq for e in ledger.entries(event="checkpoint")],
+                ledger.entries(since=future),
+                len(ledger.entries(until=future)),
+            )
+
+
+class TestAppendOnly:
+    """Triggers refuse UPDATE and DELETE (and TRUNCATE in PostgreSQL)."""
+
+    @pytest.mark.parametrize("table", [entries_table, refs_table])
+    def test_update_delete_refused(self, url_factory: Callable[[], str], refmaker: RefMaker, table: sa.Table) -> None:
+        url = url_factory()
+        with Ledger.open(url) as ledger:
+            ledger.append(_batch(refmaker, [1]))
+        engine = sa.create_engine(url)
+        statements = [sa.update(table).values(seq=5), sa.delete(table)]
+        if engine.dialect.name == "postgresql":
+            statements.append(sa.text(f"TRUNCATE {table.name}"))
+        refused = 0
+        for stmt in statements:
+            try:
+                with engine.begin() as conn:
+                    conn.execute(stmt)
+            except sa.exc.DBAPIError:
+                refused += 1
+        engine.dispose()
+        assert len(statements) == refused
+
+    def test_head_only_moves_forward(self, url_factory: Callable[[], str]) -> None:
+        url = url_factory()
+        Ledger.open(url).close()
+        engine = sa.create_engine(url)
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(sa.update(head_table).values(seq=10))
+        engine.dispose()
+
+
+class TestCheckpoints:
+    """Checkpoints sign the head and are verified."""
+
+    def test_checkpoint_signs_head(self, url_factory: Callable[[], str], refmaker: RefMaker, signer: Signer, keys: KeyRing) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            ledger.append(_batch(refmaker, [1]))
+            head = ledger.head()
+            entry = ledger.checkpoint(signer)
+            assert entry is not None
+            assert (1, head.hash.hex(), signer.fingerprint) == (entry.fields["covered_seq"], entry.fields["covered_hash"], entry.fields["key_fingerprint"])
+            result = ledger.verify(keys)
+            assert (True, 2, 0, 2) == (result.ok, result.entries, result.unsigned_tail, result.last_checkpoint_seq)
+
+    def test_checkpoint_if_due(self, url_factory: Callable[[], str], signer: Signer) -> None:
+        with Ledger.open(url_factory()) as ledger:
+            first = ledger.checkpoint_if_due(signer, timedelta(hours=1))
+            second = ledger.checkpoint_if_due(signer, timedelta(hours=1))
+            third = ledger.checkpoint_if_due(signer, timedelta(0))
+            assert (True, None, True) == (first is not None, second, third is not None)
+
+    def test_other_key_is_bad_signature(self, url_factory: Callable[[], str], signer: Signer) -> None:
+        from retentiond.audit import DamageKind, generate_key_pair, load_public_key
+
+        with Ledger.open(url_factory()) as ledger:
+            ledger.checkpoint(signer)
+            other = KeyRing.of(load_public_key(generate_key_pair()[1]))
+            result = ledger.verify(other)
+            assert (1, DamageKind.BAD_SIGNATURE) == (result.damage.seq, result.damage.kind)  # type: ignore[union-attr]
