@@ -1,0 +1,465 @@
+"""Check a SQL target against the live database schema (``config validate --connect`` and run start).
+
+Everything here reads the catalog through SQLAlchemy reflection (``sqlalchemy.inspect``); no
+SQL text is built from configuration values. What is checked for one ``[[categories.X.sql]]``:
+
+- the table exists; the ``key`` columns exist and are the primary key (a unique, non-primary
+  key is a note; a key that is neither primary nor unique is refused: record refs and
+  "one outcome per record" need a unique key);
+- ``age_column`` exists and is a timestamp WITH time zone (PostgreSQL ``timestamptz``). A
+  timestamp without time zone is accepted only when the target declares ``age_timezone``
+  (SPEC §4 rule 3). Dates, text and numbers are refused (SPEC §4 rule 7).
+  **SQLite** has no time-zone type: a column declared ``DATETIME`` or ``TIMESTAMP`` is
+  accepted without ``age_timezone`` and its values are taken as UTC (or as ``age_timezone``
+  when it is set); a note says so. Any other declared type is refused;
+- ``subject_column``, the ``match`` columns (whose value type must fit the column) and the
+  ``history`` table, its key, parent and ``superseded_column`` (a timestamp, same rule);
+- each ``anonymize`` strategy fits its column: ``null`` needs a nullable column;
+  ``redact``/``fixed:<v>``/``hmac`` a text column long enough for the value
+  (``[redacted]``, ``<v>``, 64 hex characters); ``truncate_ip`` text or PostgreSQL
+  ``inet``/``cidr``; ``year``/``month`` a date or timestamp;
+- ``ON DELETE CASCADE`` foreign keys INTO a table this target deletes from, from a table that
+  is not a target of the same category, are refused (SPEC §4 rule 7). The table deleted from
+  is the target table when the category's action is ``delete`` and the history table in
+  every case (anonymizing deletes prior versions). ``SET NULL``/``SET DEFAULT`` and plain
+  references are reported as notes (they rewrite outside rows, or make deletes fail);
+- on PostgreSQL, the connected role has the privileges the action needs (SELECT plus DELETE
+  or UPDATE; DELETE on the history table).
+
+Issues are refusals; notes are information an operator should see.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine, Inspector
+
+from retentiond.config.models import Category, Settings, SqlTarget
+from retentiond.errors import ConfigIssue
+
+#: What ``redact`` writes; the anonymizer must use the same marker.
+REDACT_MARKER = "[redacted]"
+#: Length of an ``hmac`` pseudonym: HMAC-SHA256 as lower-case hex.
+HMAC_OUTPUT_LENGTH = 64
+
+_SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast"})
+_SQLITE_TIMESTAMP_NAMES = frozenset({"DATETIME", "TIMESTAMP"})
+
+
+@dataclass(frozen=True)
+class ReflectedTable:
+    """What reflection found about one table."""
+
+    schema: str
+    name: str
+    columns: dict[str, dict[str, Any]]
+    primary_key: tuple[str, ...]
+    unique_sets: tuple[frozenset[str], ...]
+
+
+@dataclass(frozen=True)
+class InboundForeignKey:
+    """A foreign key of ``(schema, table)`` that refers to another table; ``ondelete`` upper-case or ''."""
+
+    schema: str
+    table: str
+    name: str | None
+    columns: tuple[str, ...]
+    ondelete: str
+
+
+@dataclass
+class TargetFindings:
+    """Result of checking one target: ``issues`` refuse the target, ``notes`` inform."""
+
+    issues: list[ConfigIssue] = field(default_factory=list)
+    notes: list[ConfigIssue] = field(default_factory=list)
+
+    def extend(self, other: TargetFindings) -> None:
+        """Append ``other``'s issues and notes to this one."""
+        self.issues.extend(other.issues)
+        self.notes.extend(other.notes)
+
+
+class SchemaCatalog:
+    """Reflected tables and foreign keys of one connection, each read once and cached.
+
+    Build one per connection and pass it to every :func:`inspect_sql_target` call of that
+    store, so a config with many targets reflects each table (and the foreign keys of the
+    whole database) only once.
+    """
+
+    def __init__(self, conn: Connection | Engine) -> None:
+        self.inspector: Inspector = sa.inspect(conn)
+        self.dialect: str = self.inspector.dialect.name
+        self.default_schema: str = self.inspector.default_schema_name or ""
+        self._tables: dict[tuple[str, str], ReflectedTable | None] = {}
+        self._inbound: dict[tuple[str, str], list[InboundForeignKey]] | None = None
+        self.connection = conn
+
+    def split(self, qualified: str) -> tuple[str, str]:
+        """Return ``(schema, table)`` of a config table name, with the default schema filled in."""
+        schema, _, name = qualified.rpartition(".")
+        return (schema or self.default_schema, name)
+
+    def _schema_arg(self, schema: str) -> str | None:
+        return None if schema == self.default_schema else schema
+
+    def table(self, qualified: str) -> ReflectedTable | None:
+        """Return the reflected table named ``qualified`` (``schema.table`` or ``table``), or None if absent."""
+        key = self.split(qualified)
+        if key not in self._tables:
+            self._tables[key] = self._reflect(*key)
+        return self._tables[key]
+
+    def _reflect(self, schema: str, name: str) -> ReflectedTable | None:
+        arg = self._schema_arg(schema)
+        insp = self.inspector
+        with warnings.catch_warnings():
+            # Unknown column types (extensions, domains) reflect as NullType with a warning.
+            warnings.simplefilter("ignore", sa_exc.SAWarning)
+            if not insp.has_table(name, schema=arg):
+                return None
+            columns = {c["name"]: dict(c) for c in insp.get_columns(name, schema=arg)}
+            pk = tuple(insp.get_pk_constraint(name, schema=arg).get("constrained_columns") or ())
+            unique: list[frozenset[str]] = [frozenset(u["column_names"]) for u in insp.get_unique_constraints(name, schema=arg)]
+            try:
+                indexes = insp.get_indexes(name, schema=arg)
+            except NotImplementedError:  # pragma: no cover - every supported dialect has it
+                indexes = []
+            unique.extend(frozenset(c for c in i["column_names"] if c) for i in indexes if i.get("unique"))
+        return ReflectedTable(schema, name, columns, pk, tuple(unique))
+
+    def inbound_foreign_keys(self, qualified: str) -> list[InboundForeignKey]:
+        """Return every foreign key in the database that refers to table ``qualified``."""
+        if self._inbound is None:
+            self._inbound = self._all_foreign_keys()
+        return list(self._inbound.get(self.split(qualified), []))
+
+    def _all_foreign_keys(self) -> dict[tuple[str, str], list[InboundForeignKey]]:
+        inbound: dict[tuple[str, str], list[InboundForeignKey]] = {}
+        if self.dialect == "sqlite":
+            return self._sqlite_foreign_keys()
+        schemas = [s for s in self.inspector.get_schema_names() if s not in _SYSTEM_SCHEMAS and not s.startswith("pg_")]
+        for schema in schemas:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", sa_exc.SAWarning)
+                found = self.inspector.get_multi_foreign_keys(schema=self._schema_arg(schema))
+            for (table_schema, table), fks in found.items():
+                owner = table_schema or schema
+                for fk in fks:
+                    # PostgreSQL omits the referred schema when it is on the search path.
+                    referred = (fk.get("referred_schema") or self.default_schema, fk["referred_table"])
+                    inbound.setdefault(referred, []).append(
+                        InboundForeignKey(
+                            owner, table, fk.get("name"), tuple(fk["constrained_columns"]),
+                            str((fk.get("options") or {}).get("ondelete") or "").upper(),
+                        )
+                    )
+        return inbound
+
+    def _sqlite_foreign_keys(self) -> dict[tuple[str, str], list[InboundForeignKey]]:
+        # SQLAlchemy's SQLite reflection drops ON DELETE of column-level REFERENCES clauses;
+        # the table-valued PRAGMA function reports it, with the table name as a bound parameter.
+        inbound: dict[tuple[str, str], list[InboundForeignKey]] = {}
+        conn = self.connection
+        for table in self.inspector.get_table_names():
+            pragma = sa.func.pragma_foreign_key_list(sa.bindparam("t", table)).table_valued(
+                "id", "seq", "table", "from", "to", "on_update", "on_delete", "match"
+            )
+            query = sa.select(pragma.c.id, pragma.c.table, pragma.c["from"], pragma.c.on_delete).order_by(pragma.c.id, pragma.c.seq)
+            if isinstance(conn, Engine):
+                with conn.connect() as c:
+                    rows = c.execute(query).all()
+            else:
+                rows = conn.execute(query).all()
+            grouped: dict[int, tuple[str, list[str], str]] = {}
+            for fk_id, referred, column, ondelete in rows:
+                entry = grouped.setdefault(fk_id, (referred, [], str(ondelete or "").upper()))
+                entry[1].append(column)
+            for referred, columns, ondelete in grouped.values():
+                inbound.setdefault((self.default_schema, referred), []).append(
+                    InboundForeignKey(self.default_schema, table, None, tuple(columns), ondelete)
+                )
+        return inbound
+
+
+# --------------------------------------------------------------------------- type helpers
+
+
+def _is_timestamp(type_: Any) -> bool:
+    return isinstance(type_, sa.DateTime)
+
+
+def _is_date(type_: Any) -> bool:
+    return isinstance(type_, sa.Date) and not isinstance(type_, sa.DateTime)
+
+
+def _is_text(type_: Any) -> bool:
+    return isinstance(type_, sa.String) and not isinstance(type_, sa.Enum)
+
+
+def _is_inet(type_: Any) -> bool:
+    from sqlalchemy.dialects import postgresql
+
+    return isinstance(type_, (postgresql.INET, postgresql.CIDR))
+
+
+def _type_name(type_: Any, dialect: Any = None) -> str:
+    try:
+        return str(type_.compile(dialect=dialect))
+    except Exception:  # noqa: BLE001 - some reflected types cannot compile without a dialect
+        return type(type_).__name__
+
+
+def _text_length(type_: Any) -> int | None:
+    return getattr(type_, "length", None)
+
+
+class _Checker:
+    """Checks one target; collects issues and notes with their dotted paths."""
+
+    def __init__(self, catalog: SchemaCatalog, settings: Settings, category_name: str, index: int) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.category_name = category_name
+        self.category: Category = settings.categories[category_name]
+        self.target: SqlTarget = self.category.sql[index]
+        self.path = f"categories.{category_name}.sql[{index}]"
+        self.findings = TargetFindings()
+
+    def issue(self, path: str, message: str) -> None:
+        self.findings.issues.append(ConfigIssue(path, message))
+
+    def note(self, path: str, message: str) -> None:
+        self.findings.notes.append(ConfigIssue(path, message))
+
+    def column(self, table: ReflectedTable, name: str, path: str) -> dict[str, Any] | None:
+        found = table.columns.get(name)
+        if found is None:
+            self.issue(path, f"column {name!r} does not exist in table {table.schema}.{table.name}")
+        return found
+
+    # ---------------------------------------------------------------- checks
+
+    def run(self) -> TargetFindings:
+        target = self.target
+        table = self.catalog.table(target.table)
+        if table is None:
+            self.issue(f"{self.path}.table", f"table {target.table!r} does not exist (schema {self.catalog.split(target.table)[0]!r})")
+        else:
+            self.check_key(table, target.key, f"{self.path}.key")
+            age = self.column(table, target.age_column, f"{self.path}.age_column")
+            if age is not None:
+                self.check_timestamp(age, f"{self.path}.age_column")
+            if target.subject_column is not None:
+                self.column(table, target.subject_column, f"{self.path}.subject_column")
+            for name, value in (target.match or {}).items():
+                col = self.column(table, name, f"{self.path}.match.{name}")
+                if col is not None:
+                    self.check_match_value(col, value, f"{self.path}.match.{name}")
+            for name, strategy in (target.anonymize or {}).items():
+                col = self.column(table, name, f"{self.path}.anonymize.{name}")
+                if col is not None:
+                    self.check_strategy(col, strategy, f"{self.path}.anonymize.{name}")
+            if self.category.action == "delete":
+                self.check_cascades(target.table, f"{self.path}.table")
+                self.check_privileges(table, ("SELECT", "DELETE"), f"{self.path}.table")
+            else:
+                self.check_privileges(table, ("SELECT", "UPDATE"), f"{self.path}.table")
+        if target.history is not None:
+            self.check_history()
+        return self.findings
+
+    def check_key(self, table: ReflectedTable, key: list[str], path: str) -> None:
+        missing = [k for k in key if k not in table.columns]
+        for k in missing:
+            self.issue(path, f"key column {k!r} does not exist in table {table.schema}.{table.name}")
+        if missing:
+            return
+        wanted = frozenset(key)
+        if table.primary_key and frozenset(table.primary_key) == wanted:
+            return
+        if wanted in table.unique_sets:
+            pk = ", ".join(table.primary_key) or "none"
+            self.note(path, f"key ({', '.join(key)}) is unique but not the primary key (primary key: {pk})")
+            return
+        pk = ", ".join(table.primary_key) or "none"
+        self.issue(path, f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: a key must identify one row")
+
+    def check_timestamp(self, col: dict[str, Any], path: str) -> None:
+        type_ = col["type"]
+        name = col["name"]
+        if self.catalog.dialect == "sqlite":
+            if _is_timestamp(type_) and type(type_).__name__.upper() in _SQLITE_TIMESTAMP_NAMES:
+                if self.target.age_timezone is None:
+                    self.note(path, f"SQLite has no time-zone type: values of {name!r} are taken as UTC")
+                return
+            self.issue(path, f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: declare it DATETIME or TIMESTAMP")
+            return
+        if _is_timestamp(type_):
+            if getattr(type_, "timezone", False):
+                if self.target.age_timezone is not None:
+                    self.note(f"{self.path}.age_timezone", f"ignored for {name!r}: the column carries its time zone")
+                return
+            if self.target.age_timezone is None:
+                self.issue(
+                    path,
+                    f"column {name!r} is a timestamp without time zone: use timestamptz or declare age_timezone on the target",
+                )
+            return
+        kind = "a date, not a timestamp" if _is_date(type_) else "not a timestamp"
+        self.issue(path, f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: the clock needs a timestamp with time zone")
+
+    def check_match_value(self, col: dict[str, Any], value: object, path: str) -> None:
+        type_ = col["type"]
+        if isinstance(type_, sa.types.NullType):
+            return
+        if isinstance(value, bool):
+            fits = isinstance(type_, sa.Boolean) or (self.catalog.dialect == "sqlite" and isinstance(type_, sa.Integer))
+            wanted = "a boolean"
+        elif isinstance(value, int):
+            fits = isinstance(type_, (sa.Integer, sa.Numeric))
+            wanted = "a number"
+        else:
+            fits = isinstance(type_, sa.String)  # Enum is a String
+            wanted = "text"
+        if not fits:
+            self.issue(path, f"value {type(value).__name__} does not fit column {col['name']!r} of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})")
+
+    def check_strategy(self, col: dict[str, Any], strategy: str, path: str) -> None:
+        type_ = col["type"]
+        name = col["name"]
+        tname = _type_name(type_, self.catalog.inspector.dialect)
+        if strategy == "null":
+            if not col.get("nullable", True):
+                self.issue(path, f"strategy 'null' needs a nullable column; {name!r} is NOT NULL")
+            return
+        if strategy in ("redact", "hmac") or strategy.startswith("fixed:"):
+            if not _is_text(type_):
+                self.issue(path, f"strategy {strategy.split(':')[0]!r} needs a text column; {name!r} is {tname}")
+                return
+            output = {"redact": REDACT_MARKER, "hmac": "0" * HMAC_OUTPUT_LENGTH}.get(strategy, strategy[len("fixed:"):])
+            length = _text_length(type_)
+            if length is not None and len(output) > length:
+                what = {"redact": f"the marker {REDACT_MARKER!r}", "hmac": f"a {HMAC_OUTPUT_LENGTH}-character pseudonym"}.get(
+                    strategy, f"the value ({len(output)} characters)"
+                )
+                self.issue(path, f"column {name!r} is {tname}: too short for {what}")
+            return
+        if strategy == "truncate_ip":
+            if not (_is_text(type_) or _is_inet(type_)):
+                self.issue(path, f"strategy 'truncate_ip' needs a text, inet or cidr column; {name!r} is {tname}")
+            return
+        if strategy in ("year", "month"):
+            if not (_is_timestamp(type_) or _is_date(type_)):
+                self.issue(path, f"strategy {strategy!r} needs a date or timestamp column; {name!r} is {tname}")
+            return
+        self.issue(path, f"unknown anonymize strategy {strategy!r}")  # pragma: no cover - the model refuses it
+
+    def same_category_tables(self) -> set[tuple[str, str]]:
+        tables: set[tuple[str, str]] = set()
+        for other in self.category.sql:
+            if other.store != self.target.store:
+                continue
+            tables.add(self.catalog.split(other.table))
+            if other.history is not None:
+                tables.add(self.catalog.split(other.history.table))
+        return tables
+
+    def check_cascades(self, qualified: str, path: str) -> None:
+        allowed = self.same_category_tables()
+        schema, name = self.catalog.split(qualified)
+        for fk in self.catalog.inbound_foreign_keys(qualified):
+            source = (fk.schema, fk.table)
+            if source == (schema, name) or source in allowed:
+                continue
+            label = f"{fk.schema}.{fk.table}({', '.join(fk.columns)})"
+            if fk.ondelete == "CASCADE":
+                self.issue(
+                    path,
+                    f"foreign key {label} → {schema}.{name} has ON DELETE CASCADE: deleting here would delete rows "
+                    f"of {fk.schema}.{fk.table}, which is not a target of category {self.category_name!r}",
+                )
+            elif fk.ondelete in ("SET NULL", "SET DEFAULT"):
+                self.note(path, f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: deletes here rewrite rows of {fk.schema}.{fk.table}")
+            else:
+                self.note(path, f"foreign key {label} → {schema}.{name}: deleting a referenced row here will fail")
+
+    def check_history(self) -> None:
+        history = self.target.history
+        assert history is not None
+        hpath = f"{self.path}.history"
+        htable = self.catalog.table(history.table)
+        if htable is None:
+            self.issue(f"{hpath}.table", f"table {history.table!r} does not exist (schema {self.catalog.split(history.table)[0]!r})")
+            return
+        self.check_key(htable, history.key, f"{hpath}.key")
+        for name in history.parent:
+            self.column(htable, name, f"{hpath}.parent")
+        superseded = self.column(htable, history.superseded_column, f"{hpath}.superseded_column")
+        if superseded is not None:
+            self.check_timestamp(superseded, f"{hpath}.superseded_column")
+        self.check_cascades(history.table, f"{hpath}.table")
+        self.check_privileges(htable, ("SELECT", "DELETE"), f"{hpath}.table")
+
+    def check_privileges(self, table: ReflectedTable, privileges: tuple[str, ...], path: str) -> None:
+        if self.catalog.dialect != "postgresql":
+            return
+        conn = self.catalog.connection
+        preparer = self.catalog.inspector.dialect.identifier_preparer
+        # The quoted name is a bound value, parsed by has_table_privilege as an identifier.
+        quoted = f"{preparer.quote(table.schema)}.{preparer.quote(table.name)}"
+        checks = [sa.func.has_table_privilege(sa.bindparam(f"t{i}", quoted), sa.bindparam(f"p{i}", p)) for i, p in enumerate(privileges)]
+        query = sa.select(*checks)
+        if isinstance(conn, Engine):
+            with conn.connect() as c:
+                row = c.execute(query).one()
+        else:
+            row = conn.execute(query).one()
+        missing = [p for p, ok in zip(privileges, row) if not ok]
+        if missing:
+            self.issue(path, f"the connected role lacks {', '.join(missing)} on {table.schema}.{table.name}")
+
+
+def inspect_sql_target(
+    conn: Connection | Engine,
+    settings: Settings,
+    category_name: str,
+    index: int,
+    *,
+    catalog: SchemaCatalog | None = None,
+) -> TargetFindings:
+    """Return the issues and notes of target ``categories.<category_name>.sql[<index>]`` on ``conn``.
+
+    ``conn`` must be connected to the target's store. Pass one ``catalog`` for all targets
+    of a store to reflect each table once.
+
+    Raises:
+        KeyError / IndexError: the category or target does not exist in ``settings``.
+        sqlalchemy.exc.DBAPIError: the database failed while being read.
+    """
+    if catalog is None:
+        catalog = SchemaCatalog(conn)
+    return _Checker(catalog, settings, category_name, index).run()
+
+
+def check_sql_target(
+    conn: Connection | Engine,
+    settings: Settings,
+    category_name: str,
+    index: int,
+    *,
+    catalog: SchemaCatalog | None = None,
+) -> list[ConfigIssue]:
+    """Return the refusals of one SQL target (empty when it may run); see :func:`inspect_sql_target`.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: the database failed while being read.
+    """
+    return inspect_sql_target(conn, settings, category_name, index, catalog=catalog).issues
