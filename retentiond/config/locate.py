@@ -29,6 +29,7 @@ def line_index(text: str) -> dict[str, int]:
     and ``categories.a.sql[1]``.
     """
     index: dict[str, int] = {}
+    implicit: dict[str, int] = {}  # tables only implied by a header (``categories`` of ``[categories.a]``)
     counters: dict[str, int] = {}
     current: str = ""
     in_multiline: str | None = None
@@ -50,6 +51,13 @@ def line_index(text: str) -> dict[str, int]:
             else:
                 current = _resolve_parent(parts, counters)
             index.setdefault(current, lineno)
+            ancestor = current
+            while True:
+                cut = max(ancestor.rfind("."), ancestor.rfind("["))
+                if cut <= 0:
+                    break
+                ancestor = ancestor[:cut]
+                implicit.setdefault(ancestor, lineno)
             continue
         assign = _ASSIGN.match(line)
         if assign:
@@ -60,6 +68,8 @@ def line_index(text: str) -> dict[str, int]:
             for quote in ('"""', "'''"):
                 if rest.count(quote) == 1:
                     in_multiline = quote
+    for path, lineno in implicit.items():
+        index.setdefault(path, lineno)
     return index
 
 

@@ -142,7 +142,7 @@ class AuditSettings(StrictModel):
 class SqlStore(StrictModel):
     """``[stores.NAME]`` with ``kind = "sql"``: a database reached through SQLAlchemy."""
 
-    kind: Literal["sql"]
+    kind: Literal["sql"] = Field(description="Selects this kind of store: a SQL database.")
     url: StrictStr | None = Field(None, description="SQLAlchemy URL without a password.")
     url_env: EnvName | None = Field(None, description="Environment variable holding the URL.")
     url_credential: CredentialName | None = Field(None, description="systemd credential holding the URL.")
@@ -163,7 +163,7 @@ class SqlStore(StrictModel):
 class S3Store(StrictModel):
     """``[stores.NAME]`` with ``kind = "s3"``: AWS S3 or an S3-compatible endpoint."""
 
-    kind: Literal["s3"]
+    kind: Literal["s3"] = Field(description="Selects this kind of store: an S3 (or S3-compatible) object store.")
     region: StrictStr = Field("us-east-1", min_length=1, description="AWS region.")
     endpoint_url: StrictStr | None = Field(None, description="Endpoint of an S3-compatible store.")
     endpoint_url_env: EnvName | None = Field(None, description="Environment variable holding the endpoint URL.")
