@@ -117,6 +117,13 @@ class Outcome(str, Enum):
     SKIPPED = "skipped"
 
 
+class GuardDecision(str, Enum):
+    """What became of a run that would exceed ``max_fraction_per_run``."""
+
+    STOPPED = "stopped"
+    ALLOWED = "allowed"  # the operator passed --allow-large for this run
+
+
 class HoldKind(str, Enum):
     """The kind of a hold (holds.toml ``kind``)."""
 
@@ -363,6 +370,7 @@ class Batch(Event):
     refs: Refs = ()
     prefix: Name | None = None  # S3 prefix label of the target, when it has one
     prior_versions: int = 0  # history rows / noncurrent versions removed with these records
+    holds: Names = ()  # outcome "held": the hold(s) that kept these records
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -381,6 +389,7 @@ class GuardTripped(Event):
     would_act: int
     total: int
     limit: int
+    decision: GuardDecision = GuardDecision.STOPPED
 
 
 @dataclass(frozen=True)

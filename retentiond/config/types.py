@@ -19,7 +19,7 @@ from retentiond.config.durations import RetentionPeriod, format_operational, par
 # ASCII only on purpose: fullwidth or other look-alike letters must never reach SQL text.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}", re.ASCII)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}", re.ASCII)
-_HOLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", re.ASCII)
+_HOLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}", re.ASCII)
@@ -57,7 +57,7 @@ def check_name(value: str) -> str:
 def _check_hold_id(value: str) -> str:
     if not isinstance(value, str) or not _HOLD_ID.fullmatch(value):
         raise ValueError(
-            f"invalid hold id {value!r}: use ASCII letters, digits and . _ : - (at most 128)"
+            f"invalid hold id {value!r}: use ASCII letters, digits and . _ - (at most 128)"
         )
     return value
 

@@ -1,0 +1,412 @@
+"""``retentiond plan`` and ``retentiond run``: one pass over the selected categories.
+
+The plan and the run share the selection code (SPEC §4 rule 8): ``plan`` counts with the
+same conditions the batches use; ``run --dry-run`` walks the same batches and stops short
+of the write. Flow of a real run:
+
+1. one ``run_start``; refuse when a database clock is off by more than ``max_clock_skew``;
+2. holds read (fail closed); the outbox of every store relayed (crash recovery: ``reconciled``);
+3. ``run_started`` with every cutoff;
+4. per category: bind targets, check the blast-radius guard from the plan, then batches —
+   holds re-read before each, each batch's outcome relayed from the outbox to the ledger;
+5. held rows counted per hold; ``run_finished``; a signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Sequence
+
+import sqlalchemy as sa
+
+from retentiond.audit.events import Batch, ConfigRejected, GuardTripped, Reconciled, RunFinished, RunInterrupted, RunStarted
+from retentiond.audit.ledger import DuplicateBatch
+from retentiond.audit.refs import split_refs
+from retentiond.config.holds import Hold
+from retentiond.config.loader import LoadedConfig
+from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.logs import get_logger
+from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
+from retentiond.actions.targets import StoreHandle, cutoffs, s3_workers, sql_workers
+from retentiond.stores.sql.outbox import Outbox, OutboxRow
+from retentiond.stores.sql.worker import Counts, Cursor, TargetWorker
+
+log = get_logger("retentiond.run")
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class TargetReport:
+    """Figures of one (category, target) in a plan or a run."""
+
+    category: str
+    store: str
+    target: str
+    action: str
+    cutoff: datetime
+    total: int = 0
+    eligible: int = 0
+    held: dict[str, int] = field(default_factory=dict)
+    prior_versions_eligible: int = 0
+    guard: str = "ok"  # ok | tripped | allowed
+    acted: int = 0
+    prior_versions_deleted: int = 0
+    batches: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        out = dict(self.__dict__)
+        out["cutoff"] = self.cutoff.isoformat()
+        return out
+
+
+@dataclass
+class RunReport:
+    """The outcome of a plan or a run."""
+
+    run_id: str
+    run_start: datetime
+    mode: str  # plan | dry-run | run
+    targets: list[TargetReport] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """Return 1 when any category failed, else 0."""
+        return 1 if self.failed else 0
+
+    def totals(self) -> dict[str, int]:
+        """Return record counts per outcome over every target."""
+        counts: Counter[str] = Counter()
+        for t in self.targets:
+            counts["deleted" if t.action == "delete" else "anonymized"] += t.acted
+            counts["prior_versions"] += t.prior_versions_deleted
+            counts["held"] += sum(t.held.values())
+        return dict(counts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "run_id": self.run_id,
+            "run_start": self.run_start.isoformat(),
+            "mode": self.mode,
+            "targets": [t.as_dict() for t in self.targets],
+            "failed": self.failed,
+            "interrupted": self.interrupted,
+            "totals": self.totals(),
+        }
+
+
+def check_clock(engine: sa.Engine, max_skew: timedelta, store: str) -> None:
+    """Refuse to compute cutoffs when the database clock differs from ours by more than ``max_skew``.
+
+    Raises:
+        TemporaryFailure: the skew is too large, or the database is unreachable.
+    """
+    if engine.dialect.name != "postgresql":
+        return  # SQLite has no clock of its own: it is this host's
+    try:
+        with engine.connect() as conn:
+            before = datetime.now(timezone.utc)
+            db_now = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+            after = datetime.now(timezone.utc)
+    except sa.exc.OperationalError as exc:
+        raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
+    ours = before + (after - before) / 2
+    skew = abs(db_now - ours)
+    if skew > max_skew:
+        raise TemporaryFailure(
+            f"store {store!r}: database clock differs from this host's by {skew.total_seconds():.0f}s "
+            f"(max_clock_skew {max_skew.total_seconds():.0f}s); refusing to compute cutoffs"
+        )
+
+
+class Runner:
+    """One plan or run over the selected categories."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        categories: Sequence[str] = (),
+        mode: str = "run",
+        allow_large: bool = False,
+        now: datetime | None = None,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        settings = loaded.settings
+        unknown = [c for c in categories if c not in settings.categories]
+        if unknown:
+            from retentiond.errors import UsageError
+
+            raise UsageError(f"unknown category: {', '.join(unknown)} (known: {', '.join(settings.categories)})")
+        self.loaded = loaded
+        self.settings = settings
+        self.categories = list(categories) or list(settings.categories)
+        self.mode = mode
+        self.allow_large = allow_large
+        self.run_start = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self.run_id = str(uuid.uuid4())
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.report = RunReport(self.run_id, self.run_start, mode)
+        self.audit: AuditHandles | None = None
+        self.stores: dict[str, StoreHandle] = {}
+        self.watcher: HoldWatcher | None = None
+
+    @property
+    def writes(self) -> bool:
+        """Return True for a real run (plan and dry-run write nothing, not even to the ledger)."""
+        return self.mode == "run"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def execute(self) -> RunReport:
+        """Plan or run; return the report.
+
+        Raises:
+            ConfigError: keys or targets unusable before anything ran.
+            HoldsUnavailable: the holds file is invalid at start (audited on a real run).
+            TemporaryFailure: a store or the ledger is unreachable, or clocks disagree.
+        """
+        started = time.monotonic()
+        try:
+            self._open()
+            holds = self._holds()
+            if self.writes:
+                self._reconcile()
+                assert self.audit is not None
+                cuts = cutoffs(self.loaded, self.run_start)
+                self.audit.ledger.append(
+                    RunStarted(run_start=self.run_start, cutoffs={c: cuts[c] for c in self.categories},
+                               config_sha256=self.loaded.sha256),
+                    run_id=self.run_id,
+                )
+                log.info("run started", run_id=self.run_id, categories=len(self.categories), run_start=self.run_start.isoformat())
+            for category in self.categories:
+                if self.stop.is_set():
+                    break
+                try:
+                    self._category(category, holds)
+                except HoldsUnavailable:
+                    raise
+                except (ConfigError, TemporaryFailure, sa.exc.SQLAlchemyError) as exc:
+                    self._fail(category, exc)
+            self._finish(started)
+        except HoldsUnavailable as exc:
+            self._holds_rejected(exc)
+            raise
+        finally:
+            self._close()
+        return self.report
+
+    def _open(self) -> None:
+        if self.writes:
+            self.audit = open_audit(self.loaded)
+        key = hmac_key(self.loaded) if self.writes else b"retentiond-plan-only-key"
+        self._pseudonym_key = key
+        names = {t.store for c in self.categories for t in self.settings.categories[c].sql}
+        for name in sorted(names):
+            engine = store_engine(self.loaded, name)
+            check_clock(engine, self.settings.daemon.max_clock_skew, name)
+            outbox = Outbox(engine)
+            if self.writes:
+                try:
+                    outbox.ensure()
+                except sa.exc.OperationalError as exc:
+                    raise TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}") from None
+            self.stores[name] = StoreHandle(name, engine, outbox)
+        self.watcher = HoldWatcher(
+            self.loaded,
+            ledger=self.audit.ledger if self.audit else None,
+            refs=self.audit.refs if self.audit else None,
+            run_id=self.run_id,
+            record_changes=self.writes,
+        )
+
+    def _close(self) -> None:
+        for handle in self.stores.values():
+            handle.engine.dispose()
+        if self.audit is not None:
+            self.audit.close()
+
+    def _holds(self) -> list[Hold]:
+        assert self.watcher is not None
+        return self.watcher.protecting(datetime.now(timezone.utc))
+
+    def _holds_rejected(self, exc: HoldsUnavailable) -> None:
+        log.error("holds file unusable: no deletion until it is fixed", run_id=self.run_id, issues=len(exc.issues))
+        if self.audit is not None and self.writes:
+            try:
+                self.audit.ledger.append(ConfigRejected(source="holds", file_sha256=None, issue_count=len(exc.issues)),
+                                         run_id=self.run_id)
+                self.audit.ledger.append(RunInterrupted(reason="holds_invalid", counts=self.report.totals()), run_id=self.run_id)
+                self.audit.ledger.checkpoint(self.audit.signer, run_id=self.run_id)
+            except RetentiondError:
+                log.error("could not audit the holds failure", run_id=self.run_id)
+
+    # -- crash recovery ----------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Relay outcomes a crashed run committed but did not audit (exactly once)."""
+        assert self.audit is not None
+        for handle in self.stores.values():
+            pending = handle.outbox.pending()
+            if not pending:
+                continue
+            completed = self._relay(handle.outbox, pending)
+            self.audit.ledger.append(Reconciled(intents=len(pending), completed=completed, abandoned=0), run_id=self.run_id)
+            log.warning("reconciled outcomes of an interrupted run", store=handle.name, batches=len(pending), appended=completed)
+
+    def _relay(self, outbox: Outbox, rows: list[OutboxRow]) -> int:
+        """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
+        assert self.audit is not None
+        ledger = self.audit.ledger
+        appended = 0
+        for row in rows:
+            event = Batch(
+                batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
+                action=row.action, outcome=row.outcome, count=row.count, refs=split_refs(row.refs),
+                prior_versions=row.prior_versions,
+            )
+            try:
+                ledger.append(event, run_id=row.run_id)
+                appended += 1
+            except DuplicateBatch:
+                pass  # appended before a crash; only the outbox row was left
+        outbox.remove([r.batch_id for r in rows])
+        return appended
+
+    # -- one category ------------------------------------------------------------------------
+
+    def _category(self, category: str, holds: list[Hold]) -> None:
+        cat = self.settings.categories[category]
+        workers = self._workers(category)
+        reports: list[tuple[TargetWorker, TargetReport]] = []
+        for worker in workers:
+            counts = worker.counts(holds, self.run_start)
+            report = self._target_report(worker, counts)
+            reports.append((worker, report))
+            self.report.targets.append(report)
+        tripped = [r for _, r in reports if r.guard != "ok"]
+        for r in tripped:
+            if self.writes:
+                assert self.audit is not None
+                self.audit.ledger.append(
+                    GuardTripped(category=category, store=r.store, target=r.target, would_act=r.eligible, total=r.total,
+                                 limit=int(self.settings.daemon.max_fraction_per_run * r.total),
+                                 decision="allowed" if r.guard == "allowed" else "stopped"),
+                    run_id=self.run_id,
+                )
+            log.warning("blast-radius guard", category=category, target=r.target, would_act=r.eligible, total=r.total,
+                        allowed=r.guard == "allowed")
+        if self.mode == "plan":
+            return  # the plan shows the guard per target; only a run fails on it
+        if any(r.guard == "tripped" for r in tripped):
+            self.report.failed[category] = "guard_tripped: would act on more than max_fraction_per_run; rerun with --allow-large to allow it once"
+            return
+        for worker, report in reports:
+            self._drain(worker, report, holds)
+            if self.stop.is_set():
+                return
+        log.info("category done", category=category, action=cat.action,
+                 acted=sum(r.acted for _, r in reports), prior_versions=sum(r.prior_versions_deleted for _, r in reports))
+
+    def _workers(self, category: str) -> list[Any]:
+        """Return the workers of every target of ``category`` (SQL, then S3)."""
+        refs = self.audit.refs if self.audit else None
+        workers: list[Any] = list(sql_workers(self.loaded, category, self.stores, self.run_start, refs, self._pseudonym_key))
+        workers += s3_workers(self, category)
+        return workers
+
+    def _target_report(self, worker: TargetWorker, counts: Counts) -> TargetReport:
+        report = TargetReport(
+            category=worker.category, store=worker.store, target=worker.target_name, action=worker.action,
+            cutoff=worker.cutoff, total=counts.total, eligible=counts.eligible, held=counts.held,
+            prior_versions_eligible=counts.history_expired,
+        )
+        limit = self.settings.daemon.max_fraction_per_run
+        if counts.total and counts.eligible / counts.total > limit:
+            report.guard = "allowed" if self.allow_large else "tripped"
+        return report
+
+    def _drain(self, worker: TargetWorker, report: TargetReport, holds: list[Hold]) -> None:
+        """Run batches until the target is done, holds re-read before each batch."""
+        pause = self.settings.daemon.pause_between_batches.total_seconds()
+        for history in (False, True):
+            if history and not worker.has_history:
+                continue
+            cursor = Cursor()
+            while not self.stop.is_set():
+                holds = self._holds()
+                if history:
+                    result = worker.run_history_batch(cursor, holds, self.run_start, self.run_id, dry_run=not self.writes)
+                else:
+                    result = worker.run_batch(cursor, holds, self.run_start, self.run_id, dry_run=not self.writes)
+                if result.selected:
+                    report.batches += 1
+                if result.outbox:
+                    self._relay(worker.outbox, result.outbox)
+                report.acted += result.touched
+                report.prior_versions_deleted += result.history
+                if self.progress and result.touched:
+                    self.progress(report.target, result.touched)
+                if result.exhausted:
+                    break
+                if pause and self.stop.wait(pause):
+                    break
+        if self.writes and not self.stop.is_set():
+            self._audit_held(worker, report)
+
+    def _audit_held(self, worker: TargetWorker, report: TargetReport) -> None:
+        """Count what holds kept from this target and audit it per hold (counts, no refs)."""
+        assert self.audit is not None
+        holds = self._holds()
+        report.held = worker.counts(holds, self.run_start).held
+        for hold_id, count in sorted(report.held.items()):
+            self.audit.ledger.append(
+                Batch(batch_id=str(uuid.uuid4()), category=worker.category, store=worker.store, target=worker.target_name,
+                      action=worker.action, outcome="held", count=count, holds=(hold_id,)),
+                run_id=self.run_id,
+            )
+
+    def _fail(self, category: str, exc: Exception) -> None:
+        reason = type(exc).__name__
+        message = str(exc) if isinstance(exc, RetentiondError) else reason
+        self.report.failed[category] = message
+        log.error("category failed", category=category, error=reason, detail=message if isinstance(exc, RetentiondError) else None)
+        if self.writes and self.audit is not None:
+            cat = self.settings.categories[category]
+            for target in cat.sql or []:
+                self.audit.ledger.append(
+                    Batch(batch_id=str(uuid.uuid4()), category=category, store=target.store, target=target.table,
+                          action=cat.action, outcome="failed", count=0),
+                    run_id=self.run_id,
+                )
+
+    def _finish(self, started: float) -> None:
+        if not self.writes:
+            return
+        assert self.audit is not None
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if self.stop.is_set():
+            self.report.interrupted = True
+            self.audit.ledger.append(RunInterrupted(reason="stop_requested", counts=self.report.totals()), run_id=self.run_id)
+            log.warning("run interrupted", run_id=self.run_id, **self.report.totals())
+        else:
+            self.audit.ledger.append(
+                RunFinished(counts=self.report.totals(), failed_categories=tuple(self.report.failed), duration_ms=duration_ms),
+                run_id=self.run_id,
+            )
+            log.info("run finished", run_id=self.run_id, duration_ms=duration_ms, failed=len(self.report.failed), **self.report.totals())
+        self.audit.ledger.checkpoint(self.audit.signer, run_id=self.run_id)

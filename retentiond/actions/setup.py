@@ -1,0 +1,104 @@
+"""Open what actions need from a loaded configuration: the ledger, its keys, store engines.
+
+Secrets are read here, at use time, from ``*_env`` / ``*_credential`` / ``*_file``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from retentiond.audit.ledger import Ledger
+from retentiond.audit.refs import RefMaker
+from retentiond.audit.signing import Signer
+from retentiond.config.loader import LoadedConfig
+from retentiond.config.models import SqlStore
+from retentiond.config.secrets import read_secret, read_secret_text
+from retentiond.errors import ConfigError, ConfigIssue
+from retentiond.stores.sql.engine import make_engine
+
+
+def ledger_url(loaded: LoadedConfig) -> str:
+    """Return the ledger's URL: configured, or the SQLite file ``audit.db`` in ``state_dir``."""
+    audit = loaded.settings.audit
+    url = read_secret_text(audit, "url", "audit", base_dir=loaded.directory)
+    if url:
+        return url
+    loaded.state_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{loaded.state_dir / 'audit.db'}"
+
+
+def hmac_key(loaded: LoadedConfig) -> bytes:
+    """Return the key of record refs.
+
+    Raises:
+        ConfigError: none configured, or unreadable.
+    """
+    key = read_secret(loaded.settings.audit, "hmac_key", "audit", base_dir=loaded.directory)
+    if not key:
+        raise ConfigError([ConfigIssue("audit.hmac_key_credential", "required: the key of record refs (hmac_key_env, hmac_key_credential or hmac_key_file)")])
+    return key
+
+
+def signer(loaded: LoadedConfig) -> Signer:
+    """Return the checkpoint signer.
+
+    Raises:
+        ConfigError: no signing key configured, or it is not an Ed25519 private key.
+    """
+    pem = read_secret(loaded.settings.audit, "signing_key", "audit", base_dir=loaded.directory)
+    if not pem:
+        raise ConfigError([ConfigIssue("audit.signing_key_credential", "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential or signing_key_file; `retentiond audit keygen` makes one)")])
+    try:
+        return Signer.from_pem(pem)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([ConfigIssue("audit.signing_key", f"not an Ed25519 private key in PEM: {exc}")]) from None
+
+
+@dataclass
+class AuditHandles:
+    """An open ledger with the keys a run writes with."""
+
+    ledger: Ledger
+    refs: RefMaker
+    signer: Signer
+
+    def close(self) -> None:
+        """Close the ledger."""
+        self.ledger.close()
+
+
+def open_audit(loaded: LoadedConfig) -> AuditHandles:
+    """Return the ledger, ref maker and signer for a run.
+
+    Raises:
+        ConfigError: a key is missing or invalid.
+        TemporaryFailure: the ledger database is unreachable.
+    """
+    key = hmac_key(loaded)
+    sign = signer(loaded)
+    try:
+        refs = RefMaker(key)
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue("audit.hmac_key", str(exc))]) from None
+    ledger = Ledger.open(ledger_url(loaded), loaded.settings.audit.ledger_id)
+    return AuditHandles(ledger=ledger, refs=refs, signer=sign)
+
+
+def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
+    """Return an engine for SQL store ``name``.
+
+    Raises:
+        ConfigError: the URL is missing or unusable.
+    """
+    store = loaded.settings.stores[name]
+    assert isinstance(store, SqlStore)
+    url = read_secret_text(store, "url", f"stores.{name}", base_dir=loaded.directory)
+    if not url:
+        raise ConfigError([ConfigIssue(f"stores.{name}.url_env", "the store's URL is empty")])
+    try:
+        return make_engine(url, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigError([ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]) from None

@@ -1,0 +1,129 @@
+"""Build the workers of a run: one per (category, target), with the claims of other
+categories on the same table, bound to reflected tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from retentiond.audit.refs import RefMaker
+from retentiond.config.loader import LoadedConfig
+from retentiond.config.models import SqlStore
+from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
+from retentiond.stores.sql.anonymize import Pseudonymizer
+from retentiond.stores.sql.binding import BoundTarget, bind_target
+from retentiond.stores.sql.outbox import Outbox
+from retentiond.stores.sql.predicates import Claim
+from retentiond.stores.sql.worker import TargetWorker
+
+
+@dataclass
+class StoreHandle:
+    """An open SQL store: its engine, its outbox and the tables reflected so far."""
+
+    name: str
+    engine: sa.Engine
+    outbox: Outbox
+    metadata: sa.MetaData = field(default_factory=sa.MetaData)
+    bound: dict[tuple[str, int], BoundTarget] = field(default_factory=dict)
+
+    def bind(self, category: str, index: int, loaded: LoadedConfig) -> BoundTarget:
+        """Return the category's target ``index`` bound to its reflected table (cached).
+
+        Raises:
+            ConfigError: a table or column is missing or unusable.
+            TemporaryFailure: the database is unreachable.
+        """
+        key = (category, index)
+        if key not in self.bound:
+            target = loaded.settings.categories[category].sql[index]
+            try:
+                with self.engine.connect() as conn:
+                    self.bound[key] = bind_target(conn, category, index, target, self.metadata)
+            except sa.exc.OperationalError as exc:
+                raise TemporaryFailure(f"store {self.name!r} unreachable: {type(exc.orig).__name__}") from None
+        return self.bound[key]
+
+
+def cutoffs(loaded: LoadedConfig, run_start: datetime) -> dict[str, datetime]:
+    """Return each category's cutoff: ``run_start - retain`` (SPEC §4 rule 3)."""
+    return {name: c.retain.before(run_start) for name, c in loaded.settings.categories.items()}
+
+
+def sql_workers(
+    loaded: LoadedConfig,
+    category: str,
+    stores: dict[str, StoreHandle],
+    run_start: datetime,
+    refs: RefMaker | None,
+    pseudonym_key: bytes,
+) -> list[TargetWorker]:
+    """Return one worker per SQL target of ``category``.
+
+    Raises:
+        ConfigError: a target cannot be bound (missing table, column, wrong type).
+        TemporaryFailure: a store is unreachable.
+    """
+    settings = loaded.settings
+    cat = settings.categories[category]
+    cuts = cutoffs(loaded, run_start)
+    daemon = settings.daemon
+    workers: list[TargetWorker] = []
+    for index, target in enumerate(cat.sql):
+        handle = stores[target.store]
+        bound = handle.bind(category, index, loaded)
+        acting = Claim(bound, cat.action, cuts[category])
+        others: list[Claim] = []
+        for other_name, other in settings.categories.items():
+            for j, other_target in enumerate(other.sql):
+                if other_target.store == target.store and other_target.table == target.table and (other_name, j) != (category, index):
+                    others.append(Claim(handle.bind(other_name, j, loaded), other.action, cuts[other_name]))
+        store = settings.stores[target.store]
+        assert isinstance(store, SqlStore)
+        prior = cat.prior_versions.before(run_start) if cat.prior_versions is not None else None
+        workers.append(
+            TargetWorker(
+                handle.engine, acting, others,
+                batch_size=daemon.batch_size,
+                lock_timeout=store.lock_timeout,
+                statement_timeout=store.statement_timeout,
+                refs_of=_refs_of(refs),
+                pseudonym=Pseudonymizer(pseudonym_key),
+                outbox=handle.outbox,
+                prior_versions_cutoff=prior,
+            )
+        )
+    return workers
+
+
+def s3_workers(runner: Any, category: str) -> list[Any]:
+    """Return one worker per S3 target of ``category`` (none until the S3 engine provides them).
+
+    The S3 engine's workers offer what ``TargetWorker`` offers to the run driver: ``category``,
+    ``action``, ``cutoff``, ``store``, ``target_name``, ``has_history``, ``outbox`` (with
+    ``remove``), ``counts()``, ``run_batch()`` and ``run_history_batch()``.
+    """
+    cat = runner.settings.categories[category]
+    if not cat.s3:
+        return []
+    try:
+        from retentiond.actions.s3targets import s3_workers as build
+    except ModuleNotFoundError:
+        raise ConfigError([ConfigIssue(f"categories.{category}.s3", "S3 targets are not supported by this build yet")]) from None
+    return list(build(runner, category))
+
+
+def _refs_of(refs: RefMaker | None) -> Any:
+    def make(store: str, table: str, keys: list[tuple[Any, ...]]) -> bytes:
+        if refs is None:
+            return b""
+        return b"".join(refs.sql_many(store, table, keys))
+
+    return make
+
+
+__all__ = ["ConfigError", "StoreHandle", "cutoffs", "sql_workers"]

@@ -1,0 +1,107 @@
+"""``retentiond plan``, ``retentiond run`` and ``retentiond explain``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from retentiond.cli.context import AppContext, common_options, pass_app
+from retentiond.cli.render import table
+from retentiond.errors import ExitCode
+
+
+def _held(held: dict[str, int]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in sorted(held.items())) or "-"
+
+
+def _render(report: Any, *, planned: bool) -> str:
+    rows = []
+    for t in report.targets:
+        rows.append((
+            t.category, f"{t.store}/{t.target}", t.action, t.cutoff.isoformat(timespec="seconds"), t.total, t.eligible,
+            _held(t.held), t.prior_versions_eligible if planned else t.prior_versions_deleted,
+            t.guard if planned else t.acted,
+        ))
+    last = "guard" if planned else "acted"
+    prior = "prior versions eligible" if planned else "prior versions deleted"
+    head = ["category", "target", "action", "cutoff", "rows", "eligible", "held (per hold)", prior, last]
+    text = table(head, rows)
+    totals = report.totals()
+    lines = [text, ""]
+    if not planned:
+        lines.append(f"run {report.run_id} ({report.mode}): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+    for category, reason in sorted(report.failed.items()):
+        lines.append(f"FAILED {category}: {reason}")
+    if report.interrupted:
+        lines.append("INTERRUPTED: stopped before the next batch")
+    return "\n".join(lines)
+
+
+@click.command("plan")
+@common_options
+@click.option("--category", "categories", multiple=True, metavar="C", help="Only this category (repeatable).")
+@pass_app
+def plan_command(app: AppContext, categories: tuple[str, ...]) -> int:
+    """Show what a run would do now: per target cutoff, eligible, held per hold, prior versions, guard."""
+    from retentiond.actions.run import Runner
+
+    report = Runner(app.config(), categories=categories, mode="plan").execute()
+    if app.json:
+        app.emit_json(report.as_dict())
+    else:
+        click.echo(_render(report, planned=True))
+    return report.exit_code
+
+
+@click.command("run")
+@common_options
+@click.option("--category", "categories", multiple=True, metavar="C", help="Only this category (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Walk the same batches, write nothing.")
+@click.option("--allow-large", is_flag=True, help="Allow this run to exceed max_fraction_per_run (audited).")
+@pass_app
+def run_command(app: AppContext, categories: tuple[str, ...], dry_run: bool, allow_large: bool) -> int:
+    """Run retention now for every (or the named) category; exit 1 when any category failed."""
+    from retentiond.actions.run import Runner
+
+    progress = None
+    bar = None
+    if sys.stderr.isatty() and not app.json:
+        bar = click.progressbar(length=0, label="acting", file=sys.stderr, show_pos=True)
+
+        def progress(_: str, n: int) -> None:
+            assert bar is not None
+            bar.update(n)
+
+    runner = Runner(app.config(), categories=categories, mode="dry-run" if dry_run else "run",
+                    allow_large=allow_large, progress=progress)
+    report = runner.execute()
+    if bar is not None:
+        bar.render_finish()
+    if app.json:
+        app.emit_json(report.as_dict())
+    else:
+        click.echo(_render(report, planned=False))
+    return report.exit_code
+
+
+@click.command("explain")
+@common_options
+@click.option("--store", required=True, help="SQL store name.")
+@click.option("--table", "table_name", required=True, help="Table as configured.")
+@click.option("--key", "key", required=True, multiple=True, help="Primary key value (repeat for composite keys, in key order).")
+@pass_app
+def explain_command(app: AppContext, store: str, table_name: str, key: tuple[str, ...]) -> int:
+    """Explain why one record is kept or would be acted on: categories, age, cutoffs, holds, decision."""
+    from retentiond.actions.explain import explain
+
+    result = explain(app.config(), store, table_name, list(key))
+    if app.json:
+        app.emit_json(result.as_dict())
+    else:
+        click.echo(result.render())
+    return ExitCode.OK
+
+
+commands = [plan_command, run_command, explain_command]

@@ -1,0 +1,92 @@
+"""The transactional outbox: batch outcomes written in the same transaction as the DELETE/UPDATE.
+
+A batch's refs are inserted into ``retentiond_outbox`` in the target database inside the
+transaction that deletes or anonymizes the rows, so "rows gone" and "outcome recorded" commit
+together or not at all. A relay then appends each outbox row to the audit ledger (exactly
+once: the ledger knows every batch id) and removes it. After a crash, the next run relays
+what is left before doing anything else (``reconciled``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+OUTBOX_TABLE = "retentiond_outbox"
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """Return the outbox table definition registered on ``metadata``."""
+    if OUTBOX_TABLE in metadata.tables:
+        return metadata.tables[OUTBOX_TABLE]
+    return sa.Table(
+        OUTBOX_TABLE,
+        metadata,
+        sa.Column("batch_id", sa.String(36), primary_key=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("category", sa.String(200), nullable=False),
+        sa.Column("store", sa.String(200), nullable=False),
+        sa.Column("target", sa.String(200), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("prior_versions", sa.Integer, nullable=False, default=0),
+        sa.Column("refs", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One pending batch outcome."""
+
+    batch_id: str
+    run_id: str
+    category: str
+    store: str
+    target: str
+    action: str
+    outcome: str
+    count: int
+    prior_versions: int
+    refs: bytes
+    created_at: datetime
+
+
+class Outbox:
+    """The outbox of one SQL store."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.table = outbox_table(sa.MetaData())
+
+    def ensure(self) -> None:
+        """Create the outbox table when it does not exist yet."""
+        with self.engine.begin() as conn:
+            self.table.create(conn, checkfirst=True)
+
+    def insert(self, conn: sa.Connection, rows: list[OutboxRow]) -> None:
+        """Insert ``rows`` in the caller's transaction."""
+        if rows:
+            conn.execute(self.table.insert(), [r.__dict__ for r in rows])
+
+    def pending(self) -> list[OutboxRow]:
+        """Return the rows left by batches whose outcome has not reached the ledger, oldest first."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(OUTBOX_TABLE):
+                return []
+            result = conn.execute(sa.select(self.table).order_by(self.table.c.created_at, self.table.c.batch_id))
+            return [OutboxRow(**row._mapping) for row in result]
+
+    def remove(self, batch_ids: list[str]) -> None:
+        """Delete relayed rows."""
+        if batch_ids:
+            with self.engine.begin() as conn:
+                conn.execute(self.table.delete().where(self.table.c.batch_id.in_(batch_ids)))
+
+
+def now_utc() -> datetime:
+    """Return the current UTC time (aware)."""
+    return datetime.now(timezone.utc)

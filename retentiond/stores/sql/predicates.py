@@ -1,0 +1,174 @@
+"""SQL form of ``retentiond.policy.decide``: which rows a category may act on right now.
+
+The expressions are rebuilt from the current holds before every batch and are part of the
+DELETE/UPDATE statement itself (SPEC §4 rule 5), so a row that changed between selection
+and action — got younger, left the filter, came under a hold — is not touched. Every
+expression is two-valued (no SQL NULL leaks into a ``NOT``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from retentiond.config.holds import Hold
+from retentiond.stores.sql.binding import BoundTarget
+
+REDACTED = "[redacted]"
+PSEUDONYM_PREFIX = "anon:"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A category's claim on a bound target for this run: its action and cutoff."""
+
+    target: BoundTarget
+    action: str
+    cutoff: datetime
+
+    @property
+    def category(self) -> str:
+        """Return the category name."""
+        return self.target.category
+
+
+def covers(claim: Claim) -> ColumnElement[bool]:
+    """Return "the claim's match filters hold" (NULL never matches)."""
+    t = claim.target
+    conditions = [t.table.c[col].is_not_distinct_from(sa.literal(value, t.table.c[col].type))
+                  for col, value in (t.config.match or {}).items()]
+    return sa.and_(sa.true(), *conditions)
+
+
+def expired(claim: Claim) -> ColumnElement[bool]:
+    """Return "age is not NULL and strictly before the cutoff"."""
+    t = claim.target
+    age = t.table.c[t.age.name]
+    return sa.and_(age.is_not(None), age < sa.literal(t.instant(claim.cutoff), age.type))
+
+
+def _in_subjects(target: BoundTarget, subjects: Sequence[str]) -> ColumnElement[bool]:
+    assert target.subject is not None
+    subject = target.table.c[target.subject.name]
+    if target.dialect == "postgresql":
+        # One bound array parameter, however many subjects a hold names.
+        array = sa.bindparam(None, list(subjects), type_=postgresql.ARRAY(sa.Text))
+        return sa.and_(subject.is_not(None), sa.cast(subject, sa.Text) == sa.any_(array))
+    return sa.and_(subject.is_not(None), sa.cast(subject, sa.Text).in_(list(subjects)))
+
+
+def held_by(hold: Hold, covering: Sequence[Claim], run_start: datetime) -> ColumnElement[bool]:
+    """Return "``hold`` covers the row through one of the ``covering`` claims"."""
+    alternatives: list[ColumnElement[bool]] = []
+    for claim in covering:
+        if not hold.covers_category(claim.category):
+            continue
+        t = claim.target
+        parts: list[ColumnElement[bool]] = [covers(claim)]
+        if hold.subjects is not None and t.subject is not None:
+            parts.append(_in_subjects(t, hold.subjects))
+        if hold.keep_younger_than is not None:
+            age = t.table.c[t.age.name]
+            floor = t.instant(hold.keep_younger_than.before(run_start))
+            parts.append(sa.or_(age.is_(None), age > sa.literal(floor, age.type)))
+        alternatives.append(sa.and_(*parts))
+    return sa.or_(sa.false(), *alternatives)
+
+
+def any_held(holds: Sequence[Hold], covering: Sequence[Claim], run_start: datetime) -> ColumnElement[bool]:
+    """Return "any of ``holds`` covers the row"."""
+    return sa.or_(sa.false(), *(held_by(h, covering, run_start) for h in holds))
+
+
+def eligible(
+    acting: Claim,
+    others: Sequence[Claim],
+    holds: Sequence[Hold],
+    run_start: datetime,
+    *,
+    ignore_holds: bool = False,
+) -> ColumnElement[bool]:
+    """Return the condition under which ``acting`` acts on a row (SPEC §4 rules 1, 3, 4).
+
+    ``others`` are the claims of other categories on the same table. With ``ignore_holds``,
+    the condition of "would act if no hold existed" (used to count held rows).
+    """
+    parts: list[ColumnElement[bool]] = [covers(acting), expired(acting)]
+    if not ignore_holds:
+        parts.append(sa.not_(any_held(holds, [acting, *others], run_start)))
+    if acting.action == "delete":
+        for other in others:
+            parts.append(sa.or_(sa.not_(covers(other)), expired(other)))
+    return sa.and_(*parts)
+
+
+def not_anonymized(target: BoundTarget) -> ColumnElement[bool]:
+    """Return "some anonymized column still holds an original value".
+
+    Together with the strategies' outputs this makes anonymization idempotent: a rerun
+    selects nothing it already rewrote.
+    """
+    parts: list[ColumnElement[bool]] = []
+    for name, strategy in (target.config.anonymize or {}).items():
+        col = target.table.c[name]
+        present = col.is_not(None)
+        if strategy == "null":
+            parts.append(present)
+        elif strategy == "redact":
+            parts.append(sa.and_(present, col != REDACTED))
+        elif strategy.startswith("fixed:"):
+            parts.append(sa.and_(present, col != sa.literal(fixed_value(col, strategy), col.type)))
+        elif strategy == "hmac":
+            parts.append(sa.and_(present, sa.not_(col.like(PSEUDONYM_PREFIX + "%"))))
+        elif strategy == "truncate_ip":
+            text = sa.cast(col, sa.Text) if target.dialect == "postgresql" else col
+            v4_done = sa.and_(text.like("%.0"), sa.not_(text.like("%:%")))
+            v6_done = sa.and_(text.like("%::"), sa.not_(text.like("%:%:%:%::")))
+            parts.append(sa.and_(present, sa.not_(sa.or_(v4_done, v6_done))))
+        elif strategy in ("year", "month"):
+            fields = ["day"] if strategy == "month" else ["month", "day"]
+            first = [sa.extract(f, col) != 1 for f in fields]
+            if isinstance(col.type, sa.DateTime):
+                first += [sa.extract(f, col) != 0 for f in ("hour", "minute", "second")]
+            parts.append(sa.and_(present, sa.or_(*first)))
+        else:  # pragma: no cover - validation refuses unknown strategies
+            raise ValueError(f"unknown strategy {strategy!r}")
+    return sa.or_(sa.false(), *parts)
+
+
+def fixed_value(col: sa.Column, strategy: str) -> object:
+    """Return the value of a ``fixed:<value>`` strategy converted to the column's Python type."""
+    raw = strategy.removeprefix("fixed:")
+    try:
+        python_type = col.type.python_type
+    except NotImplementedError:
+        return raw
+    if python_type is int:
+        return int(raw)
+    if python_type is bool:
+        return raw.lower() in ("1", "true", "yes")
+    return raw
+
+
+SQL_STRATEGIES = ("null", "redact")
+
+
+def sql_assignments(target: BoundTarget) -> dict[str, ColumnElement[object]] | None:
+    """Return column → SQL expression when every strategy can run inside the UPDATE, else None."""
+    out: dict[str, ColumnElement[object]] = {}
+    for name, strategy in (target.config.anonymize or {}).items():
+        col = target.table.c[name]
+        if strategy == "null":
+            out[name] = sa.null()
+        elif strategy == "redact":
+            out[name] = sa.literal(REDACTED, col.type)
+        elif strategy.startswith("fixed:"):
+            out[name] = sa.literal(fixed_value(col, strategy), col.type)
+        else:
+            return None
+    return out

@@ -1,0 +1,326 @@
+"""Select and act on one SQL target in bounded, keyset-paginated batches.
+
+Each batch is one short transaction: select the next ``batch_size`` candidate keys after
+the previous batch's last (age, key) — an index range, never a rescan from the start —
+then DELETE or UPDATE those keys with the full eligibility condition repeated in the
+statement, RETURNING what it really touched; delete the touched rows' prior versions; and
+write the outcome with its refs to the outbox, all before COMMIT.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from retentiond.config.holds import Hold
+from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
+from retentiond.stores.sql.binding import BoundTarget
+from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
+from retentiond.stores.sql.predicates import Claim, covers, eligible, held_by, not_anonymized, sql_assignments
+
+RefsOf = Callable[[str, str, list[tuple[Any, ...]]], bytes]
+
+
+@dataclass
+class BatchResult:
+    """What one batch did; keys never leave this module except as refs in the outbox."""
+
+    selected: int
+    touched: int
+    history: int
+    outbox: list[OutboxRow] = field(default_factory=list)
+    exhausted: bool = False
+
+
+@dataclass
+class Cursor:
+    """Keyset position: the (age, key...) of the last row of the previous batch."""
+
+    after: tuple[Any, ...] | None = None
+
+
+@dataclass
+class Counts:
+    """Plan figures of one target."""
+
+    total: int
+    eligible: int
+    held: dict[str, int]
+    history_expired: int
+
+
+def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout: timedelta) -> None:
+    # set_config(..., true) is SET LOCAL with bound values: scoped to this batch's transaction.
+    conn.execute(
+        sa.select(
+            sa.func.set_config("lock_timeout", f"{int(lock_timeout.total_seconds() * 1000)}ms", True),
+            sa.func.set_config("statement_timeout", f"{int(statement_timeout.total_seconds() * 1000)}ms", True),
+        )
+    )
+
+
+class TargetWorker:
+    """Plans and executes one category's claim on one table."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        acting: Claim,
+        others: Sequence[Claim],
+        *,
+        batch_size: int,
+        lock_timeout: timedelta,
+        statement_timeout: timedelta,
+        refs_of: RefsOf,
+        pseudonym: Pseudonymizer,
+        outbox: Outbox,
+        prior_versions_cutoff: datetime | None,
+    ) -> None:
+        self.engine = engine
+        self.acting = acting
+        self.others = list(others)
+        self.target: BoundTarget = acting.target
+        self.batch_size = batch_size
+        self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
+        self.refs_of = refs_of
+        self.pseudonym = pseudonym
+        self.outbox = outbox
+        self.prior_cutoff = prior_versions_cutoff
+        self.anonymize = acting.action == "anonymize"
+
+    # -- what the run driver reads (the S3 worker offers the same) -----------------------------
+
+    @property
+    def category(self) -> str:
+        """Return the acting category."""
+        return self.acting.category
+
+    @property
+    def action(self) -> str:
+        """Return "delete" or "anonymize"."""
+        return self.acting.action
+
+    @property
+    def cutoff(self) -> datetime:
+        """Return the acting category's cutoff for this run."""
+        return self.acting.cutoff
+
+    @property
+    def store(self) -> str:
+        """Return the store name."""
+        return self.target.store
+
+    @property
+    def target_name(self) -> str:
+        """Return the target's name in reports and the ledger (the table as configured)."""
+        return self.target.table_name
+
+    @property
+    def has_history(self) -> bool:
+        """Return True when prior versions expire on their own (history table and prior_versions)."""
+        return self.target.history is not None and self.prior_cutoff is not None
+
+    # -- conditions ---------------------------------------------------------------------------
+
+    def condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
+        """Return the full condition under which this worker may touch a row now."""
+        cond = eligible(self.acting, self.others, holds, run_start)
+        if self.anonymize:
+            cond = sa.and_(cond, not_anonymized(self.target))
+        return cond
+
+    def _key_in(self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column] | None = None) -> ColumnElement[bool]:
+        cols = list(columns or self.target.key)
+        if len(cols) == 1:
+            values = [k[0] for k in keys]
+            if self.target.dialect == "postgresql":
+                return cols[0] == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(cols[0].type)))
+            return cols[0].in_(values)
+        return sa.tuple_(*cols).in_(keys)
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    def counts(self, holds: Sequence[Hold], run_start: datetime) -> Counts:
+        """Return total rows, rows this run would act on, rows held per hold, expired history rows."""
+        t = self.target.table
+        base = eligible(self.acting, self.others, holds, run_start, ignore_holds=True)
+        if self.anonymize:
+            base = sa.and_(base, not_anonymized(self.target))
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            act = conn.execute(sa.select(sa.func.count()).select_from(t).where(self.condition(holds, run_start))).scalar_one()
+            held: dict[str, int] = {}
+            covering = [self.acting, *self.others]
+            for hold in holds:
+                n = conn.execute(
+                    sa.select(sa.func.count()).select_from(t).where(sa.and_(base, held_by(hold, covering, run_start)))
+                ).scalar_one()
+                if n:
+                    held[hold.id] = int(n)
+            history = 0
+            if self.target.history is not None and self.prior_cutoff is not None:
+                history = conn.execute(
+                    sa.select(sa.func.count()).select_from(self.target.history.table).where(self._history_condition(holds, run_start))
+                ).scalar_one()
+        return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
+
+    # -- act ----------------------------------------------------------------------------------
+
+    def run_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> BatchResult:
+        """Process the next batch after ``cursor`` (advanced in place).
+
+        With ``dry_run`` the selection runs and nothing is written.
+        """
+        t = self.target
+        cond = self.condition(holds, run_start)
+        order = [t.table.c[t.age.name], *t.key]
+        anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
+        select = sa.select(*order, *anonymized_cols).where(cond)
+        if cursor.after is not None:
+            select = select.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
+        select = select.order_by(*order).limit(self.batch_size)
+        with self.engine.begin() as conn:
+            if t.dialect == "postgresql":
+                _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            rows = conn.execute(select).all()
+            if not rows:
+                return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+            cursor.after = tuple(rows[-1][: len(order)])
+            keys = [tuple(r[1 : len(order)]) for r in rows]
+            if dry_run:
+                return BatchResult(selected=len(rows), touched=len(rows), history=0, exhausted=len(rows) < self.batch_size)
+            if self.anonymize:
+                touched = self._anonymize(conn, rows, keys, cond, len(order))
+            else:
+                stmt = sa.delete(t.table).where(self._key_in(keys)).where(cond).returning(*t.key)
+                touched = [tuple(r) for r in conn.execute(stmt)]
+            history_keys: list[tuple[Any, ...]] = []
+            if t.history is not None and touched:
+                h = t.history
+                stmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
+                history_keys = [tuple(r) for r in conn.execute(stmt)]
+            out = self._outbox_rows(run_id, touched, history_keys)
+            self.outbox.insert(conn, out)
+        return BatchResult(selected=len(rows), touched=len(touched), history=len(history_keys), outbox=out,
+                           exhausted=len(rows) < self.batch_size)
+
+    def _anonymize(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], keys: list[tuple[Any, ...]],
+                   cond: ColumnElement[bool], key_end: int) -> list[tuple[Any, ...]]:
+        t = self.target
+        assignments = sql_assignments(t)
+        if assignments is not None:
+            stmt = sa.update(t.table).where(self._key_in(keys)).where(cond).values(assignments).returning(*t.key)
+            return [tuple(r) for r in conn.execute(stmt)]
+        # Some strategy needs Python (hmac, truncate_ip, year, month): one guarded UPDATE per row,
+        # which also checks the row still holds the values the new ones were computed from.
+        strategies = list((t.config.anonymize or {}).items())
+        touched: list[tuple[Any, ...]] = []
+        for row, key in zip(rows, keys):
+            old = row[key_end:]
+            new = {}
+            for (name, strategy), value in zip(strategies, old):
+                scope = f"{t.store}/{t.table_name}/{name}"
+                new[name] = rewrite(t.table.c[name], strategy, value, self.pseudonym, scope)
+            if all(new[name] == value for (name, _), value in zip(strategies, old)):
+                continue  # already in anonymized form
+            unchanged = [t.table.c[name].is_not_distinct_from(sa.literal(value, t.table.c[name].type))
+                         for (name, _), value in zip(strategies, old)]
+            stmt = (sa.update(t.table).where(self._key_in([key])).where(cond).where(*unchanged)
+                    .values(new).returning(*t.key))
+            touched.extend(tuple(r) for r in conn.execute(stmt))
+        return touched
+
+    def _outbox_rows(self, run_id: str, touched: list[tuple[Any, ...]], history: list[tuple[Any, ...]]) -> list[OutboxRow]:
+        t = self.target
+        now = now_utc()
+        out: list[OutboxRow] = []
+        if touched:
+            out.append(OutboxRow(
+                batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=t.table_name,
+                action=self.acting.action, outcome="anonymized" if self.anonymize else "deleted",
+                count=len(touched), prior_versions=len(history), refs=self.refs_of(t.store, t.table_name, touched),
+                created_at=now,
+            ))
+        if history:
+            assert t.history is not None
+            out.append(OutboxRow(
+                batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=t.history.name,
+                action="delete", outcome="deleted", count=len(history), prior_versions=0,
+                refs=self.refs_of(t.store, t.history.name, history), created_at=now,
+            ))
+        return out
+
+    # -- prior versions -------------------------------------------------------------------------
+
+    def _history_condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
+        """Return "a history row superseded before the prior-versions cutoff and not held"."""
+        t = self.target
+        h = t.history
+        assert h is not None and self.prior_cutoff is not None
+        superseded = h.superseded
+        cutoff = self._history_instant(self.prior_cutoff)
+        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key)])
+        parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
+        held_parts: list[ColumnElement[bool]] = []
+        for hold in holds:
+            if not hold.covers_category(t.category):
+                continue
+            parts: list[ColumnElement[bool]] = []
+            if hold.subjects is not None and t.subject is not None:
+                # The parent's subject decides; an orphan's subject is unknown, so it stays held.
+                held_parent = parent.where(sa.and_(covers(self.acting), held_by(hold, [self.acting], run_start)))
+                parts.append(sa.or_(sa.exists(held_parent), ~sa.exists(parent)))
+            if hold.keep_younger_than is not None:
+                floor = self._history_instant(hold.keep_younger_than.before(run_start))
+                parts.append(superseded > sa.literal(floor, superseded.type))
+            held_parts.append(sa.and_(sa.true(), *parts))
+        return sa.and_(superseded.is_not(None), superseded < sa.literal(cutoff, superseded.type),
+                       sa.not_(sa.or_(sa.false(), *held_parts)))
+
+    def _history_instant(self, value: datetime) -> datetime:
+        h = self.target.history
+        assert h is not None
+        if self.target.dialect != "sqlite" and getattr(h.superseded.type, "timezone", False):
+            return value
+        zone = self.target.age_zone or timezone.utc
+        return value.astimezone(zone).replace(tzinfo=None)
+
+    def run_history_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> BatchResult:
+        """Delete the next batch of expired prior versions (``prior_versions``) after ``cursor``."""
+        t = self.target
+        h = t.history
+        assert h is not None
+        cond = self._history_condition(holds, run_start)
+        order = [h.superseded, *h.key]
+        select = sa.select(*order).where(cond)
+        if cursor.after is not None:
+            select = select.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
+        select = select.order_by(*order).limit(self.batch_size)
+        with self.engine.begin() as conn:
+            if t.dialect == "postgresql":
+                _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            rows = conn.execute(select).all()
+            if not rows:
+                return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+            cursor.after = tuple(rows[-1])
+            keys = [tuple(r[1:]) for r in rows]
+            if dry_run:
+                return BatchResult(selected=len(rows), touched=0, history=len(rows), exhausted=len(rows) < self.batch_size)
+            stmt = sa.delete(h.table).where(self._key_in(keys, h.key)).where(cond).returning(*h.key)
+            deleted = [tuple(r) for r in conn.execute(stmt)]
+            out: list[OutboxRow] = []
+            if deleted:
+                out.append(OutboxRow(
+                    batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=h.name,
+                    action="delete", outcome="deleted", count=len(deleted), prior_versions=0,
+                    refs=self.refs_of(t.store, h.name, deleted), created_at=now_utc(),
+                ))
+                self.outbox.insert(conn, out)
+        return BatchResult(selected=len(rows), touched=0, history=len(deleted), outbox=out, exhausted=len(rows) < self.batch_size)
