@@ -33,7 +33,7 @@ from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, Te
 from retentiond.logs import get_logger
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
-from retentiond.actions.targets import StoreHandle, cutoffs, s3_workers, sql_workers
+from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
 from retentiond.stores.sql.outbox import Outbox, OutboxRow
 from retentiond.stores.sql.worker import Counts, Cursor, TargetWorker
 
@@ -219,13 +219,15 @@ class Runner:
         for name in sorted(names):
             engine = store_engine(self.loaded, name)
             check_clock(engine, self.settings.daemon.max_clock_skew, name)
-            outbox = Outbox(engine)
+            outbox = Outbox(engine, name)
             if self.writes:
                 try:
                     outbox.ensure()
                 except sa.exc.OperationalError as exc:
                     raise TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}") from None
             self.stores[name] = StoreHandle(name, engine, outbox)
+        self.recoverables: list[Any] = [h.outbox for h in self.stores.values()]
+        self.recoverables += open_s3_stores(self)
         self.watcher = HoldWatcher(
             self.loaded,
             ledger=self.audit.ledger if self.audit else None,
@@ -237,6 +239,10 @@ class Runner:
     def _close(self) -> None:
         for handle in self.stores.values():
             handle.engine.dispose()
+        for journal in getattr(self, "recoverables", []):
+            close = getattr(journal, "close", None)
+            if close is not None:
+                close()
         if self.audit is not None:
             self.audit.close()
 
@@ -260,15 +266,15 @@ class Runner:
     def _reconcile(self) -> None:
         """Relay outcomes a crashed run committed but did not audit (exactly once)."""
         assert self.audit is not None
-        for handle in self.stores.values():
-            pending = handle.outbox.pending()
+        for journal in self.recoverables:
+            pending = journal.pending()
             if not pending:
                 continue
-            completed = self._relay(handle.outbox, pending)
+            completed = self._relay(journal, pending)
             self.audit.ledger.append(Reconciled(intents=len(pending), completed=completed, abandoned=0), run_id=self.run_id)
-            log.warning("reconciled outcomes of an interrupted run", store=handle.name, batches=len(pending), appended=completed)
+            log.warning("reconciled outcomes of an interrupted run", store=journal.store_name, batches=len(pending), appended=completed)
 
-    def _relay(self, outbox: Outbox, rows: list[OutboxRow]) -> int:
+    def _relay(self, outbox: Any, rows: list[OutboxRow]) -> int:
         """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
         assert self.audit is not None
         ledger = self.audit.ledger

@@ -100,6 +100,21 @@ def sql_workers(
     return workers
 
 
+def open_s3_stores(runner: Any) -> list[Any]:
+    """Open the S3 stores the run's categories use; return their intent journals for recovery.
+
+    A journal offers ``store_name``, ``pending() -> list[OutboxRow]`` (intents resolved by
+    listing: only versions really gone come back), ``remove(batch_ids)`` and ``close()``.
+    """
+    if not any(runner.settings.categories[c].s3 for c in runner.categories):
+        return []
+    try:
+        from retentiond.actions.s3targets import open_s3_stores as open_stores
+    except ModuleNotFoundError:
+        return []  # s3_workers() reports the missing engine per category
+    return list(open_stores(runner))
+
+
 def s3_workers(runner: Any, category: str) -> list[Any]:
     """Return one worker per S3 target of ``category`` (none until the S3 engine provides them).
 

@@ -58,8 +58,9 @@ class OutboxRow:
 class Outbox:
     """The outbox of one SQL store."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, store_name: str = "") -> None:
         self.engine = engine
+        self.store_name = store_name
         self.table = outbox_table(sa.MetaData())
 
     def ensure(self) -> None:
