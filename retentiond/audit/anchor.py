@@ -81,3 +81,20 @@ class Anchor:
         except Exception as exc:
             raise TemporaryFailure(f"cannot read the anchor bucket s3://{self.bucket}: {exc.__class__.__name__}") from None
         return TrustedCheckpoint.from_json(canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}")
+
+
+def checkpoint_and_anchor(
+    ledger: Any, signer: Any, anchor: Anchor | None, *, run_id: str | None = None, if_older_than: timedelta | None = None
+) -> Entry | None:
+    """Write a checkpoint (see :meth:`Ledger.checkpoint`) and, when ``anchor`` is set, anchor it.
+
+    Returns the checkpoint entry, or None when ``if_older_than`` found none due.
+
+    Raises:
+        TemporaryFailure: the ledger is unreachable, or the checkpoint committed but could not
+            be anchored (the next checkpoint is anchored as usual).
+    """
+    entry = ledger.checkpoint(signer, run_id=run_id, if_older_than=if_older_than)
+    if entry is not None and anchor is not None:
+        anchor.put(entry)
+    return entry

@@ -52,7 +52,10 @@ class TestConcurrentWriters:
             assert list(range(1, 2001)) == [e.seq for e in entries]
             assert {"writer-a": 1000, "writer-b": 1000} == dict(Counter(e.run_id for e in entries))
             interleaved = sum(1 for a, b in zip(entries, entries[1:]) if a.run_id != b.run_id)
-            assert interleaved > 10  # the writers really ran at the same time
+            if url.startswith("postgresql"):
+                # Row-lock waiters queue fairly in PostgreSQL; SQLite's busy handler is not fair
+                # (one writer may take every turn), which is correct but not interleaved.
+                assert interleaved > 10
 
 
 class TestCrashDuringAppend:

@@ -1,0 +1,205 @@
+"""``retentiond audit …`` end to end: verify (exit 0 / 65), show, find, export, keygen, checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from retentiond.audit import Action, Batch, BatchId, Ledger, Outcome, RefMaker, RunFinished
+from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.cli.main import main
+from tests.audit.conftest import HMAC_KEY, SQLITE_TRIGGER_NAMES
+
+CONFIG = """\
+[daemon]
+holds_file = "holds.toml"
+state_dir = "state"
+
+[audit]
+url = "{url}"
+hmac_key_file = "hmac.key"
+signing_key_file = "keys/audit-signing.pem"
+
+[stores.app]
+kind = "sql"
+url_env = "RETENTIOND_APP_DB_URL"
+
+[categories.support]
+retain = "2y"
+action = "delete"
+
+  [[categories.support.sql]]
+  store = "app"
+  table = "tickets"
+  key = ["id"]
+  age_column = "closed_at"
+
+  [[categories.support.sql]]
+  store = "app"
+  table = "ticket_parts"
+  key = ["ticket_id", "part"]
+  age_column = "closed_at"
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """Exit code and output of one CLI call."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Return ``run(*args)`` calling ``retentiond.cli.main.main`` in-process."""
+    monkeypatch.delenv("RETENTIOND_CONFIG", raising=False)
+
+    def run(*args: object) -> Result:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exited.value.code
+        return Result(code if isinstance(code, int) else 0, out, err)
+
+    return run
+
+
+@pytest.fixture
+def setup(tmp_path: Path, url_factory: Callable[[], str], cli: Callable[..., Result]) -> dict[str, object]:
+    """A config with keys (made by `audit keygen`) and a ledger of two runs ending with checkpoints."""
+    url = url_factory()
+    assert 0 == cli("audit", "keygen", "--out-dir", tmp_path / "keys").code
+    (tmp_path / "hmac.key").write_bytes(HMAC_KEY)
+    (tmp_path / "holds.toml").write_text("", encoding="utf-8")
+    config = tmp_path / "retention.toml"
+    config.write_text(CONFIG.format(url=url), encoding="utf-8")
+    maker = RefMaker(HMAC_KEY)
+    with Ledger.open(url) as ledger:
+        for run, keys in (("run-1", [1, 2, 3]), ("run-2", [4, 5])):
+            refs = tuple(maker.sql_many("app", "tickets", [(k,) for k in keys]))
+            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="app", target="tickets", action=Action.DELETE,
+                                outcome=Outcome.DELETED, count=len(refs), refs=refs), run_id=run)
+            parts = (maker.sql("app", "ticket_parts", (7, "a")),)
+            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="app", target="ticket_parts",
+                                action=Action.DELETE, outcome=Outcome.HELD, count=1, refs=parts), run_id=run)
+            ledger.append(RunFinished(counts={"deleted": len(keys)}), run_id=run)
+            assert 0 == cli("audit", "checkpoint", "-c", config).code
+    return {"url": url, "config": config, "dir": tmp_path}
+
+
+def _tamper(url: str, *stmts: sa.Executable) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        else:
+            for name in SQLITE_TRIGGER_NAMES:
+                conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
+        for stmt in stmts:
+            conn.execute(stmt)
+    engine.dispose()
+
+
+class TestVerify:
+    """audit verify: 0 with a summary, 65 naming the first bad seq."""
+
+    def test_fresh_ledger_ok(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        result = cli("audit", "verify", "-c", setup["config"])
+        assert (0, True) == (result.code, result.stdout.startswith("OK ledger=retentiond entries=8 refs=7 head_seq=8"))
+
+    def test_changed_entry_exits_65_naming_seq(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        _tamper(str(setup["url"]), sa.update(entries_table).where(entries_table.c.seq == 5).values(category="billing"))
+        result = cli("audit", "verify", "-c", setup["config"])
+        assert (65, "FAILED seq 5: modified:") == (result.code, result.stdout[:23])
+
+    def test_last_three_deleted_with_trusted_checkpoint(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        trusted = Path(str(setup["dir"])) / "trusted.json"
+        shown = cli("audit", "show", "-c", setup["config"], "--event", "checkpoint", "--format", "json", "--limit", "1")
+        trusted.write_text(shown.stdout, encoding="utf-8")
+        _tamper(str(setup["url"]), sa.delete(entries_table).where(entries_table.c.seq > 5), sa.delete(refs_table).where(refs_table.c.seq > 5),
+                sa.update(head_table).values(seq=5, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 5).scalar_subquery()))
+        assert 0 == cli("audit", "verify", "-c", setup["config"]).code  # invisible without outside state
+        result = cli("audit", "verify", "-c", setup["config"], "--trusted-checkpoint", trusted)
+        assert (65, "FAILED seq 6: truncated:") == (result.code, result.stdout[:24])
+
+    def test_offline_export(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        export = Path(str(setup["dir"])) / "export.jsonl"
+        assert 0 == cli("audit", "export", "-c", setup["config"], "--format", "jsonl", "--out", export).code
+        pub = Path(str(setup["dir"])) / "keys" / "audit-signing.pub.pem"
+        ok = cli("audit", "verify", "--file", export, "--pubkey", pub)  # no config at all
+        lines = export.read_text().splitlines()
+        forged = json.loads(lines[3])
+        forged["fields"]["count"] = 2
+        lines[3] = json.dumps(forged)
+        export.write_text("\n".join(lines) + "\n")
+        bad = cli("audit", "verify", "--file", export, "--pubkey", pub, "--format", "json")
+        assert (0, 65, 3, "modified") == (ok.code, bad.code, json.loads(bad.stdout)["damage"]["seq"], json.loads(bad.stdout)["damage"]["kind"])
+
+    def test_wrong_pubkey_exits_65(self, setup: dict[str, object], cli: Callable[..., Result], tmp_path: Path) -> None:
+        cli("audit", "keygen", "--out-dir", tmp_path / "other")
+        result = cli("audit", "verify", "-c", setup["config"], "--pubkey", tmp_path / "other" / "audit-signing.pub.pem")
+        assert (65, "bad_signature") == (result.code, result.stdout.split(": ")[1])
+
+    def test_unreachable_ledger_exits_75(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        config = Path(str(setup["config"]))
+        config.write_text(config.read_text().replace(str(setup["url"]), "postgresql+psycopg://postgres@127.0.0.1:1/x"))
+        result = cli("audit", "verify", "-c", config)
+        assert (75, "Traceback" in result.stderr) == (result.code, False)
+
+    def test_missing_pubkey_file_is_usage_error(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        result = cli("audit", "verify", "-c", setup["config"], "--pubkey", "/nonexistent.pem")
+        assert (2, False) == (result.code, "Traceback" in result.stderr)
+
+
+class TestShowFindExport:
+    """show, find and export for people and spreadsheets."""
+
+    def test_show_table_and_filters(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        table = cli("audit", "show", "-c", setup["config"])
+        json_lines = cli("audit", "show", "-c", setup["config"], "--category", "support", "--format", "json").stdout.splitlines()
+        assert (0, 9, 4) == (table.code, len(table.stdout.splitlines()) - 1, len(json_lines))
+
+    def test_find_sql_key(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        hit = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "tickets", "--key", "4")
+        miss = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "tickets", "--key", "99")
+        assert (True, "run-2", True) == (hit.stdout.startswith("deleted on "), hit.stdout.split(" by run ")[1].split()[0], miss.stdout.startswith("no record"))
+
+    def test_find_composite_key_both_forms(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        repeated = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "ticket_parts", "--key", "7", "--key", "a")
+        comma = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "ticket_parts", "--key", "7,a")
+        assert (2, repeated.stdout) == (len(repeated.stdout.splitlines()), comma.stdout)
+        assert repeated.stdout.startswith("kept (held) on ")
+
+    def test_find_needs_table_or_bucket(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        assert 2 == cli("audit", "find", "-c", setup["config"], "--store", "app", "--key", "1").code
+
+    def test_csv_export(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        result = cli("audit", "export", "-c", setup["config"], "--format", "csv")
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert (8, "3", "deleted") == (len(rows), rows[0]["ref_count"], rows[0]["outcome"])
+
+    def test_no_raw_key_in_ledger(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        export = cli("audit", "export", "-c", setup["config"], "--format", "jsonl").stdout
+        assert '"ticket_id"' not in export and '"id"' not in export
+
+
+class TestKeygen:
+    """keygen writes a 0600 private key, a public key, and prints the fingerprint."""
+
+    def test_keygen(self, cli: Callable[..., Result], tmp_path: Path) -> None:
+        result = cli("audit", "keygen", "--out-dir", tmp_path)
+        mode = stat.S_IMODE(os.stat(tmp_path / "audit-signing.pem").st_mode)
+        again = cli("audit", "keygen", "--out-dir", tmp_path)
+        assert (0, 0o600, 64, 2) == (result.code, mode, len(result.stdout.strip().removeprefix("fingerprint: ")), again.code)
