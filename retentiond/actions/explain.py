@@ -104,9 +104,11 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         b = bound[(name, i)]
         decision = decide(facts, acting, others, holds, now, has_subject=b.subject is not None)
         category = settings.categories[name]
-        words = _WORDS[decision.verdict].format(action=category.action.rstrip("e"), holds=", ".join(decision.holds),
+        # "{action}d": delete -> deleted, anonymize -> anonymized.
+        words = _WORDS[decision.verdict].format(action=category.action, holds=", ".join(decision.holds),
                                                 kept_for=", ".join(decision.kept_for))
-        age = mapping.get(target.age_column)
+        # As an aware UTC instant: SQLite (and naive columns) store wall time without a zone.
+        age = _aware(mapping.get(target.age_column), b)
         result.lines.append({
             "category": name, "action": category.action, "retain": str(category.retain), "age_column": target.age_column,
             "age": age.isoformat() if isinstance(age, datetime) else None, "cutoff": cuts[name].isoformat(timespec="seconds"),

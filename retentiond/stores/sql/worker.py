@@ -165,10 +165,15 @@ class TargetWorker:
                 if n:
                     held[hold.id] = int(n)
             history = 0
-            if self.target.history is not None and self.prior_cutoff is not None:
-                history = conn.execute(
-                    sa.select(sa.func.count()).select_from(self.target.history.table).where(self._history_condition(holds, run_start))
-                ).scalar_one()
+            if self.target.history is not None:
+                # What a run deletes from the history table: the prior versions of the rows it acts
+                # on (rule 6) and, with prior_versions, the expired ones of any row; so that plan's
+                # figure equals the run's on unchanged data.
+                h = self.target.history
+                parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key)])
+                follows = sa.exists(sa.select(sa.literal(1)).select_from(t).where(parent_match, self.condition(holds, run_start)))
+                gone = follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
+                history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
 
     # -- act ----------------------------------------------------------------------------------
