@@ -1,0 +1,597 @@
+"""The long-running service: start, schedule, reload on SIGHUP, stop on SIGTERM.
+
+Threads and why:
+
+* the main thread only waits and reacts: signals set flags and wake it; it reloads, sends the
+  watchdog ping and stops. Reload runs here, never in a signal handler.
+* APScheduler's scheduler thread fires jobs into two executors: ``runs`` (one thread: one
+  category at a time per process, to keep the load on production databases predictable) and
+  ``service`` (one thread: the heartbeat, holds refresh, store probe, idle checkpoint).
+* the watchdog ping is sent by the main thread only while the heartbeat job keeps running, so a
+  wedged scheduler stops the pings and systemd restarts the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.inspect import inspect_stores
+from retentiond.actions.setup import AuditHandles, ledger_url, open_audit, store_engine
+from retentiond.audit.events import ConfigLoaded, ConfigRejected
+from retentiond.config.loader import LoadedConfig, load_config
+from retentiond.config.models import SqlStore
+from retentiond.daemon import sdnotify
+from retentiond.daemon.locks import RunnerLocks, runner_locks
+from retentiond.daemon.metrics import Metrics, MetricsServer
+from retentiond.daemon.scheduler import JobSpec, job_specs, missed_since
+from retentiond.daemon.state import ScheduleState
+from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.logs import get_logger
+
+log = get_logger("retentiond.daemon")
+
+#: Heartbeat period without a systemd watchdog; also the cadence of holds refresh and idle checkpoints.
+HEARTBEAT_SECONDS = 30.0
+#: A store probe older than this makes /readyz fail.
+PROBE_EVERY_SECONDS = 300.0
+
+
+def validate(loaded: LoadedConfig) -> None:
+    """Check what a start or reload needs beyond the file: keys readable, every store and target usable.
+
+    Raises:
+        ConfigError: a key or a target is unusable (the ``config validate --connect`` checks).
+        TemporaryFailure: a store or the ledger is unreachable.
+    """
+    handles = open_audit(loaded)  # reads both keys and opens (creates) the ledger
+    handles.close()
+    report = inspect_stores(loaded)
+    if report.issues:
+        raise ConfigError(report.issues)
+
+
+def file_sha256(path: Path) -> str | None:
+    """Return the SHA-256 of ``path``'s bytes, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+@dataclass
+class LastRun:
+    """The outcome of a category's last run in this process."""
+
+    result: str
+    finished: datetime
+    run_id: str | None = None
+
+
+@dataclass
+class Status:
+    """What STATUS=, /healthz and /readyz report."""
+
+    started: float = field(default_factory=time.monotonic)
+    heartbeat: float = field(default_factory=time.monotonic)
+    last_probe: float | None = None
+    probe_ok: bool = False
+    last_runs: dict[str, LastRun] = field(default_factory=dict)
+    last_reload: str = "initial"
+
+
+class Daemon:
+    """``retentiond daemon``: one instance per process."""
+
+    def __init__(self, loaded: LoadedConfig, *, tick_seconds: float | None = None) -> None:
+        self.loaded = loaded
+        self.config_path = loaded.path
+        self.tick_seconds = tick_seconds
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.reload_requested = False
+        self.signals_received = 0
+        self.metrics = Metrics()
+        self.status = Status()
+        self.specs: dict[str, JobSpec] = {}
+        self.state = ScheduleState(loaded.state_dir)
+        self._holds_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self.audit: AuditHandles | None = None
+        self.watcher: HoldWatcher | None = None
+        self.locks: RunnerLocks | None = None
+        self.server: MetricsServer | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        watchdog = sdnotify.watchdog_interval()
+        self.watchdog_every = watchdog
+        self.heartbeat_every = min(HEARTBEAT_SECONDS, watchdog / 2) if watchdog else HEARTBEAT_SECONDS
+        if tick_seconds is not None:
+            self.heartbeat_every = min(self.heartbeat_every, max(0.5, tick_seconds))
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code (0 after a clean stop).
+
+        Raises:
+            ConfigError: the configuration, a key or a target is unusable at start (exit 78).
+            TemporaryFailure: a store or the ledger is unreachable at start (exit 75).
+        """
+        self._install_signals()
+        sdnotify.notify("STATUS=starting: validating configuration and stores")
+        validate(self.loaded)
+        self.status.last_probe, self.status.probe_ok = time.monotonic(), True
+        self.audit = open_audit(self.loaded)
+        self.locks = runner_locks(ledger_url(self.loaded), self.loaded.settings.audit.ledger_id, self.loaded.state_dir)
+        self.watcher = self._new_watcher(self.loaded, self.audit)
+        holds_ok = self._refresh_holds(source_on_error="holds")
+        self.metrics.init_config(self.loaded)
+        self._audit_loaded(self.loaded)
+        self._mark_reload(True)
+        self.metrics.holds_valid.set(1 if holds_ok else 0)
+        for name in self.loaded.settings.stores:
+            if isinstance(self.loaded.settings.stores[name], SqlStore):
+                self.metrics.store_up.labels(name).set(1)
+        self._start_server()
+        self._start_scheduler()
+        self._catch_up()
+        sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
+        log.info("daemon ready", config_sha256=self.loaded.sha256, categories=len(self.specs), pid=os.getpid(),
+                 watchdog_seconds=self.watchdog_every, tick_seconds=self.tick_seconds)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _new_watcher(self, loaded: LoadedConfig, audit: AuditHandles) -> HoldWatcher:
+        return HoldWatcher(loaded, ledger=audit.ledger, refs=audit.refs, run_id=None, record_changes=True)
+
+    def _start_server(self) -> None:
+        listen = self.loaded.settings.daemon.metrics_listen
+        if not listen:
+            return
+        self.server = MetricsServer(listen, self.metrics, self.health, self.ready)
+        self.server.start()
+
+    def _start_scheduler(self) -> None:
+        daemon = self.loaded.settings.daemon
+        self.scheduler = BackgroundScheduler(
+            executors={"runs": ThreadPoolExecutor(1), "service": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": max(1, int(daemon.misfire_grace_time.total_seconds()))},
+            timezone=daemon.timezone,
+        )
+        self.scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        self.scheduler.add_job(self._heartbeat, IntervalTrigger(seconds=self.heartbeat_every), id="service:heartbeat",
+                               executor="service", misfire_grace_time=None, coalesce=True, max_instances=1)
+        self._apply_specs(job_specs(self.loaded, self.tick_seconds))
+        self.scheduler.start()
+        self._update_next_runs()
+
+    def _apply_specs(self, specs: dict[str, JobSpec]) -> None:
+        """Add, reschedule and remove category jobs so they match ``specs``."""
+        assert self.scheduler is not None
+        for name in [n for n in self.specs if n not in specs]:
+            self.scheduler.remove_job(f"category:{name}")
+            log.info("category unscheduled", category=name)
+        for name, spec in specs.items():
+            job_id = f"category:{name}"
+            old = self.specs.get(name)
+            if old is None:
+                self.scheduler.add_job(self._scheduled, spec.trigger, args=[name], id=job_id, executor="runs",
+                                       misfire_grace_time=spec.misfire_grace_seconds)
+                log.info("category scheduled", category=name, schedule=str(spec.trigger))
+            elif old.key != spec.key:
+                self.scheduler.modify_job(job_id, misfire_grace_time=spec.misfire_grace_seconds)
+                self.scheduler.reschedule_job(job_id, trigger=spec.trigger)
+                log.info("category rescheduled", category=name, schedule=str(spec.trigger))
+        self.specs = specs
+
+    def _catch_up(self) -> None:
+        """Run at once every category whose last scheduled run was missed while the daemon was down."""
+        assert self.scheduler is not None
+        now = datetime.now(timezone.utc)
+        remembered = self.state.all()
+        for name, spec in self.specs.items():
+            last = remembered.get(name)
+            tick = missed_since(spec.trigger, last.last_success if last else None, now)
+            if tick is None:
+                continue
+            log.info("catch-up run", category=name, missed_tick=tick.isoformat(),
+                     last_success=last.last_success.isoformat() if last and last.last_success else None)
+            self.scheduler.add_job(self._run_category, args=[name, tick, "catch-up"], id=f"catch-up:{name}",
+                                   executor="runs", misfire_grace_time=None, next_run_time=now)
+
+    # -- the main thread -----------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop_signal(self, signum: int, _: FrameType | None) -> None:
+        self.signals_received += 1
+        if self.signals_received > 1:
+            # Second signal: leave now. Every ledger append and every batch is its own
+            # transaction, and the outbox makes the next start reconcile: nothing is half-written.
+            os.write(2, b'{"event": "second stop signal: exiting at once", "level": "warning"}\n')
+            os._exit(128 + signum)
+        self.stop.set()
+        self.wake.set()
+
+    def _on_hup(self, _: int, __: FrameType | None) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    def _loop(self) -> None:
+        next_ping = time.monotonic()
+        while not self.stop.is_set():
+            timeout = self.heartbeat_every if self.watchdog_every is None else max(0.0, next_ping - time.monotonic())
+            self.wake.wait(timeout)
+            self.wake.clear()
+            if self.stop.is_set():
+                break
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            if self.watchdog_every is not None and time.monotonic() >= next_ping:
+                if self.scheduler_alive():
+                    sdnotify.notify("WATCHDOG=1")
+                else:
+                    log.error("scheduler heartbeat stale: withholding the watchdog ping",
+                              stale_seconds=round(time.monotonic() - self.status.heartbeat, 1))
+                next_ping = time.monotonic() + self.watchdog_every
+
+    def _shutdown(self) -> None:
+        sdnotify.notify("STOPPING=1", "STATUS=stopping: finishing the current batch")
+        log.info("stopping: no new batch; the current one finishes")
+        self.stop.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # waits for a running category to finish its batch
+        if self.server is not None:
+            self.server.stop()
+        if self.locks is not None:
+            self.locks.close()
+        if self.audit is not None:
+            self.audit.close()
+        log.info("stopped")
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def scheduler_alive(self) -> bool:
+        """Return True while the scheduler runs and its heartbeat job ran recently."""
+        if self.scheduler is None or not self.scheduler.running:
+            return False
+        return time.monotonic() - self.status.heartbeat < 2 * self.heartbeat_every + 5
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Return /healthz: the scheduler is alive."""
+        return self.scheduler_alive(), {"heartbeat_age_seconds": round(time.monotonic() - self.status.heartbeat, 1)}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Return /readyz: config loaded, the last store probe succeeded and is recent."""
+        age = None if self.status.last_probe is None else time.monotonic() - self.status.last_probe
+        fresh = age is not None and age < 3 * PROBE_EVERY_SECONDS
+        ok = self.scheduler_alive() and fresh and self.status.probe_ok and not self.stop.is_set()
+        return ok, {
+            "config_sha256": self.loaded.sha256,
+            "holds_sha256": self.watcher.digest if self.watcher else None,
+            "last_reload": self.status.last_reload,
+            "store_probe_ok": self.status.probe_ok,
+            "store_probe_age_seconds": None if age is None else round(age, 1),
+            "categories": sorted(self.specs),
+            "last_runs": {k: {"result": v.result, "finished": v.finished.isoformat()} for k, v in self.status.last_runs.items()},
+        }
+
+    def status_line(self) -> str:
+        """Return the STATUS= text: config hash, next run, last result (no personal data)."""
+        parts = [f"config_sha256={self.loaded.sha256}", f"reload={self.status.last_reload}"]
+        upcoming = self._next_run()
+        if upcoming is not None:
+            parts.append(f"next={upcoming[0]}@{upcoming[1].astimezone(timezone.utc).isoformat(timespec='seconds')}")
+        if self.status.last_runs:
+            name, last = max(self.status.last_runs.items(), key=lambda kv: kv[1].finished)
+            parts.append(f"last={name}:{last.result}")
+        return "; ".join(parts)
+
+    def _next_run(self) -> tuple[str, datetime] | None:
+        if self.scheduler is None:
+            return None
+        best: tuple[str, datetime] | None = None
+        for name in self.specs:
+            job = self.scheduler.get_job(f"category:{name}")
+            if job is not None and job.next_run_time is not None and (best is None or job.next_run_time < best[1]):
+                best = (name, job.next_run_time)
+        return best
+
+    def _update_next_runs(self) -> None:
+        if self.scheduler is None:
+            return
+        for name in self.specs:
+            job = self.scheduler.get_job(f"category:{name}")
+            if job is not None and job.next_run_time is not None:
+                self.metrics.next_run.labels(name).set(job.next_run_time.timestamp())
+
+    # -- service jobs -------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        """Prove the scheduler dispatches; refresh holds, probe stores, checkpoint when idle too long."""
+        self.status.heartbeat = time.monotonic()
+        if self.stop.is_set():
+            return
+        self._refresh_holds(source_on_error=None)
+        if self.status.last_probe is None or time.monotonic() - self.status.last_probe >= PROBE_EVERY_SECONDS:
+            self._probe_stores()
+        self._checkpoint_if_due()
+        self._update_next_runs()
+        sdnotify.notify(f"STATUS={self.status_line()}")
+
+    def _refresh_holds(self, *, source_on_error: str | None) -> bool:
+        """Re-read the holds (auditing changes); return False when the file is unusable.
+
+        With ``source_on_error``, an unusable file is also audited as ``config_rejected``.
+        """
+        with self._holds_lock:
+            watcher = self.watcher
+            if watcher is None:
+                return False
+            try:
+                active = watcher.protecting(datetime.now(timezone.utc))
+            except HoldsUnavailable as exc:
+                self.metrics.holds_valid.set(0)
+                log.error("holds file unusable: no deletion until it is fixed", issues=len(exc.issues))
+                if source_on_error is not None:
+                    self._audit_rejected(source_on_error, file_sha256(self.loaded.holds_path)
+                                         if self.loaded.holds_path.is_file() else None, max(1, len(exc.issues)))
+                return False
+            except TemporaryFailure as exc:
+                log.warning("could not record hold changes now", error=str(exc))
+                return False
+            self.metrics.holds_valid.set(1)
+            self.metrics.holds_active.set(len(active))
+            return True
+
+    def _probe_stores(self) -> None:
+        ok = True
+        for name, store in self.loaded.settings.stores.items():
+            if not isinstance(store, SqlStore):
+                continue
+            up = True
+            try:
+                engine = store_engine(self.loaded, name, poolclass=sa.pool.NullPool)
+                try:
+                    with engine.connect() as conn:
+                        conn.execute(sa.text("SELECT 1"))
+                finally:
+                    engine.dispose()
+            except (sa.exc.SQLAlchemyError, RetentiondError) as exc:
+                up = False
+                log.warning("store probe failed", store=name, error=type(exc).__name__)
+            self.metrics.store_up.labels(name).set(1 if up else 0)
+            ok = ok and up
+        self.status.last_probe, self.status.probe_ok = time.monotonic(), ok
+
+    def _checkpoint_if_due(self) -> None:
+        if self.audit is None:
+            return
+        try:
+            entry = self.audit.ledger.checkpoint_if_due(self.audit.signer, self.loaded.settings.audit.checkpoint_interval)
+        except RetentiondError as exc:
+            log.warning("idle checkpoint failed", error=type(exc).__name__)
+            return
+        if entry is not None:
+            self.metrics.checkpoint_time.set(time.time())
+            log.info("idle checkpoint", seq=entry.seq)
+
+    # -- category runs ----------------------------------------------------------------------
+
+    def _scheduled(self, category: str) -> None:
+        spec = self.specs.get(category)
+        if spec is None:
+            return  # unscheduled by a reload while queued
+        self._run_category(category, spec.trigger.previous_fire_time(datetime.now(timezone.utc)), "schedule")
+
+    def _run_category(self, category: str, tick: datetime, reason: str) -> None:
+        """Run one category for ``tick`` unless stopping, locked elsewhere, or done for this tick."""
+        from retentiond.actions.run import Runner
+
+        if self.stop.is_set():
+            return
+        loaded = self.loaded  # a reload swaps the reference; this run keeps the config it started with
+        if category not in loaded.settings.categories:
+            return
+        assert self.locks is not None
+        try:
+            held = self.locks.try_acquire(category)
+        except TemporaryFailure as exc:
+            self._finished(category, "failed", None, 0.0)
+            log.error("runner lock unavailable", category=category, error=str(exc))
+            return
+        if held is None:
+            self.metrics.runs.labels(category, "skipped").inc()
+            log.info("run skipped: another runner holds the category", category=category, tick=tick.isoformat(), reason=reason)
+            return
+        try:
+            if self.state.tick_done(category, tick):
+                self.metrics.runs.labels(category, "skipped").inc()
+                log.info("run skipped: tick already done by another runner", category=category, tick=tick.isoformat(), reason=reason)
+                return
+            started = time.monotonic()
+            runner = Runner(loaded, categories=[category], mode="run", stop=self.stop)
+            result = "failed"
+            try:
+                report = runner.execute()
+            except HoldsUnavailable:
+                self.metrics.holds_valid.set(0)  # audited by the runner (config_rejected + run_interrupted)
+            except RetentiondError as exc:
+                log.error("run failed", category=category, error=type(exc).__name__, detail=str(exc))
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("run failed", category=category, error=type(exc).__name__)
+            else:
+                result = "interrupted" if report.interrupted else ("failed" if report.failed else "success")
+                for target in report.targets:
+                    name = f"{target.store}/{target.target}"
+                    self.metrics.records.labels(category, name, "deleted" if target.action == "delete" else "anonymized").inc(target.acted)
+                    self.metrics.records.labels(category, name, "prior_versions_deleted").inc(target.prior_versions_deleted)
+                    self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
+            duration = time.monotonic() - started
+            self.metrics.run_duration.labels(category).observe(duration)
+            self.state.record(category, tick, result, runner.run_id, datetime.now(timezone.utc))
+            self._finished(category, result, runner.run_id, duration)
+            if result != "interrupted":
+                self.metrics.checkpoint_time.set(time.time())
+        finally:
+            held.release()
+
+    def _finished(self, category: str, result: str, run_id: str | None, duration: float) -> None:
+        now = datetime.now(timezone.utc)
+        self.metrics.runs.labels(category, result).inc()
+        if result == "success":
+            self.metrics.last_success.labels(category).set(now.timestamp())
+        self.status.last_runs[category] = LastRun(result, now, run_id)
+        self._update_next_runs()
+        log.info("category run", category=category, result=result, run_id=run_id, duration_ms=int(duration * 1000))
+        sdnotify.notify(f"STATUS={self.status_line()}")
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        category = event.job_id.partition(":")[2] if event.job_id.startswith(("category:", "catch-up:")) else None
+        if event.code == EVENT_JOB_MISSED:
+            if category:
+                self.metrics.missed.labels(category).inc()
+            log.warning("scheduled run missed (later than misfire_grace_time)", job=event.job_id,
+                        scheduled=event.scheduled_run_time.isoformat())
+        elif event.code == EVENT_JOB_ERROR:
+            if category:
+                self.metrics.job_errors.labels(category).inc()
+                self.metrics.runs.labels(category, "failed").inc()
+            log.error("job raised", job=event.job_id, error=type(event.exception).__name__)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read and validate the configuration and holds; apply them or keep the old ones.
+
+        Returns True when the new configuration was applied. Never raises: a refused reload is
+        logged, audited as ``config_rejected`` (file hash and issue count, never content) and
+        counted.
+        """
+        sdnotify.notify(*sdnotify.reloading_fields(), "STATUS=reloading")
+        log.info("reload requested")
+        new_audit: AuditHandles | None = None
+        try:
+            try:
+                new = load_config(self.config_path)
+                validate(new)
+            except ConfigError as exc:
+                self._reject("config", file_sha256(self.config_path), len(exc.issues) or 1, exc)
+                return False
+            except TemporaryFailure as exc:
+                self._reject("config", file_sha256(self.config_path), 1, exc)
+                return False
+            assert self.audit is not None
+            same_ledger = (ledger_url(new), new.settings.audit.ledger_id) == (ledger_url(self.loaded), self.loaded.settings.audit.ledger_id)
+            new_audit = open_audit(new) if not same_ledger or self._keys_changed(new) else None
+            audit = new_audit or self.audit
+            watcher = self._new_watcher(new, audit)
+            try:
+                watcher.protecting(datetime.now(timezone.utc))
+            except HoldsUnavailable as exc:
+                if new_audit is not None:
+                    new_audit.close()
+                    new_audit = None
+                self._reject("holds", file_sha256(new.holds_path) if new.holds_path.is_file() else None, max(1, len(exc.issues)), exc)
+                return False
+            self._apply(new, audit, watcher)
+            return True
+        except RetentiondError as exc:
+            self._reject("config", file_sha256(self.config_path), 1, exc)
+            return False
+        finally:
+            sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
+
+    def _keys_changed(self, new: LoadedConfig) -> bool:
+        old_a, new_a = self.loaded.settings.audit, new.settings.audit
+        names = [k for k in type(old_a).model_fields if k.startswith(("hmac_key", "signing_key"))]
+        return any(getattr(old_a, k) != getattr(new_a, k) for k in names)
+
+    def _apply(self, new: LoadedConfig, audit: AuditHandles, watcher: HoldWatcher) -> None:
+        old = self.loaded
+        old_audit = self.audit
+        with self._holds_lock:
+            self.loaded = new
+            self.audit = audit
+            self.watcher = watcher
+        if audit is not old_audit and old_audit is not None:
+            old_audit.close()
+        if (ledger_url(new), new.settings.audit.ledger_id, new.state_dir) != (ledger_url(old), old.settings.audit.ledger_id, old.state_dir):
+            if self.locks is not None:
+                self.locks.close()
+            self.locks = runner_locks(ledger_url(new), new.settings.audit.ledger_id, new.state_dir)
+            self.state = ScheduleState(new.state_dir)
+        removed = [c for c in old.settings.categories if c not in new.settings.categories]
+        self.metrics.forget_categories(removed)
+        self.metrics.init_config(new)
+        self._apply_specs(job_specs(new, self.tick_seconds))
+        self._update_next_runs()
+        self.status.last_probe, self.status.probe_ok = time.monotonic(), True
+        self._audit_loaded(new)
+        self._mark_reload(True)
+        self.metrics.reloads.labels("accepted").inc()
+        log.info("reload applied", config_sha256=new.sha256, previous_sha256=old.sha256,
+                 categories=len(new.settings.categories), removed=len(removed))
+
+    def _reject(self, source: str, sha: str | None, issues: int, exc: Exception) -> None:
+        self._audit_rejected(source, sha, issues)
+        self._mark_reload(False)
+        self.metrics.reloads.labels("rejected").inc()
+        # Issue messages name paths and keys of the file, never secrets; the count goes to the ledger.
+        log.error("reload refused: keeping the running configuration", source=source, file_sha256=sha, issues=issues,
+                  error=type(exc).__name__, detail=str(exc))
+
+    def _mark_reload(self, ok: bool) -> None:
+        self.metrics.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.metrics.reload_time.set(time.time())
+        self.status.last_reload = "ok" if ok else "rejected"
+
+    def _audit_loaded(self, loaded: LoadedConfig) -> None:
+        assert self.audit is not None and self.watcher is not None
+        # The watcher's current reading (it has no public accessor); ids only, never subjects.
+        holds = tuple(sorted(h.id for h in getattr(self.watcher, "_holds", ())))
+        self.audit.ledger.append(ConfigLoaded(config_sha256=loaded.sha256, holds_sha256=self.watcher.digest,
+                                              categories=tuple(loaded.settings.categories), holds=holds))
+
+    def _audit_rejected(self, source: str, sha: str | None, issues: int) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.ledger.append(ConfigRejected(source=source, file_sha256=sha, issue_count=issues))
+        except RetentiondError as exc:
+            log.error("could not audit a rejected file", error=type(exc).__name__)
+
+
+def run_daemon(loaded: LoadedConfig, *, tick_seconds: float | None = None) -> int:
+    """Run the daemon on ``loaded``; return its exit code.
+
+    Raises:
+        ConfigError: unusable configuration at start (exit 78).
+        TemporaryFailure: stores or ledger unreachable at start (exit 75).
+    """
+    return Daemon(loaded, tick_seconds=tick_seconds).run()
+
