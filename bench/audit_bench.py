@@ -16,7 +16,6 @@ only measure commit latency again); a temporary PostgreSQL database is created a
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import statistics
@@ -29,14 +28,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from retentiond.audit import Action, Batch, BatchId, KeyRing, Ledger, Outcome, RefMaker, Signer, generate_key_pair  # noqa: E402
-from retentiond.audit.canonical import canonical_dumps, chain_hash, entry_body, genesis_hash  # noqa: E402
-from retentiond.audit.events import Checkpoint  # noqa: E402
-from retentiond.audit.schema import entries_table, head_table, refs_table  # noqa: E402
-from retentiond.audit.signing import checkpoint_message, load_private_key  # noqa: E402
-from retentiond.audit.verify import export_header, row_to_json, verify_export  # noqa: E402
+from retentiond.audit import (
+    Action,
+    Batch,
+    BatchId,
+    KeyRing,
+    Ledger,
+    Outcome,
+    RefMaker,
+    Signer,
+    generate_key_pair,
+)
+from retentiond.audit.canonical import (
+    canonical_dumps,
+    chain_hash,
+    entry_body,
+    genesis_hash,
+)
+from retentiond.audit.events import Checkpoint
+from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.audit.signing import checkpoint_message, load_private_key
+from retentiond.audit.verify import export_header, row_to_json, verify_export
 
 
 def machine() -> str:
@@ -193,8 +207,7 @@ def main() -> None:
             import json
 
             out.write(json.dumps(export_header(ledger.ledger_id)) + "\n")
-            for e in ledger.iter_entries():
-                out.write(json.dumps(row_to_json(e.as_row()), sort_keys=True, separators=(",", ":")) + "\n")
+            out.writelines(json.dumps(row_to_json(e.as_row()), sort_keys=True, separators=(",", ":")) + "\n" for e in ledger.iter_entries())
         t0 = time.perf_counter()
         with open(export) as stream:
             result = verify_export(stream, keys=keys)

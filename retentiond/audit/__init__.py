@@ -31,10 +31,30 @@ from retentiond.audit.events import (
     RunInterrupted,
     RunStarted,
 )
-from retentiond.audit.ledger import AppendedEntry, DuplicateBatch, Entry, Head, Ledger, new_run_id
+from retentiond.audit.ledger import (
+    AppendedEntry,
+    DuplicateBatch,
+    Entry,
+    Head,
+    Ledger,
+    new_run_id,
+)
 from retentiond.audit.refs import RecordRef, RefMaker
-from retentiond.audit.signing import KeyRing, Signer, fingerprint, generate_key_pair, load_private_key, load_public_key
-from retentiond.audit.verify import Damage, DamageKind, TrustedCheckpoint, VerifyResult, verify_export
+from retentiond.audit.signing import (
+    KeyRing,
+    Signer,
+    fingerprint,
+    generate_key_pair,
+    load_private_key,
+    load_public_key,
+)
+from retentiond.audit.verify import (
+    Damage,
+    DamageKind,
+    TrustedCheckpoint,
+    VerifyResult,
+    verify_export,
+)
 
 __all__ = [
     "Action", "AppendedEntry", "Batch", "BatchId", "Checkpoint", "ConfigLoaded", "ConfigRejected", "Damage",

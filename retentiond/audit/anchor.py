@@ -57,7 +57,7 @@ class Anchor:
                 ObjectLockMode="COMPLIANCE",
                 ObjectLockRetainUntilDate=until,
             )
-        except Exception as exc:  # botocore raises many unrelated classes; all mean "not anchored"
+        except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated classes; all mean "not anchored"
             raise TemporaryFailure(f"checkpoint seq {checkpoint.seq} committed but not anchored in s3://{self.bucket}: {exc.__class__.__name__}") from None
         return key
 
@@ -78,7 +78,7 @@ class Anchor:
             if newest is None:
                 return None
             data = self._s3.get_object(Bucket=self.bucket, Key=newest)["Body"].read()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any botocore failure means "anchor unreadable"
             raise TemporaryFailure(f"cannot read the anchor bucket s3://{self.bucket}: {exc.__class__.__name__}") from None
         return TrustedCheckpoint.from_json(canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}")
 

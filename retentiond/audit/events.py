@@ -16,10 +16,11 @@ import re
 import types
 import typing
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Mapping, Union
+from typing import Annotated, Any, ClassVar, TypeAlias, Union
 
 from retentiond.audit.canonical import format_time, parse_time
 from retentiond.audit.refs import RecordRef
@@ -133,8 +134,14 @@ class HoldKind(str, Enum):
     INVESTIGATION = "investigation"
 
 
-Refs = tuple[RecordRef, ...]
-Names = tuple[Name, ...]
+# Field annotations: plain ``str`` for type checkers (callers pass str), validated and
+# converted at run time by the class in the metadata.
+NameStr: TypeAlias = Annotated[str, Name]
+DigestStr: TypeAlias = Annotated[str, Digest]
+SignatureStr: TypeAlias = Annotated[str, Signature]
+BatchIdStr: TypeAlias = Annotated[str, BatchId]
+Refs: TypeAlias = tuple[RecordRef, ...]
+Names: TypeAlias = tuple[NameStr, ...]
 
 
 class Event:
@@ -151,7 +158,7 @@ class Event:
     def json_fields(self) -> dict[str, Any]:
         """Return the event's JSON fields (without category, batch_id and refs, stored apart)."""
         out: dict[str, Any] = {}
-        for f, annotation in _hints(type(self)).items():
+        for f in _hints(type(self)):
             if f in _TOP_LEVEL or f == self.refs_field:
                 continue
             out[f] = _encode(getattr(self, f))
@@ -190,7 +197,7 @@ _HINTS: dict[type, dict[str, Any]] = {}
 def _hints(cls: type) -> dict[str, Any]:
     hints = _HINTS.get(cls)
     if hints is None:
-        resolved = typing.get_type_hints(cls)
+        resolved = typing.get_type_hints(cls, include_extras=True)
         hints = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         _HINTS[cls] = hints
     return hints
@@ -207,6 +214,8 @@ def _optional(annotation: Any) -> Any | None:
 
 
 def _coerce(annotation: Any, value: Any, name: str) -> Any:
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[1]  # the validating class
     inner = _optional(annotation)
     if inner is not None:
         return None if value is None else _coerce(inner, value, name)
@@ -266,6 +275,8 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(annotation: Any, value: Any) -> Any:
+    if typing.get_origin(annotation) is Annotated:
+        return value
     inner = _optional(annotation)
     if inner is not None:
         return None if value is None else _decode(inner, value)
@@ -288,8 +299,8 @@ class ConfigLoaded(Event):
     """The daemon loaded (or reloaded) a valid configuration and holds file."""
 
     event_name: ClassVar[str] = "config_loaded"
-    config_sha256: Digest
-    holds_sha256: Digest | None
+    config_sha256: DigestStr
+    holds_sha256: DigestStr | None
     categories: Names = ()
     holds: Names = ()
 
@@ -299,8 +310,8 @@ class ConfigRejected(Event):
     """A configuration or holds file was refused (SIGHUP with errors, invalid holds)."""
 
     event_name: ClassVar[str] = "config_rejected"
-    source: Name  # "config" or "holds"
-    file_sha256: Digest | None
+    source: NameStr  # "config" or "holds"
+    file_sha256: DigestStr | None
     issue_count: int
 
 
@@ -310,12 +321,12 @@ class HoldPlaced(Event):
 
     event_name: ClassVar[str] = "hold_placed"
     refs_field: ClassVar[str | None] = "subject_refs"
-    hold_id: Name
+    hold_id: NameStr
     kind: HoldKind
     categories: Names
     placed_at: datetime
     expires_at: datetime | None
-    hold_sha256: Digest  # digest of the hold's definition: covers reason/reference without storing them
+    hold_sha256: DigestStr  # digest of the hold's definition: covers reason/reference without storing them
     subject_refs: Refs = ()
 
 
@@ -325,12 +336,12 @@ class HoldChanged(Event):
 
     event_name: ClassVar[str] = "hold_changed"
     refs_field: ClassVar[str | None] = "subject_refs"
-    hold_id: Name
+    hold_id: NameStr
     kind: HoldKind
     categories: Names
     placed_at: datetime
     expires_at: datetime | None
-    hold_sha256: Digest
+    hold_sha256: DigestStr
     subject_refs: Refs = ()
 
 
@@ -339,7 +350,7 @@ class HoldReleased(Event):
     """A hold left the holds file (it keeps protecting until ``protects_until``) or expired."""
 
     event_name: ClassVar[str] = "hold_released"
-    hold_id: Name
+    hold_id: NameStr
     released_at: datetime
     protects_until: datetime
 
@@ -350,8 +361,8 @@ class RunStarted(Event):
 
     event_name: ClassVar[str] = "run_started"
     run_start: datetime
-    cutoffs: dict[Name, datetime]
-    config_sha256: Digest | None = None
+    cutoffs: dict[NameStr, datetime]
+    config_sha256: DigestStr | None = None
 
 
 @dataclass(frozen=True)
@@ -360,15 +371,15 @@ class Batch(Event):
 
     event_name: ClassVar[str] = "batch"
     refs_field: ClassVar[str | None] = "refs"
-    batch_id: BatchId
-    category: Name
-    store: Name
-    target: Name  # table (optionally schema-qualified) or bucket
+    batch_id: BatchIdStr
+    category: NameStr
+    store: NameStr
+    target: NameStr  # table (optionally schema-qualified) or bucket
     action: Action
     outcome: Outcome
     count: int
     refs: Refs = ()
-    prefix: Name | None = None  # S3 prefix label of the target, when it has one
+    prefix: NameStr | None = None  # S3 prefix label of the target, when it has one
     prior_versions: int = 0  # history rows / noncurrent versions removed with these records
     holds: Names = ()  # outcome "held": the hold(s) that kept these records
 
@@ -383,9 +394,9 @@ class GuardTripped(Event):
     """A run stopped before acting because it would exceed ``max_fraction_per_run``."""
 
     event_name: ClassVar[str] = "guard_tripped"
-    category: Name
-    store: Name
-    target: Name
+    category: NameStr
+    store: NameStr
+    target: NameStr
     would_act: int
     total: int
     limit: int
@@ -397,7 +408,7 @@ class RunFinished(Event):
     """A run completed; ``counts`` maps outcome names to record counts."""
 
     event_name: ClassVar[str] = "run_finished"
-    counts: dict[Name, int]
+    counts: dict[NameStr, int]
     failed_categories: Names = ()
     duration_ms: int = 0
 
@@ -407,8 +418,8 @@ class RunInterrupted(Event):
     """A run stopped early (SIGTERM, lost lease); ``reason`` is a short name such as ``sigterm``."""
 
     event_name: ClassVar[str] = "run_interrupted"
-    reason: Name
-    counts: dict[Name, int] = field(default_factory=dict)
+    reason: NameStr
+    counts: dict[NameStr, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -426,12 +437,12 @@ class Checkpoint(Event):
     """A signature over ``(ledger id, seq, head hash, time)``; written by ``Ledger.checkpoint``."""
 
     event_name: ClassVar[str] = "checkpoint"
-    ledger_id: Name
+    ledger_id: NameStr
     covered_seq: int
-    covered_hash: Digest
+    covered_hash: DigestStr
     signed_at: datetime
-    key_fingerprint: Digest
-    signature: Signature
+    key_fingerprint: DigestStr
+    signature: SignatureStr
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

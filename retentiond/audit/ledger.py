@@ -13,17 +13,47 @@ the head move commit together or not at all, so a crash never leaves a half-writ
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, LargeBinary, bindparam, create_engine, event, func, insert, inspect, literal, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    LargeBinary,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
-from retentiond.audit.canonical import canonical_dumps, canonical_loads, chain_hash, entry_body, genesis_hash, parse_time, utcnow_text
+from retentiond.audit.canonical import (
+    canonical_dumps,
+    canonical_loads,
+    chain_hash,
+    entry_body,
+    genesis_hash,
+    parse_time,
+    utcnow_text,
+)
 from retentiond.audit.events import EVENT_TYPES, BatchId, Checkpoint, Event, Name
 from retentiond.audit.refs import REF_SIZE, RecordRef, split_refs
 from retentiond.audit.schema import (
@@ -36,8 +66,19 @@ from retentiond.audit.schema import (
     refs_table,
 )
 from retentiond.audit.signing import KeyRing, Signer, checkpoint_message
-from retentiond.audit.verify import Row, TrustedCheckpoint, VerifyResult, row_to_json, verify_rows
-from retentiond.errors import ConfigError, ConfigIssue, RetentiondError, TemporaryFailure
+from retentiond.audit.verify import (
+    Row,
+    TrustedCheckpoint,
+    VerifyResult,
+    row_to_json,
+    verify_rows,
+)
+from retentiond.errors import (
+    ConfigError,
+    ConfigIssue,
+    RetentiondError,
+    TemporaryFailure,
+)
 
 _ROW_COLUMNS = (
     entries_table.c.seq,

@@ -24,8 +24,9 @@ import hmac
 import json
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 _TOKEN = object()  # only this module can build refs: see RecordRef.__new__
 _LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,199}$")

@@ -10,13 +10,18 @@ entry is found.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Mapping, TextIO
-
 from json import dumps as _dumps
+from typing import Any, TextIO
 
-from retentiond.audit.canonical import canonical_loads, chain_hash, entry_body, genesis_hash
+from retentiond.audit.canonical import (
+    canonical_loads,
+    chain_hash,
+    entry_body,
+    genesis_hash,
+)
 from retentiond.audit.signing import KeyRing, checkpoint_message
 
 #: Row layout shared by the database and the export reader.
@@ -305,17 +310,17 @@ def verify_rows(
             result.last_checkpoint_time = time
             last_good_cp = n
         if trusted_at:
-            t = trusted_at.get(n)
-            if t is not None and t.hash != h:
+            tc = trusted_at.get(n)
+            if tc is not None and tc.hash != h:
                 # A correctly chained entry that is not the trusted one: if the trusted entry
                 # follows it, entries were inserted before it; otherwise the chain was rebuilt.
                 following = next(it, None)
-                if following is not None and following[9] == t.hash:
+                if following is not None and following[9] == tc.hash:
                     recent = {r[0]: r[1] for r in ring if r is not None}
                     j = recent.get(following[8], n - 1)
-                    result.damage = Damage(j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n} were inserted before the {t.source}")
+                    result.damage = Damage(j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n} were inserted before the {tc.source}")
                 else:
-                    result.damage = Damage(n, DamageKind.CHAIN_REBUILT, f"entry differs from the {t.source} (the ledger was rebuilt or rolled back)")
+                    result.damage = Damage(n, DamageKind.CHAIN_REBUILT, f"entry differs from the {tc.source} (the ledger was rebuilt or rolled back)")
                 return _finish(result, n - 1, prev)
         ring[n % _RING] = (h, n)
         refs_bytes += len(refs)
@@ -347,8 +352,7 @@ def _finish(result: VerifyResult, last: int, prev: bytes) -> VerifyResult:
     return result
 
 
-from json.encoder import encode_basestring as _enc  # type: ignore[attr-defined]  # noqa: E402
-
+from json.encoder import encode_basestring as _enc  # type: ignore[attr-defined]
 
 # --- exports ------------------------------------------------------------------------------------
 

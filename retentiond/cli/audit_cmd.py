@@ -10,9 +10,10 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -22,7 +23,13 @@ from retentiond.audit.events import EVENT_TYPES
 from retentiond.audit.ledger import Entry, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker
 from retentiond.audit.signing import KeyRing, generate_key_pair, load_public_key
-from retentiond.audit.verify import EXPORT_FORMAT, TrustedCheckpoint, VerifyResult, export_header, verify_export
+from retentiond.audit.verify import (
+    EXPORT_FORMAT,
+    TrustedCheckpoint,
+    VerifyResult,
+    export_header,
+    verify_export,
+)
 from retentiond.cli.context import AppContext, command_with_options, pass_app
 from retentiond.cli.holds_cmd import INSTANT
 from retentiond.cli.render import table
@@ -370,4 +377,4 @@ def init_cmd(app: AppContext) -> int:
     return ExitCode.OK
 
 
-__all__ = ["audit_group", "EXPORT_FORMAT", "RecordRef"]
+__all__ = ["EXPORT_FORMAT", "RecordRef", "audit_group"]

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from retentiond.audit import Action, Batch, BatchId, Ledger, Outcome, RefMaker, RunFinished
+from retentiond.audit import (
+    Action,
+    Batch,
+    BatchId,
+    Ledger,
+    Outcome,
+    RefMaker,
+    RunFinished,
+)
 from retentiond.audit.schema import entries_table, head_table, refs_table
 from retentiond.cli.main import main
 from tests.audit.conftest import HMAC_KEY, SQLITE_TRIGGER_NAMES

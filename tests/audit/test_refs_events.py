@@ -9,7 +9,18 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from retentiond.audit import Action, Batch, BatchId, HoldKind, HoldPlaced, Name, Outcome, RecordRef, RefMaker, RunStarted
+from retentiond.audit import (
+    Action,
+    Batch,
+    BatchId,
+    HoldKind,
+    HoldPlaced,
+    Name,
+    Outcome,
+    RecordRef,
+    RefMaker,
+    RunStarted,
+)
 from retentiond.audit.canonical import canonical_dumps, entry_body
 from retentiond.audit.refs import canonical_key
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,6 @@ from hypothesis import strategies as st
 
 from retentiond.audit import DamageKind, KeyRing
 from retentiond.audit.schema import entries_table, refs_table
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tests.audit.conftest import Harness
