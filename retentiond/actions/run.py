@@ -36,6 +36,7 @@ from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_e
 from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
 from retentiond.stores.sql.outbox import Outbox, OutboxRow
 from retentiond.stores.sql.worker import Counts, Cursor, TargetWorker
+from retentiond.testing.crashpoints import crash_point
 
 log = get_logger("retentiond.run")
 
@@ -60,6 +61,7 @@ class TargetReport:
     prior_versions_deleted: int = 0
     batches: int = 0
     error: str | None = None
+    blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -91,6 +93,8 @@ class RunReport:
             counts["deleted" if t.action == "delete" else "anonymized"] += t.acted
             counts["prior_versions"] += t.prior_versions_deleted
             counts["held"] += sum(t.held.values())
+            if t.blocked:
+                counts["blocked"] += t.blocked
         return dict(counts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -199,6 +203,7 @@ class Runner:
             holds = self._holds()
             if self.writes:
                 self._reconcile()
+                crash_point("run_after_reconcile")
                 assert self.audit is not None
                 cuts = cutoffs(self.loaded, self.run_start)
                 self.audit.ledger.append(
@@ -297,13 +302,14 @@ class Runner:
             event = Batch(
                 batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
                 action=row.action, outcome=row.outcome, count=row.count, refs=split_refs(row.refs),
-                prior_versions=row.prior_versions,
+                prior_versions=row.prior_versions, prefix=getattr(row, "prefix", None),
             )
             try:
                 ledger.append(event, run_id=row.run_id)
                 appended += 1
             except DuplicateBatch:
                 pass  # appended before a crash; only the outbox row was left
+            crash_point("relay_after_append")
         outbox.remove([r.batch_id for r in rows])
         return appended
 
@@ -353,7 +359,7 @@ class Runner:
         report = TargetReport(
             category=worker.category, store=worker.store, target=worker.target_name, action=worker.action,
             cutoff=worker.cutoff, total=counts.total, eligible=counts.eligible, held=counts.held,
-            prior_versions_eligible=counts.history_expired,
+            prior_versions_eligible=counts.history_expired, blocked=getattr(counts, "blocked", 0),
         )
         limit = self.settings.daemon.max_fraction_per_run
         if counts.total and counts.eligible / counts.total > limit:
@@ -363,6 +369,7 @@ class Runner:
     def _drain(self, worker: TargetWorker, report: TargetReport, holds: list[Hold]) -> None:
         """Run batches until the target is done, holds re-read before each batch."""
         pause = self.settings.daemon.pause_between_batches.total_seconds()
+        report.blocked = 0  # from here on: what the requests found blocked, not the plan's figure
         for history in (False, True):
             if history and not worker.has_history:
                 continue
@@ -379,12 +386,17 @@ class Runner:
                     self._relay(worker.outbox, result.outbox)
                 report.acted += result.touched
                 report.prior_versions_deleted += result.history
+                report.blocked += getattr(result, "blocked", 0)
                 if self.progress and result.touched:
                     self.progress(report.target, result.touched)
                 if result.exhausted:
                     break
+                crash_point("between_batches")
                 if pause and self.stop.wait(pause):
                     break
+        failed = getattr(worker, "failed_versions", 0)
+        if failed:
+            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
         if self.writes and not self.stop.is_set():
             self._audit_held(worker, report)
 
@@ -399,6 +411,7 @@ class Runner:
                       action=worker.action, outcome="held", count=count, holds=(hold_id,)),
                 run_id=self.run_id,
             )
+            crash_point("held_between_entries")
 
     def _fail(self, category: str, exc: Exception) -> None:
         reason = type(exc).__name__
@@ -413,6 +426,12 @@ class Runner:
                           action=cat.action, outcome="failed", count=0),
                     run_id=self.run_id,
                 )
+            for s3 in cat.s3:
+                self.audit.ledger.append(
+                    Batch(batch_id=str(uuid.uuid4()), category=category, store=s3.store, target=s3.bucket,
+                          action=cat.action, outcome="failed", count=0, prefix=s3.prefix or None),
+                    run_id=self.run_id,
+                )
 
     def _finish(self, started: float) -> None:
         if not self.writes:
@@ -424,9 +443,11 @@ class Runner:
             self.audit.ledger.append(RunInterrupted(reason="stop_requested", counts=self.report.totals()), run_id=self.run_id)
             log.warning("run interrupted", run_id=self.run_id, **self.report.totals())
         else:
+            crash_point("before_run_finished")
             self.audit.ledger.append(
                 RunFinished(counts=self.report.totals(), failed_categories=tuple(self.report.failed), duration_ms=duration_ms),
                 run_id=self.run_id,
             )
             log.info("run finished", run_id=self.run_id, duration_ms=duration_ms, failed=len(self.report.failed), **self.report.totals())
+        crash_point("before_checkpoint")
         self.audit.ledger.checkpoint(self.audit.signer, run_id=self.run_id)

@@ -302,3 +302,12 @@ def sqlite_env(tmp_path: Path) -> Iterator[Env]:
     create_schema(engine)
     yield Env("sqlite", url, engine, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
     engine.dispose()
+
+
+@pytest.fixture
+def pg_env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
+    """An Env on a fresh PostgreSQL database only (for the costlier PostgreSQL-specific cases)."""
+    engine = sa.create_engine(pg_url)
+    create_schema(engine)
+    yield Env("postgresql", pg_url, engine, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
+    engine.dispose()

@@ -23,6 +23,7 @@ from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
 from retentiond.stores.sql.predicates import Claim, covers, eligible, held_by, not_anonymized, sql_assignments
+from retentiond.testing.crashpoints import crash_point
 
 RefsOf = Callable[[str, str, list[tuple[Any, ...]]], bytes]
 
@@ -201,18 +202,23 @@ class TargetWorker:
             keys = [tuple(r[1 : len(order)]) for r in rows]
             if dry_run:
                 return BatchResult(selected=len(rows), touched=len(rows), history=0, exhausted=len(rows) < self.batch_size)
+            crash_point("sql_after_select")
             if self.anonymize:
                 touched = self._anonymize(conn, rows, keys, cond, len(order))
             else:
                 stmt = sa.delete(t.table).where(self._key_in(keys)).where(cond).returning(*t.key)
                 touched = [tuple(r) for r in conn.execute(stmt)]
+            crash_point("sql_after_action")
             history_keys: list[tuple[Any, ...]] = []
             if t.history is not None and touched:
                 h = t.history
                 stmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
                 history_keys = [tuple(r) for r in conn.execute(stmt)]
+            crash_point("sql_after_history")
             out = self._outbox_rows(run_id, touched, history_keys)
             self.outbox.insert(conn, out)
+            crash_point("sql_after_outbox_insert")
+        crash_point("sql_after_commit")
         return BatchResult(selected=len(rows), touched=len(touched), history=len(history_keys), outbox=out,
                            exhausted=len(rows) < self.batch_size)
 
@@ -320,6 +326,7 @@ class TargetWorker:
                 return BatchResult(selected=len(rows), touched=0, history=len(rows), exhausted=len(rows) < self.batch_size)
             stmt = sa.delete(h.table).where(self._key_in(keys, h.key)).where(cond).returning(*h.key)
             deleted = [tuple(r) for r in conn.execute(stmt)]
+            crash_point("sql_history_after_delete")
             out: list[OutboxRow] = []
             if deleted:
                 out.append(OutboxRow(
