@@ -523,11 +523,15 @@ class Ledger:
         except OperationalError as exc:
             raise _temporary(exc) from None
 
-    def verify(self, keys: KeyRing | None, *, trusted: Sequence[TrustedCheckpoint] = (), check_index: bool = True) -> VerifyResult:
+    def verify(
+        self, keys: KeyRing | None, *, trusted: Sequence[TrustedCheckpoint] = (), check_index: bool = True, deep: bool = False
+    ) -> VerifyResult:
         """Verify the whole ledger in one consistent snapshot and return the result.
 
         ``check_index`` also compares the number of rows in the refs index with the refs the
         entries carry (one COUNT; a missing index row would hide a record from ``audit find``).
+        ``deep`` compares the index's contents too (a multiset digest of every ``(seq, ref)``
+        on both sides: about 1 s per million refs more).
 
         Raises:
             TemporaryFailure: the database is unreachable.
@@ -548,9 +552,37 @@ class Ledger:
 
                         result.damage = Damage(None, DamageKind.INDEX_MISMATCH,
                                                f"the refs index holds {indexed} rows but the entries carry {result.refs} refs")
+                if result.ok and deep:
+                    carried = _multiset_digest(
+                        (seq, blob[i : i + REF_SIZE])
+                        for seq, blob in conn.execution_options(yield_per=5000).execute(
+                            select(entries_table.c.seq, entries_table.c.refs).where(entries_table.c.refs != b"")
+                        )
+                        for i in range(0, len(blob), REF_SIZE)
+                    )
+                    indexed_digest = _multiset_digest(
+                        (seq, bytes(ref))
+                        for ref, seq in conn.execution_options(yield_per=20000).execute(select(refs_table.c.ref, refs_table.c.seq))
+                    )
+                    if carried != indexed_digest:
+                        from retentiond.audit.verify import Damage, DamageKind
+
+                        result.damage = Damage(None, DamageKind.INDEX_MISMATCH,
+                                               "the refs index does not hold exactly the refs the entries carry")
         except OperationalError as exc:
             raise _temporary(exc) from None
         return result
+
+
+def _multiset_digest(pairs: Iterator[tuple[int, bytes]] | Any) -> int:
+    """Return an order-independent digest of ``(seq, ref)`` pairs (sum of 128-bit hashes)."""
+    import hashlib
+
+    total = 0
+    sha = hashlib.sha256
+    for seq, ref in pairs:
+        total += int.from_bytes(sha(seq.to_bytes(8, "big") + ref).digest()[:16], "big")
+    return total & ((1 << 128) - 1)
 
 
 class _Tx:

@@ -115,8 +115,10 @@ def _read_trusted(path: str) -> TrustedCheckpoint:
 @click.option("--trusted-checkpoint", "trusted_path", type=click.Path(dir_okay=False), help="A checkpoint entry saved earlier (audit show --event checkpoint --format json --limit 1); the ledger must still contain it.")
 @click.option("--file", "export_path", type=click.Path(dir_okay=False), help="Verify this JSON-lines export offline instead of the database.")
 @click.option("--no-anchor", is_flag=True, help="Do not read the newest checkpoint from the [audit.anchor] bucket.")
+@click.option("--deep", is_flag=True, help="Also compare the contents of the refs index with the entries (slower).")
 @pass_app
-def verify_cmd(app: AppContext, pubkeys: tuple[str, ...], trusted_path: str | None, export_path: str | None, no_anchor: bool) -> int:
+def verify_cmd(app: AppContext, pubkeys: tuple[str, ...], trusted_path: str | None, export_path: str | None, no_anchor: bool,
+               deep: bool) -> int:
     """Recompute the hash chain and check every checkpoint signature.
 
     Exit 0 with a one-line summary, or 65 naming the first bad seq and the kind of damage.
@@ -141,7 +143,7 @@ def verify_cmd(app: AppContext, pubkeys: tuple[str, ...], trusted_path: str | No
                 if latest is not None:
                     trusted.append(latest)
         with _open_ledger(app) as ledger:
-            result = ledger.verify(keys, trusted=trusted)
+            result = ledger.verify(keys, trusted=trusted, deep=deep)
     if keys is None:
         click.echo("retentiond: warning: no public key (--pubkey or audit.signing_key_*): checkpoint signatures NOT checked", err=True)
     return _report(app, result)

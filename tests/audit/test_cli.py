@@ -211,3 +211,46 @@ class TestKeygen:
         mode = stat.S_IMODE(os.stat(tmp_path / "audit-signing.pem").st_mode)
         again = cli("audit", "keygen", "--out-dir", tmp_path)
         assert (0, 0o600, 64, 2) == (result.code, mode, len(result.stdout.strip().removeprefix("fingerprint: ")), again.code)
+
+
+ANCHOR = """
+[stores.files]
+kind = "s3"
+endpoint_url = "{endpoint}"
+
+[audit.anchor]
+store = "files"
+bucket = "audit-anchors"
+prefix = "retentiond/"
+retain_days = 1
+"""
+
+
+class TestAnchorAndS3:
+    """With [audit.anchor], checkpoints go to an Object Lock bucket and verify reads the newest."""
+
+    def test_anchor_detects_covered_up_truncation(self, setup: dict[str, object], cli: Callable[..., Result], s3_client: object,
+                                                  s3_endpoint: str) -> None:
+        s3_client.create_bucket(Bucket="audit-anchors", ObjectLockEnabledForBucket=True)  # type: ignore[attr-defined]
+        config = Path(str(setup["config"]))
+        text = config.read_text().replace("[categories.support]", ANCHOR.format(endpoint=s3_endpoint) + "\n[categories.support]")
+        config.write_text(text)
+        assert 0 == cli("audit", "checkpoint", "-c", config).code
+        ok = cli("audit", "verify", "-c", config)
+        _tamper(str(setup["url"]), sa.delete(entries_table).where(entries_table.c.seq > 7), sa.delete(refs_table).where(refs_table.c.seq > 7),
+                sa.update(head_table).values(seq=7, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 7).scalar_subquery()))
+        bad = cli("audit", "verify", "-c", config)
+        assert (0, True, 65, "FAILED seq 8: truncated") == (
+            ok.code, "trusted=anchor s3://audit-anchors/retentiond/retentiond/00000000000000000009.json@9" in ok.stdout,
+            bad.code, bad.stdout[:23],
+        )
+
+    def test_find_s3_object(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+        maker = RefMaker(HMAC_KEY)
+        with Ledger.open(str(setup["url"])) as ledger:
+            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="files", target="attachments",
+                                action=Action.DELETE, outcome=Outcome.BLOCKED, count=1,
+                                refs=(maker.s3("files", "attachments", "t/1.pdf", "v9"),)), run_id="run-3")
+        hit = cli("audit", "find", "-c", setup["config"], "--store", "files", "--bucket", "attachments", "--object-key", "t/1.pdf", "--version-id", "v9")
+        other_version = cli("audit", "find", "-c", setup["config"], "--store", "files", "--bucket", "attachments", "--object-key", "t/1.pdf")
+        assert (True, True) == (hit.stdout.startswith("blocked (object lock) on "), other_version.stdout.startswith("no record"))

@@ -230,3 +230,28 @@ class TestAcceptance:
         entry = h.ledger.latest_checkpoint()
         assert entry is not None
         assert 5 == json.loads(json.dumps(entry.to_json()))["seq"]
+
+
+class TestRefsIndex:
+    """The refs index is checked: by count always, by content with deep=True."""
+
+    def test_changed_index_row(self, harness_factory: Callable[[], Harness], keys: KeyRing) -> None:
+        h = harness_factory()
+        h.build(rounds=2)
+        with h.raw() as conn:
+            ref = conn.execute(sa.select(refs_table.c.ref).where(refs_table.c.seq == 2).limit(1)).scalar_one()
+            conn.execute(sa.update(refs_table).where(refs_table.c.ref == ref).values(ref=bytes(32)))
+        shallow, deep = h.ledger.verify(keys), h.ledger.verify(keys, deep=True)
+        assert (True, DamageKind.INDEX_MISMATCH) == (shallow.ok, deep.damage.kind)  # type: ignore[union-attr]
+
+    def test_removed_index_row(self, harness_factory: Callable[[], Harness], keys: KeyRing) -> None:
+        h = harness_factory()
+        h.build(rounds=2)
+        with h.raw() as conn:
+            conn.execute(sa.delete(refs_table).where(refs_table.c.seq == 3))
+        assert DamageKind.INDEX_MISMATCH == h.ledger.verify(keys).damage.kind  # type: ignore[union-attr]
+
+    def test_clean_deep(self, harness_factory: Callable[[], Harness], keys: KeyRing) -> None:
+        h = harness_factory()
+        h.build(rounds=2)
+        assert h.ledger.verify(keys, deep=True).ok
