@@ -30,6 +30,34 @@ class StoreHandle:
     outbox: Outbox
     metadata: sa.MetaData = field(default_factory=sa.MetaData)
     bound: dict[tuple[str, int], BoundTarget] = field(default_factory=dict)
+    checked: set[tuple[str, int]] = field(default_factory=set)
+    catalog: Any = None  # SchemaCatalog, built on first check: reflects foreign keys once per store
+
+    def check(self, category: str, index: int, loaded: LoadedConfig) -> None:
+        """Refuse the target before any write when the live schema makes it unsafe (SPEC §4 rule 7).
+
+        The checks of ``config validate --connect``: ON DELETE CASCADE into tables outside the
+        category, age/superseded columns that are not timestamps, strategies that do not fit
+        their columns, missing privileges. Run once per target and run.
+
+        Raises:
+            ConfigError: the target is refused.
+            TemporaryFailure: the database is unreachable.
+        """
+        key = (category, index)
+        if key in self.checked:
+            return
+        from retentiond.stores.sql.inspect import SchemaCatalog, check_sql_target
+
+        try:
+            if self.catalog is None:
+                self.catalog = SchemaCatalog(self.engine)
+            issues = check_sql_target(self.engine, loaded.settings, category, index, catalog=self.catalog)
+        except sa.exc.OperationalError as exc:
+            raise TemporaryFailure(f"store {self.name!r} unreachable: {type(exc.orig).__name__}") from None
+        if issues:
+            raise ConfigError(issues)
+        self.checked.add(key)
 
     def bind(self, category: str, index: int, loaded: LoadedConfig) -> BoundTarget:
         """Return the category's target ``index`` bound to its reflected table (cached).
@@ -76,6 +104,7 @@ def sql_workers(
     for index, target in enumerate(cat.sql):
         handle = stores[target.store]
         bound = handle.bind(category, index, loaded)
+        handle.check(category, index, loaded)
         acting = Claim(bound, cat.action, cuts[category])
         others: list[Claim] = []
         for other_name, other in settings.categories.items():

@@ -204,3 +204,38 @@ class TestExplain:
         assert "would be deleted" in said[3].stdout
         missing = env.cli("explain", "--store", "app", "--table", "tickets", "--key", "99")
         assert "No row with that key" in missing.stdout
+
+
+class TestRefusedBeforeAnyWrite:
+    """Rule 7 at run time: unsafe targets fail their category before any write; others still run."""
+
+    def test_cascade_into_an_unmanaged_table(self, env: Env) -> None:
+        """A foreign key ON DELETE CASCADE from a table outside the category refuses the delete (exit 1)."""
+        with env.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY, "
+                                 "ticket_id INTEGER REFERENCES tickets(id) ON DELETE CASCADE)"))
+        env.configure({"support": SUPPORT, "contact": anon_category("30d", {"email": "null"}, match={"status": "open"})})
+        env.insert(tickets, [env.ticket(1, 40), env.ticket(2, 40, status="open", email="e")])
+        report = env.run()
+        assert ["support"] == list(report.failed)
+        assert "ON DELETE CASCADE" in report.failed["support"]
+        assert 1 == report.exit_code
+        rows = env.rows()
+        assert ({1, 2}, None) == (set(rows), rows[2]["email"])
+        assert ["failed"] == [e.fields["outcome"] for e in env.batches(target="tickets") if e.category == "support"]
+
+    def test_naive_age_column_needs_age_timezone(self, pg_env: Env) -> None:
+        """On PostgreSQL a timestamp without time zone is refused unless the target declares age_timezone."""
+        with pg_env.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE logs (id integer PRIMARY KEY, at timestamp)"))
+            conn.execute(sa.text("INSERT INTO logs VALUES (1, now() AT TIME ZONE 'UTC' - interval '40 days'), "
+                                 "(2, now() AT TIME ZONE 'UTC' - interval '5 days')"))
+        target = {"store": "app", "table": "logs", "key": ["id"], "age_column": "at"}
+        pg_env.configure({"logs": {"retain": "30d", "action": "delete", "sql": [target]}})
+        report = pg_env.run()
+        assert ["logs"] == list(report.failed)
+        pg_env.configure({"logs": {"retain": "30d", "action": "delete", "sql": [{**target, "age_timezone": "UTC"}]}})
+        report = pg_env.run()
+        assert {} == report.failed
+        with pg_env.engine.connect() as conn:
+            assert [2] == list(conn.execute(sa.text("SELECT id FROM logs")).scalars())
