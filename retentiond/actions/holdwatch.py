@@ -142,7 +142,23 @@ class HoldWatcher:
         """
         self.refresh(now)
         released = read_released(self.state_dir) if _state_path(self.state_dir).exists() else []
+        if not self.record_changes:
+            released += self._unrecorded_releases(now)
         return protecting(view_all(self._holds, released, now, self.grace))
+
+    def _unrecorded_releases(self, now: datetime) -> list[ReleasedHold]:
+        """Return holds last seen in the file, gone from it now, whose release no run has recorded yet.
+
+        A plan (or explain) records nothing, but the next real run will record them as released
+        at its start and protect them for the grace: so must the plan, or its figures (and
+        explain's verdict) would promise deletions the run will not do.
+        """
+        if not _state_path(self.state_dir).exists():
+            return []
+        state = _read_state(self.state_dir)
+        current = {h.id for h in self._holds}
+        return [ReleasedHold(_load(dumped), now) for hold_id, dumped in state["seen"].items()
+                if hold_id not in current and hold_id not in state["released"]]
 
     def _record(self, now: datetime) -> None:
         """Diff the holds against the last seen set; audit and remember the changes."""

@@ -253,3 +253,55 @@ class TestAnonymize:
         second = env.run(now=env.now + timedelta(seconds=1))
         assert [5, 0] == [first.targets[0].acted, second.targets[0].acted]
         assert 0 == second.targets[0].eligible
+
+
+class TestGraceInPlan:
+    """A hold just removed from the file protects in plan and explain as it will in the run."""
+
+    def test_plan_sees_a_just_removed_hold_in_grace(self, env: Env) -> None:
+        """After the hold leaves the file, plan (which records nothing) still counts its rows as held."""
+        env.configure({"support": SUPPORT})
+        env.write_holds([hold("GONE", ["support"])])
+        env.insert(tickets, [env.ticket(1, 40)])
+        env.run()
+        env.write_holds([])
+        plan = env.run(mode="plan", now=env.now + timedelta(seconds=5))
+        assert (0, {"GONE": 1}) == (plan.targets[0].eligible, plan.targets[0].held)
+        said = env.cli("explain", "--store", "app", "--table", "tickets", "--key", "1")
+        assert "held by GONE" in said.stdout, said.stdout + said.stderr
+        run = env.run(now=env.now + timedelta(seconds=10))
+        assert (0, {"GONE": 1}) == (run.targets[0].acted, run.targets[0].held)
+
+
+class TestCompositeKeys:
+    """Composite primary keys and history parents: selection, RETURNING, refs."""
+
+    def test_composite_key_delete_with_history(self, env: Env) -> None:
+        """Rows keyed (tenant, n) are deleted with their versions; refs use the composite key."""
+        import sqlalchemy as sa
+
+        md = sa.MetaData()
+        orders = sa.Table("orders", md, sa.Column("tenant", sa.Text, primary_key=True),
+                          sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+                          sa.Column("done_at", sa.DateTime(timezone=True)))
+        versions = sa.Table("order_versions", md, sa.Column("vid", sa.Integer, primary_key=True, autoincrement=False),
+                            sa.Column("tenant", sa.Text), sa.Column("n", sa.Integer),
+                            sa.Column("superseded_at", sa.DateTime(timezone=True)))
+        md.create_all(env.engine)
+        target = {"store": "app", "table": "orders", "key": ["tenant", "n"], "age_column": "done_at",
+                  "history": {"table": "order_versions", "key": ["vid"], "parent": ["tenant", "n"],
+                              "superseded_column": "superseded_at"}}
+        env.configure({"orders": {"retain": "30d", "action": "delete", "sql": [target]}}, batch_size=2)
+        env.insert(orders, [{"tenant": t, "n": n, "done_at": env.at(days=40 if n < 3 else 5)} for t in "ab" for n in range(1, 5)])
+        env.insert(versions, [{"vid": i, "tenant": t, "n": n, "superseded_at": env.at(days=1)}
+                              for i, (t, n) in enumerate([(t, n) for t in "ab" for n in range(1, 5)])])
+        report = env.run()
+        assert {} == report.failed
+        with env.engine.connect() as conn:
+            left = set(conn.execute(sa.select(orders.c.tenant, orders.c.n)).all())
+            left_versions = set(conn.execute(sa.select(versions.c.tenant, versions.c.n)).all())
+        assert {(t, n) for t in "ab" for n in (3, 4)} == left == left_versions
+        refs = {env.refs.sql("app", "orders", [t, n]): (t, n) for t in "ab" for n in range(1, 5)}
+        claimed = sorted(refs[r] for e in env.batches("deleted", "orders") for r in e.refs)
+        assert [("a", 1), ("a", 2), ("b", 1), ("b", 2)] == claimed
+        assert 4 == sum(e.ref_count for e in env.batches("deleted", "order_versions"))
