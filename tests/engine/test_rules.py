@@ -305,3 +305,24 @@ class TestCompositeKeys:
         claimed = sorted(refs[r] for e in env.batches("deleted", "orders") for r in e.refs)
         assert [("a", 1), ("a", 2), ("b", 1), ("b", 2)] == claimed
         assert 4 == sum(e.ref_count for e in env.batches("deleted", "order_versions"))
+
+
+class TestInetColumns:
+    """truncate_ip on a PostgreSQL inet column is correct and idempotent."""
+
+    def test_inet_truncate_ip_rerun_touches_nothing(self, pg_env: Env) -> None:
+        """An inet column truncates to /24 and /48 and a rerun finds nothing left to anonymize."""
+        import sqlalchemy as sa
+
+        with pg_env.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE visits (id integer PRIMARY KEY, at timestamptz, addr inet)"))
+            conn.execute(sa.text("INSERT INTO visits VALUES (1, now() - interval '40 days', '192.0.2.77'), "
+                                 "(2, now() - interval '40 days', '2001:db8:1:2::5'), (3, now() - interval '5 days', '10.9.9.9')"))
+        target = {"store": "app", "table": "visits", "key": ["id"], "age_column": "at", "anonymize": {"addr": "truncate_ip"}}
+        pg_env.configure({"visits": {"retain": "30d", "action": "anonymize", "sql": [target]}})
+        first = pg_env.run()
+        second = pg_env.run(now=pg_env.now + timedelta(seconds=1))
+        with pg_env.engine.connect() as conn:
+            addrs = dict(conn.execute(sa.text("SELECT id, host(addr) FROM visits")).all())
+        assert {1: "192.0.2.0", 2: "2001:db8:1::", 3: "10.9.9.9"} == addrs
+        assert [2, 0] == [first.targets[0].acted, second.targets[0].acted]

@@ -126,7 +126,14 @@ def not_anonymized(target: BoundTarget) -> ColumnElement[bool]:
         elif strategy == "hmac":
             parts.append(sa.and_(present, sa.not_(col.like(PSEUDONYM_PREFIX + "%"))))
         elif strategy == "truncate_ip":
-            text = sa.cast(col, sa.Text) if target.dialect == "postgresql" else col
+            if target.dialect == "postgresql" and isinstance(col.type, (postgresql.INET, postgresql.CIDR)):
+                # inet::text carries the mask ("192.0.2.0/32"), which would never look truncated
+                # and make every rerun rewrite the row again; host() is the bare address.
+                text: ColumnElement[str] = sa.func.host(col)
+            elif target.dialect == "postgresql":
+                text = sa.cast(col, sa.Text)
+            else:
+                text = col
             v4_done = sa.and_(text.like("%.0"), sa.not_(text.like("%:%")))
             v6_done = sa.and_(text.like("%::"), sa.not_(text.like("%:%:%:%::")))
             parts.append(sa.and_(present, sa.not_(sa.or_(v4_done, v6_done))))
