@@ -15,7 +15,7 @@ from retentiond.errors import ConfigError, ConfigIssue
 from retentiond.policy.decide import Coverage
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.decide import Claim
-from retentiond.stores.s3.engine import BucketInfo, S3Worker
+from retentiond.stores.s3.engine import BucketInfo, S3Worker, remove_stale_spools
 from retentiond.stores.s3.inspect import read_bucket
 from retentiond.stores.s3.journal import IntentJournal
 from retentiond.stores.sql.outbox import OutboxRow
@@ -31,7 +31,7 @@ class S3StoreHandle:
         self.store_name = name
         self.store = store
         # botocore's own retries are off: the engine retries with visible backoff (stores.s3.retry).
-        self.client = make_client(store, f"stores.{name}", max_attempts=1)
+        self.client = make_client(store, f"stores.{name}", botocore_retries=False)
         self.pool = ThreadPoolExecutor(max_workers=store.max_workers, thread_name_prefix=f"retentiond-s3-{name}")
         refs = runner.audit.refs if runner.audit is not None else None
 
@@ -42,6 +42,8 @@ class S3StoreHandle:
 
         self.refs_of = refs_of
         self.journal = IntentJournal(runner.loaded.state_dir if runner.writes else None, name, self.client, refs_of)
+        if runner.writes and runner.loaded.state_dir.is_dir():
+            remove_stale_spools(runner.loaded.state_dir)
         self.buckets: dict[str, BucketInfo] = {}
         self.workers: list[S3Worker] = []
 

@@ -27,11 +27,11 @@ def endpoint_of(store: S3Store, path: str) -> str | None:
     return None
 
 
-def make_client(store: S3Store, path: str = "stores", *, max_attempts: int = 5) -> Any:
+def make_client(store: S3Store, path: str = "stores", *, botocore_retries: bool = True) -> Any:
     """Return a boto3 S3 client for ``store``: standard retry mode, a pool sized for ``max_workers``.
 
-    ``max_attempts = 1`` switches botocore's retries off, for callers that retry themselves
-    (the retention engine: see ``retentiond.stores.s3.retry``).
+    ``botocore_retries = False`` switches botocore's retries off (one attempt per call), for
+    callers that retry themselves (the retention engine: see ``retentiond.stores.s3.retry``).
 
     Credentials come from boto3's standard chain, or from the shared-config ``profile``.
 
@@ -48,7 +48,7 @@ def make_client(store: S3Store, path: str = "stores", *, max_attempts: int = 5) 
     except ProfileNotFound:
         raise ConfigError([ConfigIssue(f"{path}.profile", f"AWS profile {store.profile!r} not found in the shared config")]) from None
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "max_attempts": 5} if botocore_retries else {"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=max(10, 2 * store.max_workers),
         connect_timeout=10,
         read_timeout=60,

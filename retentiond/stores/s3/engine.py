@@ -246,7 +246,7 @@ class Spool:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError:
                 directory = None
-        fd, name = tempfile.mkstemp(prefix="s3-spool-", suffix=".db", dir=str(directory) if directory else None)
+        fd, name = tempfile.mkstemp(prefix=f"s3-spool-{os.getpid()}-", suffix=".db", dir=str(directory) if directory else None)
         os.close(fd)
         self.path = name
         self.db = sqlite3.connect(name, check_same_thread=False)
@@ -282,6 +282,29 @@ class Spool:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def remove_stale_spools(directory: Path) -> int:
+    """Delete spools left by processes that no longer run (a crashed run); return how many."""
+    removed = 0
+    for path in directory.glob("s3-spool-*-*.db"):
+        try:
+            pid = int(path.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's live process
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @dataclass
