@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo" / "out"
 
 
-def build_config(out: Path) -> Path:
-    """Write the demo config (the shipped policy, SQL targets on SQLite) and keys; return its path."""
+def build_config(out: Path, s3_endpoint: str | None = None) -> Path:
+    """Write the demo config (the shipped policy, SQL targets on SQLite, S3 targets on ``s3_endpoint``
+    when given, else left out) and keys; return its path."""
     data = tomllib.loads((ROOT / "config" / "retention.toml").read_text(encoding="utf-8"))
     data["daemon"]["state_dir"] = str(out / "state")
     data["daemon"]["holds_file"] = str(out / "holds.toml")
@@ -42,11 +43,16 @@ def build_config(out: Path) -> Path:
     audit["hmac_key_file"] = str(out / "keys" / "audit-hmac.key")
     audit["signing_key_file"] = str(out / "keys" / "audit-signing.pem")
     data["stores"]["app"] = {"kind": "sql", "url": f"sqlite:///{out / 'app.db'}"}
-    # S3 targets need an S3 endpoint; until the S3 engine's demo part lands they are left out here.
-    data["stores"] = {k: v for k, v in data["stores"].items() if v.get("kind") == "sql"}
-    for category in data["categories"].values():
-        category.pop("s3", None)
-    data["categories"] = {k: v for k, v in data["categories"].items() if v.get("sql")}
+    if s3_endpoint is not None:
+        # S3 targets on the demo's local moto server (demo/s3_seed.py).
+        for name, store in data["stores"].items():
+            if store.get("kind") == "s3":
+                data["stores"][name] = {"kind": "s3", "region": store.get("region", "us-east-1"), "endpoint_url": s3_endpoint}
+    else:
+        data["stores"] = {k: v for k, v in data["stores"].items() if v.get("kind") == "sql"}
+        for category in data["categories"].values():
+            category.pop("s3", None)
+        data["categories"] = {k: v for k, v in data["categories"].items() if v.get("sql")}
     keys = out / "keys"
     keys.mkdir(parents=True)
     (keys / "audit-hmac.key").write_text(secrets.token_hex(32))
@@ -75,8 +81,14 @@ def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    config = build_config(OUT)
+    from demo.s3_seed import seed_s3, start_moto
+
+    server, endpoint = start_moto()
+    config = build_config(OUT, s3_endpoint=endpoint)
     now = datetime.now(timezone.utc)
+    s3_counts = seed_s3(endpoint, now)
+    print(f"demo: S3 on a local moto server at {endpoint}: " + ", ".join(f"{b} {n} versions" for b, n in s3_counts.items())
+          + " (one event video under an Object Lock legal hold)")
     engine = sa.create_engine(f"sqlite:///{OUT / 'app.db'}")
     counts = seed(engine, now=now)
     engine.dispose()
@@ -89,6 +101,7 @@ def main() -> None:
     step("the operator allows this first large purge once (audited)", "run", "--allow-large", "-c", c)
     step("a second run finds nothing left to do", "run", "-c", c)
     step("an auditor verifies the ledger", "audit", "verify", "-c", c)
+    server.stop()
     print("\ndemo: done. Files in demo/out/; try `retentiond audit show -c demo/out/retention.toml`.")
 
 

@@ -408,7 +408,8 @@ class Runner:
         for hold_id, count in sorted(report.held.items()):
             self.audit.ledger.append(
                 Batch(batch_id=str(uuid.uuid4()), category=worker.category, store=worker.store, target=worker.target_name,
-                      action=worker.action, outcome="held", count=count, holds=(hold_id,)),
+                      action=worker.action, outcome="held", count=count, holds=(hold_id,),
+                      prefix=getattr(worker, "prefix", None) or None),
                 run_id=self.run_id,
             )
             crash_point("held_between_entries")
