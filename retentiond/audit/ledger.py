@@ -35,7 +35,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -345,17 +344,20 @@ class Ledger:
             )
         )
         if refs:
-            chunks = [refs[i : i + REF_SIZE] for i in range(0, len(refs), REF_SIZE)]
             if self.dialect == "postgresql":
-                # One statement with one bytea[] parameter, unnested server-side: ~1 ms for 1,000
-                # refs, where executemany (pipelined single-row INSERTs) took ~12 ms.
+                # One statement with the refs as one bytea parameter, cut into 32-byte refs
+                # server-side: a bytea[] parameter costs a Python-side escape per element
+                # (~3 µs/ref), executemany a round trip per row.
+                position = func.generate_series(0, len(refs) // REF_SIZE - 1).column_valued("i")
+                blob = bindparam("refs_blob", refs, type_=LargeBinary)
                 conn.execute(
                     insert(refs_table).from_select(
                         ["ref", "seq"],
-                        select(func.unnest(bindparam("refs", chunks, type_=ARRAY(LargeBinary))), literal(seq, BigInteger)),
+                        select(func.substr(blob, position * REF_SIZE + 1, REF_SIZE), literal(seq, BigInteger)),
                     )
                 )
             else:
+                chunks = [refs[i : i + REF_SIZE] for i in range(0, len(refs), REF_SIZE)]
                 conn.execute(insert(refs_table), [{"ref": c, "seq": seq} for c in chunks])
         conn.execute(update(head_table).where(head_table.c.id == 1).values(seq=seq, hash=digest, time=now))
         return AppendedEntry(seq, digest, now)

@@ -130,7 +130,8 @@ class RefMaker:
             raise TypeError("hmac_key must be bytes")
         if len(hmac_key) < 16:
             raise ValueError("the audit HMAC key must have at least 16 bytes")
-        self._base = hmac.new(bytes(hmac_key), digestmod=hashlib.sha256)
+        self._key = bytes(hmac_key)
+        self._base = hmac.new(self._key, digestmod=hashlib.sha256)
 
     def _make(self, message: str) -> RecordRef:
         h = self._base.copy()
@@ -152,18 +153,12 @@ class RefMaker:
         Raises:
             Same as :meth:`sql`.
         """
-        prefix = self._base.copy()
-        prefix.update(f"v1|{_label('store', store)}|{_label('table', table)}|".encode())
-        copy = prefix.copy
-        out: list[RecordRef] = []
-        append = out.append
+        prefix = f"v1|{_label('store', store)}|{_label('table', table)}|"
+        one_shot = hmac.digest  # OpenSSL's one-shot HMAC: no per-key Python HMAC object
+        key = self._key
         new = bytes.__new__
-        for key in keys:
-            h = copy()
-            h.update(canonical_key(key).encode("utf-8"))
-            # bytes.__new__ skips the token check: this is the one trusted maker.
-            append(new(RecordRef, h.digest()))
-        return out
+        # bytes.__new__ skips the token check: this is the one trusted maker.
+        return [new(RecordRef, one_shot(key, (prefix + canonical_key(k)).encode("utf-8"), "sha256")) for k in keys]
 
     def s3(self, store: str, bucket: str, object_key: str, version_id: str | None) -> RecordRef:
         """Return the ref of one object version (``version_id`` None: unversioned, ``null``).
