@@ -56,6 +56,16 @@ class TestHolds:
         assert {1, 2} == env.ids()
         assert {"LIT-2": 2} == env.held_counts()
 
+    def test_subject_hold_without_subject_column_fails_closed(self, env: Env) -> None:
+        """On a table without subject_column a subject hold protects every row: whose data it is is unknown."""
+        target = {k: v for k, v in SUPPORT["sql"][0].items() if k not in ("subject_column", "history")}
+        env.configure({"support": {**SUPPORT, "sql": [target]}})
+        env.write_holds([hold("LIT-S", ["support"], subjects=["acct_7"])])
+        env.insert(tickets, [env.ticket(1, 40, account="acct_7"), env.ticket(2, 40, account="acct_8")])
+        env.run()
+        assert {1, 2} == env.ids()
+        assert {"LIT-S": 2} == env.held_counts()
+
     def test_hold_on_other_category_does_not_protect(self, env: Env) -> None:
         """A hold naming another category does not protect this category's rows."""
         env.configure({"support": SUPPORT, "other": anon_category("60d", {"email": "null"}, match={"status": "x"})})
@@ -198,6 +208,25 @@ class TestPriorVersions:
         ])
         env.run()
         assert {10, 30} == env.ids(ticket_versions)
+
+    def test_subject_hold_protects_versions_of_rows_outside_the_filter(self, env: Env) -> None:
+        """A held subject's versions stay even when the parent row does not match the category's filter or is old."""
+        env.configure({"support": {**SUPPORT, "prior_versions": "10d"}})
+        env.write_holds([hold("LIT", ["support"], subjects=["acct_7"]),
+                         hold("TAX", ["support"], subjects=["acct_8"], kind="tax", keep_younger_than="60d")])
+        env.insert(tickets, [env.ticket(1, 100, status="open", account="acct_7"),
+                             env.ticket(2, 100, status="open", account="acct_8"),
+                             env.ticket(3, 100, status="open", account="acct_9")])
+        env.insert(ticket_versions, [
+            {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=20)},
+            {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=20)},  # young by the tax floor
+            {"version_id": 21, "ticket_id": 2, "superseded_at": env.at(days=70)},  # older than the floor
+            {"version_id": 30, "ticket_id": 3, "superseded_at": env.at(days=20)},
+        ])
+        plan = env.run(mode="plan")
+        env.run()
+        assert {10, 20} == env.ids(ticket_versions)
+        assert 2 == plan.targets[0].prior_versions_eligible
 
     def test_anonymizing_deletes_prior_versions(self, env: Env) -> None:
         """Anonymizing a record deletes its prior versions (they hold the old values)."""

@@ -239,3 +239,25 @@ class TestRefusedBeforeAnyWrite:
         assert {} == report.failed
         with pg_env.engine.connect() as conn:
             assert [2] == list(conn.execute(sa.text("SELECT id FROM logs")).scalars())
+
+
+class TestDryRunAndJson:
+    """Rule 8: --dry-run walks the same batches and writes nothing; plan/run speak JSON."""
+
+    def test_dry_run_writes_nothing_and_matches_plan(self, env: Env) -> None:
+        """plan --format json and run --dry-run report the same figures; no row, ledger entry or outbox row appears."""
+        import json
+
+        env.configure({"support": SUPPORT}, batch_size=3)
+        env.write_holds([hold("H", ["support"], subjects=["acct_h"])])
+        env.insert(tickets, [env.ticket(i, 35 + i, account="acct_h" if i % 4 == 0 else "acct_x") for i in range(1, 11)])
+        plan = json.loads(env.cli("--format", "json", "plan").stdout)
+        dry = env.cli("--format", "json", "run", "--dry-run")
+        assert 0 == dry.returncode, dry.stderr
+        dry_report = json.loads(dry.stdout)
+        assert [(8, {"H": 2})] == [(t["eligible"], t["held"]) for t in plan["targets"]]
+        assert [8] == [t["acted"] for t in dry_report["targets"]]
+        assert set(range(1, 11)) == env.ids()
+        assert [] == env.entries()
+        done = json.loads(env.cli("--format", "json", "run").stdout)
+        assert {"deleted": 8, "held": 2, "prior_versions": 0} == done["totals"]

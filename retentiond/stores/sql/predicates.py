@@ -52,7 +52,8 @@ def expired(claim: Claim) -> ColumnElement[bool]:
     return sa.and_(age.is_not(None), age < sa.literal(t.instant(claim.cutoff), age.type))
 
 
-def _in_subjects(target: BoundTarget, subjects: Sequence[str]) -> ColumnElement[bool]:
+def in_subjects(target: BoundTarget, subjects: Sequence[str]) -> ColumnElement[bool]:
+    """Return "the row's subject is one of ``subjects``" (NULL subject: false)."""
     assert target.subject is not None
     subject = target.table.c[target.subject.name]
     if target.dialect == "postgresql":
@@ -71,7 +72,7 @@ def held_by(hold: Hold, covering: Sequence[Claim], run_start: datetime) -> Colum
         t = claim.target
         parts: list[ColumnElement[bool]] = [covers(claim)]
         if hold.subjects is not None and t.subject is not None:
-            parts.append(_in_subjects(t, hold.subjects))
+            parts.append(in_subjects(t, hold.subjects))
         if hold.keep_younger_than is not None:
             age = t.table.c[t.age.name]
             floor = t.instant(hold.keep_younger_than.before(run_start))

@@ -22,7 +22,7 @@ from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
-from retentiond.stores.sql.predicates import Claim, covers, eligible, held_by, not_anonymized, sql_assignments
+from retentiond.stores.sql.predicates import Claim, in_subjects, eligible, held_by, not_anonymized, sql_assignments
 from retentiond.testing.crashpoints import crash_point
 
 RefsOf = Callable[[str, str, list[tuple[Any, ...]]], bytes]
@@ -285,8 +285,11 @@ class TargetWorker:
                 continue
             parts: list[ColumnElement[bool]] = []
             if hold.subjects is not None and t.subject is not None:
-                # The parent's subject decides; an orphan's subject is unknown, so it stays held.
-                held_parent = parent.where(sa.and_(covers(self.acting), held_by(hold, [self.acting], run_start)))
+                # The parent's subject alone decides: prior_versions expires versions of every
+                # parent, matched by the category's filter or not, and the hold's floor applies to
+                # the version's own age (below), not the parent's. An orphan's subject is unknown,
+                # so it stays held.
+                held_parent = parent.where(in_subjects(t, hold.subjects))
                 parts.append(sa.or_(sa.exists(held_parent), ~sa.exists(parent)))
             if hold.keep_younger_than is not None:
                 floor = self._history_instant(hold.keep_younger_than.before(run_start))
