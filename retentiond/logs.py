@@ -30,12 +30,70 @@ def _stderr_is_journal() -> bool:
     return f"{st.st_dev}:{st.st_ino}" == f"{dev}:{ino}"
 
 
+_PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
 def _journald_renderer(_: Any, __: str, event_dict: dict[str, Any]) -> str:
-    """Render ``PRIORITY`` prefixed JSON: journald reads ``<N>`` as the syslog priority."""
+    """Render ``<N>`` + JSON: the stderr fallback when the journal socket refuses a message."""
     import json
 
-    priority = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}.get(event_dict.get("level", "info"), 6)
+    priority = _PRIORITIES.get(event_dict.get("level", "info"), 6)
     return f"<{priority}>" + json.dumps(event_dict, default=str, sort_keys=True)
+
+
+def journal_fields(event_dict: dict[str, Any]) -> bytes:
+    """Return ``event_dict`` as a journald native datagram (``KEY=value`` lines, binary-safe).
+
+    ``MESSAGE`` is the event, ``PRIORITY`` the syslog level; every other key becomes an
+    upper-case field (``CATEGORY=``, ``RUN_ID=``) that ``journalctl -o verbose`` shows and
+    ``journalctl RUN_ID=...`` filters on.
+    """
+    import re
+    import struct
+
+    fields: dict[str, str] = {
+        "MESSAGE": str(event_dict.get("event", "")),
+        "PRIORITY": str(_PRIORITIES.get(str(event_dict.get("level", "info")), 6)),
+        "SYSLOG_IDENTIFIER": "retentiond",
+    }
+    for key, value in event_dict.items():
+        if key in ("event", "level"):
+            continue
+        name = re.sub(r"[^A-Z0-9_]", "_", str(key).upper()).lstrip("_") or "FIELD"
+        if name[0].isdigit():
+            name = "F_" + name
+        fields.setdefault(name, str(value))
+    out = bytearray()
+    for name, value in fields.items():
+        raw = value.encode("utf-8", "replace")
+        if b"\n" in raw:
+            out += name.encode() + b"\n" + struct.pack("<Q", len(raw)) + raw + b"\n"
+        else:
+            out += name.encode() + b"=" + raw + b"\n"
+    return bytes(out)
+
+
+class JournalHandler(logging.Handler):
+    """Send each record to journald's native socket; fall back to stderr when that fails."""
+
+    def __init__(self, fallback: logging.Handler, socket_path: str = JOURNAL_SOCKET) -> None:
+        import socket
+
+        super().__init__()
+        self.fallback = fallback
+        self.socket_path = socket_path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Send ``record`` (rendered to an event dict by the structlog formatter)."""
+        try:
+            event = self.format(record)
+            import json
+
+            self.sock.sendto(journal_fields(json.loads(event)), self.socket_path)
+        except (OSError, ValueError):
+            self.fallback.emit(record)
 
 
 def configure_logging(level: str = "info", *, renderer: str | None = None) -> None:
@@ -61,9 +119,8 @@ def configure_logging(level: str = "info", *, renderer: str | None = None) -> No
     final: Any
     if renderer == "console":
         final = structlog.dev.ConsoleRenderer(colors=False)
-    elif renderer == "journald":
-        final = _journald_renderer
     else:
+        # journald: JSON is handed to JournalHandler, which turns it into native fields.
         final = structlog.processors.JSONRenderer(sort_keys=True, default=str)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -72,14 +129,28 @@ def configure_logging(level: str = "info", *, renderer: str | None = None) -> No
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, final])
-    handler = logging.StreamHandler(sys.stderr)
+    stream = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = stream
+    if renderer == "journald":
+        fallback = logging.StreamHandler(sys.stderr)
+        fallback.setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _journald_renderer]))
+        handler = JournalHandler(fallback)
     handler.setFormatter(formatter)
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, JournalHandler):
+            old.sock.close()
+    # Every stdlib logger (apscheduler, sqlalchemy, botocore, tenacity, ...) propagates to the
+    # root, so this one handler renders them with the same processors as our own events.
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
-    # Libraries are chatty at INFO (sqlalchemy echoes statements with parameters: values).
-    for noisy in ("sqlalchemy", "botocore", "boto3", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Libraries are chatty at INFO: sqlalchemy echoes statements with parameters (values), and
+    # apscheduler logs two lines per job; our own events already cover each run and batch.
+    for noisy in ("sqlalchemy", "botocore", "boto3", "urllib3", "s3transfer", "apscheduler", "tenacity"):
+        logger = logging.getLogger(noisy)
+        logger.setLevel(max(logging.WARNING, root.level))
+        logger.propagate = True
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -136,24 +136,24 @@ class Daemon:
         sdnotify.notify("STATUS=starting: validating configuration and stores")
         validate(self.loaded)
         self.status.last_probe, self.status.probe_ok = time.monotonic(), True
-        self.audit = open_audit(self.loaded)
-        self.locks = runner_locks(ledger_url(self.loaded), self.loaded.settings.audit.ledger_id, self.loaded.state_dir)
-        self.watcher = self._new_watcher(self.loaded, self.audit)
-        holds_ok = self._refresh_holds(source_on_error="holds")
-        self.metrics.init_config(self.loaded)
-        self._audit_loaded(self.loaded)
-        self._mark_reload(True)
-        self.metrics.holds_valid.set(1 if holds_ok else 0)
-        for name in self.loaded.settings.stores:
-            if isinstance(self.loaded.settings.stores[name], SqlStore):
-                self.metrics.store_up.labels(name).set(1)
-        self._start_server()
-        self._start_scheduler()
-        self._catch_up()
-        sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
-        log.info("daemon ready", config_sha256=self.loaded.sha256, categories=len(self.specs), pid=os.getpid(),
-                 watchdog_seconds=self.watchdog_every, tick_seconds=self.tick_seconds)
         try:
+            self._start_server()  # before anything is audited: a taken port is a clean exit 75
+            self.audit = open_audit(self.loaded)
+            self.locks = runner_locks(ledger_url(self.loaded), self.loaded.settings.audit.ledger_id, self.loaded.state_dir)
+            self.watcher = self._new_watcher(self.loaded, self.audit)
+            holds_ok = self._refresh_holds(source_on_error="holds")
+            self.metrics.init_config(self.loaded)
+            self._audit_loaded(self.loaded)
+            self._mark_reload(True)
+            self.metrics.holds_valid.set(1 if holds_ok else 0)
+            for name in self.loaded.settings.stores:
+                if isinstance(self.loaded.settings.stores[name], SqlStore):
+                    self.metrics.store_up.labels(name).set(1)
+            self._start_scheduler()
+            self._catch_up()
+            sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
+            log.info("daemon ready", config_sha256=self.loaded.sha256, categories=len(self.specs), pid=os.getpid(),
+                     watchdog_seconds=self.watchdog_every, tick_seconds=self.tick_seconds)
             self._loop()
         finally:
             self._shutdown()
@@ -166,7 +166,11 @@ class Daemon:
         listen = self.loaded.settings.daemon.metrics_listen
         if not listen:
             return
-        self.server = MetricsServer(listen, self.metrics, self.health, self.ready)
+        try:
+            self.server = MetricsServer(listen, self.metrics, self.health, self.ready)
+        except OSError as exc:
+            # Most often another daemon on this host already listens there: retrying may help.
+            raise TemporaryFailure(f"cannot listen on daemon.metrics_listen {listen}: {exc.strerror or exc}") from None
         self.server.start()
 
     def _start_scheduler(self) -> None:
@@ -242,23 +246,29 @@ class Daemon:
     def _loop(self) -> None:
         next_ping = time.monotonic()
         while not self.stop.is_set():
-            timeout = self.heartbeat_every if self.watchdog_every is None else max(0.0, next_ping - time.monotonic())
-            self.wake.wait(timeout)
-            self.wake.clear()
-            if self.stop.is_set():
-                break
-            if self.reload_requested:
-                self.reload_requested = False
-                self.reload()
-            if self.watchdog_every is not None and time.monotonic() >= next_ping:
-                if self.scheduler_alive():
-                    sdnotify.notify("WATCHDOG=1")
-                else:
-                    log.error("scheduler heartbeat stale: withholding the watchdog ping",
-                              stale_seconds=round(time.monotonic() - self.status.heartbeat, 1))
-                next_ping = time.monotonic() + self.watchdog_every
+            next_ping = self._loop_once(next_ping)
+
+    def _loop_once(self, next_ping: float) -> float:
+        """Wait for a signal or the next watchdog ping, react; return when the next ping is due."""
+        timeout = self.heartbeat_every if self.watchdog_every is None else max(0.0, next_ping - time.monotonic())
+        self.wake.wait(timeout)
+        self.wake.clear()
+        if self.stop.is_set():
+            return next_ping
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+        if self.watchdog_every is not None and time.monotonic() >= next_ping:
+            if self.scheduler_alive():
+                sdnotify.notify("WATCHDOG=1")
+            else:
+                log.error("scheduler heartbeat stale: withholding the watchdog ping",
+                          stale_seconds=round(time.monotonic() - self.status.heartbeat, 1))
+            next_ping = time.monotonic() + self.watchdog_every
+        return next_ping
 
     def _shutdown(self) -> None:
+        """Stop taking work, let the running batch finish, release everything (each part may be unset)."""
         sdnotify.notify("STOPPING=1", "STATUS=stopping: finishing the current batch")
         log.info("stopping: no new batch; the current one finishes")
         self.stop.set()
@@ -310,23 +320,30 @@ class Daemon:
             parts.append(f"last={name}:{last.result}")
         return "; ".join(parts)
 
+    def _next_runs(self) -> dict[str, datetime]:
+        """Return the next fire time of every category, from its trigger.
+
+        Computed from the triggers, not asked of the scheduler: job threads call this, and
+        APScheduler's ``shutdown(wait=True)`` holds the job-store lock while it waits for them.
+        """
+        now = datetime.now(timezone.utc)
+        out: dict[str, datetime] = {}
+        for name, spec in list(self.specs.items()):
+            when = spec.trigger.get_next_fire_time(None, now)
+            if when is not None:
+                out[name] = when
+        return out
+
     def _next_run(self) -> tuple[str, datetime] | None:
-        if self.scheduler is None:
+        upcoming = self._next_runs()
+        if not upcoming:
             return None
-        best: tuple[str, datetime] | None = None
-        for name in self.specs:
-            job = self.scheduler.get_job(f"category:{name}")
-            if job is not None and job.next_run_time is not None and (best is None or job.next_run_time < best[1]):
-                best = (name, job.next_run_time)
-        return best
+        name = min(upcoming, key=lambda n: upcoming[n])
+        return name, upcoming[name]
 
     def _update_next_runs(self) -> None:
-        if self.scheduler is None:
-            return
-        for name in self.specs:
-            job = self.scheduler.get_job(f"category:{name}")
-            if job is not None and job.next_run_time is not None:
-                self.metrics.next_run.labels(name).set(job.next_run_time.timestamp())
+        for name, when in self._next_runs().items():
+            self.metrics.next_run.labels(name).set(when.timestamp())
 
     # -- service jobs -------------------------------------------------------------------------
 
@@ -420,7 +437,7 @@ class Daemon:
         try:
             held = self.locks.try_acquire(category)
         except TemporaryFailure as exc:
-            self._finished(category, "failed", None, 0.0)
+            self._finished(category, tick, "failed", None, 0.0)
             log.error("runner lock unavailable", category=category, error=str(exc))
             return
         if held is None:
@@ -453,20 +470,21 @@ class Daemon:
             duration = time.monotonic() - started
             self.metrics.run_duration.labels(category).observe(duration)
             self.state.record(category, tick, result, runner.run_id, datetime.now(timezone.utc))
-            self._finished(category, result, runner.run_id, duration)
+            self._finished(category, tick, result, runner.run_id, duration)
             if result != "interrupted":
                 self.metrics.checkpoint_time.set(time.time())
         finally:
             held.release()
 
-    def _finished(self, category: str, result: str, run_id: str | None, duration: float) -> None:
+    def _finished(self, category: str, tick: datetime, result: str, run_id: str | None, duration: float) -> None:
         now = datetime.now(timezone.utc)
         self.metrics.runs.labels(category, result).inc()
         if result == "success":
             self.metrics.last_success.labels(category).set(now.timestamp())
         self.status.last_runs[category] = LastRun(result, now, run_id)
         self._update_next_runs()
-        log.info("category run", category=category, result=result, run_id=run_id, duration_ms=int(duration * 1000))
+        log.info("category run", category=category, tick=tick.isoformat(), result=result, run_id=run_id,
+                 duration_ms=int(duration * 1000))
         sdnotify.notify(f"STATUS={self.status_line()}")
 
     def _on_job_event(self, event: JobExecutionEvent) -> None:
@@ -519,7 +537,10 @@ class Daemon:
                 return False
             self._apply(new, audit, watcher)
             return True
-        except RetentiondError as exc:
+        except Exception as exc:  # noqa: BLE001 (a reload must never take the running daemon down)
+            if new_audit is not None and new_audit is not self.audit:
+                new_audit.close()
+            log.error("reload failed unexpectedly", error=type(exc).__name__, exc_info=not isinstance(exc, RetentiondError))
             self._reject("config", file_sha256(self.config_path), 1, exc)
             return False
         finally:
