@@ -261,3 +261,30 @@ class TestDryRunAndJson:
         assert [] == env.entries()
         done = json.loads(env.cli("--format", "json", "run").stdout)
         assert {"deleted": 8, "held": 2, "prior_versions": 0} == done["totals"]
+
+
+class TestBatchTransactions:
+    """Issue 4 item 2: each batch is its own short transaction with lock and statement timeouts."""
+
+    def test_timeouts_set_in_every_batch_on_postgresql(self, pg_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every batch transaction sets lock_timeout and statement_timeout (SET LOCAL) before its DELETE."""
+        pg_env.configure({"support": SUPPORT}, batch_size=2)
+        pg_env.insert(tickets, [pg_env.ticket(i, 40 + i) for i in range(1, 6)])
+        statements: list[str] = []
+        real = run_module.store_engine
+
+        def spy(*args: Any, **kwargs: Any) -> sa.Engine:
+            engine = real(*args, **kwargs)
+
+            @sa.event.listens_for(engine, "before_cursor_execute")
+            def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                statements.append(" ".join(statement.split()).upper())
+
+            return engine
+
+        monkeypatch.setattr(run_module, "store_engine", spy)
+        pg_env.run()
+        deletes = [i for i, s in enumerate(statements) if s.startswith("DELETE FROM TICKETS")]
+        assert 3 == len(deletes)
+        # Per batch: set_config(...) then the keyset SELECT then the DELETE, in one transaction.
+        assert [True, True, True] == [any("SET_CONFIG" in s for s in statements[i - 2:i]) for i in deletes]
