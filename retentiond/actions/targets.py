@@ -15,7 +15,7 @@ from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import SqlStore
 from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
 from retentiond.stores.sql.anonymize import Pseudonymizer
-from retentiond.stores.sql.binding import BoundTarget, bind_target
+from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.predicates import Claim
 from retentiond.stores.sql.worker import TargetWorker
@@ -109,7 +109,8 @@ def sql_workers(
         others: list[Claim] = []
         for other_name, other in settings.categories.items():
             for j, other_target in enumerate(other.sql):
-                if other_target.store == target.store and other_target.table == target.table and (other_name, j) != (category, index):
+                if (other_target.store == target.store and (other_name, j) != (category, index)
+                        and _same_table(handle, other_target.table, target.table)):
                     others.append(Claim(handle.bind(other_name, j, loaded), other.action, cuts[other_name]))
         store = settings.stores[target.store]
         assert isinstance(store, SqlStore)
@@ -127,6 +128,18 @@ def sql_workers(
             )
         )
     return workers
+
+
+def _same_table(handle: StoreHandle, a: str, b: str) -> bool:
+    """Return True when table names ``a`` and ``b`` name the same table ("tickets" = "public.tickets").
+
+    Longest retention wins (SPEC §4 rule 4) must see every category on a table, however its
+    name is spelled; an unqualified name is in the database's default schema.
+    """
+    default = handle.engine.dialect.default_schema_name  # known: binding has connected
+    schema_a, table_a = split_table_name(a)
+    schema_b, table_b = split_table_name(b)
+    return (schema_a or default, table_a) == (schema_b or default, table_b)
 
 
 def open_s3_stores(runner: Any) -> list[Any]:

@@ -355,3 +355,17 @@ class TestInetColumns:
             addrs = dict(conn.execute(sa.text("SELECT id, host(addr) FROM visits")).all())
         assert {1: "192.0.2.0", 2: "2001:db8:1::", 3: "10.9.9.9"} == addrs
         assert [2, 0] == [first.targets[0].acted, second.targets[0].acted]
+
+
+class TestSchemaQualifiedOverlap:
+    """Rule 4 sees a table however its name is spelled."""
+
+    def test_qualified_and_bare_names_are_one_table(self, pg_env: Env) -> None:
+        """support on "tickets" and a longer category on "public.tickets": the delete waits for the longer one."""
+        longer = anon_category("90d", {"email": "null"})
+        longer["sql"][0]["table"] = "public.tickets"
+        pg_env.configure({"support": SUPPORT, "longer": longer})
+        pg_env.insert(tickets, [pg_env.ticket(1, 40, email="a@x"), pg_env.ticket(2, 100, email="b@x")])
+        report = pg_env.run()
+        assert {} == report.failed
+        assert {1} == pg_env.ids()

@@ -95,6 +95,10 @@ def reflect_table(conn: sa.Connection, name: str, metadata: sa.MetaData, path: s
         ConfigError: the table does not exist.
     """
     schema, table = split_table_name(name)
+    if schema is not None and schema == conn.dialect.default_schema_name:
+        # "public.tickets" and "tickets" are one table: reflect both as the same Table object,
+        # so claims of several categories on it share columns (longest retention wins).
+        schema = None
     try:
         return sa.Table(table, metadata, schema=schema, autoload_with=conn)
     except sa.exc.NoSuchTableError:
