@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def _read_state(state_dir: Path) -> dict[str, Any]:
 def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     path = _state_path(state_dir)
-    tmp = path.with_suffix(".tmp")
+    # One temp file per process and thread: daemons sharing state_dir must never write into
+    # (and rename) each other's half-written file.
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(state, fh, sort_keys=True, indent=1)
         fh.flush()

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    ProcessCollector,
     Counter,
     Gauge,
     Histogram,
@@ -48,6 +49,7 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         self.build_info = Gauge("retentiond_build_info", "Always 1; the version label says which build runs.", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
         self.last_success = Gauge("retentiond_last_success_timestamp_seconds",

@@ -143,6 +143,9 @@ class Daemon:
             self.watcher = self._new_watcher(self.loaded, self.audit)
             holds_ok = self._refresh_holds(source_on_error="holds")
             self.metrics.init_config(self.loaded)
+            for name, remembered in self.state.all().items():
+                if remembered.last_success is not None and name in self.loaded.settings.categories:
+                    self.metrics.last_success.labels(name).set(remembered.last_success.timestamp())
             self._audit_loaded(self.loaded)
             self._mark_reload(True)
             self.metrics.holds_valid.set(1 if holds_ok else 0)
@@ -445,7 +448,7 @@ class Daemon:
             log.info("run skipped: another runner holds the category", category=category, tick=tick.isoformat(), reason=reason)
             return
         try:
-            if self.state.tick_done(category, tick):
+            if self._tick_done(category, tick):
                 self.metrics.runs.labels(category, "skipped").inc()
                 log.info("run skipped: tick already done by another runner", category=category, tick=tick.isoformat(), reason=reason)
                 return
@@ -475,6 +478,26 @@ class Daemon:
                 self.metrics.checkpoint_time.set(time.time())
         finally:
             held.release()
+
+    def _tick_done(self, category: str, tick: datetime) -> bool:
+        """Return True when a runner (on any host) completed ``category``'s ``tick`` already.
+
+        ``state_dir`` answers for this host's daemons; the ledger answers for every host that
+        writes to it: a ``run_started`` for the category at or after the tick whose run has a
+        ``run_finished``. A run that was killed or stopped has none, so its tick is taken again.
+        Call while holding the category's runner lock.
+        """
+        if self.state.tick_done(category, tick):
+            return True
+        if self.audit is None:
+            return False
+        try:
+            entries = self.audit.ledger.entries(since=tick)
+        except RetentiondError as exc:
+            log.warning("could not read the ledger to check the tick", category=category, error=type(exc).__name__)
+            return False
+        started = {e.run_id for e in entries if e.event == "run_started" and category in e.fields.get("cutoffs", {})}
+        return any(e.event == "run_finished" and e.run_id in started for e in entries)
 
     def _finished(self, category: str, tick: datetime, result: str, run_id: str | None, duration: float) -> None:
         now = datetime.now(timezone.utc)
