@@ -11,11 +11,11 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -181,7 +181,7 @@ class Env:
         """Return an aware UTC instant as the backend stores it."""
         if value is None or self.backend != "sqlite":
             return value
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def insert(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (missing columns NULL)."""
@@ -189,7 +189,7 @@ class Env:
         with self.engine.begin() as conn:
             conn.execute(table.insert(), full)
 
-    def ticket(self, id: int, age_days: float | None = None, *, seconds: float = 0, status: str = "closed",
+    def ticket(self, id: int, age_days: float | None = None, *, seconds: float = 0, status: str | None = "closed",
                account: str | None = "acct_1", **values: Any) -> dict[str, Any]:
         """Return a ticket row closed ``age_days`` days (plus ``seconds``) before ``now`` (None: open)."""
         closed = None if age_days is None else self.at(days=age_days, seconds=seconds)
@@ -268,7 +268,7 @@ class Env:
                 out.extend(e.refs)
         return out
 
-    def audited_keys(self, table: str = "tickets", candidates: Sequence[int] = range(0, 2000),
+    def audited_keys(self, table: str = "tickets", candidates: Sequence[int] = range(2000),
                      outcome: str | None = None) -> list[int]:
         """Return the keys among ``candidates`` whose refs outcome entries claim (repeats kept)."""
         by_ref = {self.ref(table, k): k for k in candidates}
@@ -289,7 +289,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
         url = f"sqlite:///{tmp_path / 'app.db'}"
     engine = sa.create_engine(url)
     create_schema(engine)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     yield Env(request.param, url, engine, tmp_path, now)
     engine.dispose()
 
@@ -300,7 +300,7 @@ def sqlite_env(tmp_path: Path) -> Iterator[Env]:
     url = f"sqlite:///{tmp_path / 'app.db'}"
     engine = sa.create_engine(url)
     create_schema(engine)
-    yield Env("sqlite", url, engine, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
+    yield Env("sqlite", url, engine, tmp_path, datetime.now(UTC).replace(microsecond=0))
     engine.dispose()
 
 
@@ -309,5 +309,5 @@ def pg_env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
     """An Env on a fresh PostgreSQL database only (for the costlier PostgreSQL-specific cases)."""
     engine = sa.create_engine(pg_url)
     create_schema(engine)
-    yield Env("postgresql", pg_url, engine, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
+    yield Env("postgresql", pg_url, engine, tmp_path, datetime.now(UTC).replace(microsecond=0))
     engine.dispose()

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 import sqlalchemy as sa
 
 from retentiond.stores.sql.outbox import OUTBOX_TABLE
 from retentiond.testing.crashpoints import ENV, POINTS
-from tests.engine.conftest import SUPPORT, Env, anon_category, hold, ticket_versions, tickets
+from tests.engine.conftest import (
+    SUPPORT,
+    Env,
+    anon_category,
+    hold,
+    ticket_versions,
+    tickets,
+)
 
 #: Points reached more than once in the scenario crash on the 2nd time: mid-run, after real work.
 NTH = {"sql_after_select": 2, "sql_after_action": 2, "sql_after_history": 2, "sql_after_outbox_insert": 2,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -92,7 +92,7 @@ class TestDecideAgreesWithSql:
     @given(
         data=st.data(),
         run_start=st.datetimes(min_value=datetime(2021, 1, 1), max_value=datetime(2030, 12, 31)).map(
-            lambda d: d.replace(microsecond=0, tzinfo=timezone.utc)),
+            lambda d: d.replace(microsecond=0, tzinfo=UTC)),
         rows=rows_strategy,
         acting_action=st.sampled_from(["delete", "anonymize"]),
         other_action=st.sampled_from(["delete", "anonymize", None]),
@@ -140,4 +140,4 @@ class TestDecideAgreesWithSql:
         """A hold placed "today" is active from 00:00 UTC (the generator relies on it)."""
         h = Hold.model_validate({"id": "X", "kind": "legal", "reason": "r", "placed_by": "p",
                                  "placed_at": date(2026, 1, 2), "categories": ["*"]})
-        assert datetime(2026, 1, 2, tzinfo=timezone.utc) == h.placed_at
+        assert datetime(2026, 1, 2, tzinfo=UTC) == h.placed_at

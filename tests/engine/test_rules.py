@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from tests.engine.conftest import SUPPORT, Env, anon_category, hold, ticket_versions, tickets
+import sqlalchemy as sa
+
+from tests.engine.conftest import (
+    SUPPORT,
+    Env,
+    anon_category,
+    hold,
+    ticket_versions,
+    tickets,
+)
 
 
 class TestCutoff:
@@ -22,7 +32,7 @@ class TestCutoff:
         assert [1] == env.audited_keys()
         started = env.entries("run_started")
         assert 1 == len(started)
-        recorded = datetime.fromisoformat(str(started[0].fields["cutoffs"]["support"]).replace("Z", "+00:00"))
+        recorded = datetime.fromisoformat(str(started[0].fields["cutoffs"]["support"]))
         assert env.now - timedelta(days=30) == recorded
 
     def test_match_filter_restricts_the_category(self, env: Env) -> None:
@@ -245,7 +255,7 @@ class TestAnonymize:
         """null, redact, fixed, hmac, truncate_ip (v4 and v6), year and month rewrite as documented."""
         env.configure({"contact": anon_category()})
         seen = env.at(days=40) if env.backend == "sqlite" else env.now - timedelta(days=40)
-        values = dict(email="a@x", name="Ann", ref="cust-1", tier="gold", born=date(1990, 7, 14), seen_at=seen)
+        values: dict[str, Any] = {"email": "a@x", "name": "Ann", "ref": "cust-1", "tier": "gold", "born": date(1990, 7, 14), "seen_at": seen}
         env.insert(tickets, [env.ticket(1, 40, ip="192.0.2.77", **values), env.ticket(2, 40, ip="2001:db8:1:2::5", **values),
                              env.ticket(3, 5, ip="192.0.2.77", **values)])
         report = env.run()
@@ -307,8 +317,6 @@ class TestCompositeKeys:
 
     def test_composite_key_delete_with_history(self, env: Env) -> None:
         """Rows keyed (tenant, n) are deleted with their versions; refs use the composite key."""
-        import sqlalchemy as sa
-
         md = sa.MetaData()
         orders = sa.Table("orders", md, sa.Column("tenant", sa.Text, primary_key=True),
                           sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
@@ -341,8 +349,6 @@ class TestInetColumns:
 
     def test_inet_truncate_ip_rerun_touches_nothing(self, pg_env: Env) -> None:
         """An inet column truncates to /24 and /48 and a rerun finds nothing left to anonymize."""
-        import sqlalchemy as sa
-
         with pg_env.engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE visits (id integer PRIMARY KEY, at timestamptz, addr inet)"))
             conn.execute(sa.text("INSERT INTO visits VALUES (1, now() - interval '40 days', '192.0.2.77'), "
@@ -352,7 +358,7 @@ class TestInetColumns:
         first = pg_env.run()
         second = pg_env.run(now=pg_env.now + timedelta(seconds=1))
         with pg_env.engine.connect() as conn:
-            addrs = dict(conn.execute(sa.text("SELECT id, host(addr) FROM visits")).all())
+            addrs: dict[int, str] = dict(conn.execute(sa.text("SELECT id, host(addr) FROM visits")).all())
         assert {1: "192.0.2.0", 2: "2001:db8:1::", 3: "10.9.9.9"} == addrs
         assert [2, 0] == [first.targets[0].acted, second.targets[0].acted]
 

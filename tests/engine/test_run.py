@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,14 @@ import sqlalchemy as sa
 
 import retentiond.actions.run as run_module
 from retentiond.errors import HoldsUnavailable, TemporaryFailure
-from tests.engine.conftest import SUPPORT, Env, anon_category, hold, ticket_versions, tickets
+from tests.engine.conftest import (
+    SUPPORT,
+    Env,
+    anon_category,
+    hold,
+    ticket_versions,
+    tickets,
+)
 
 
 class TestLiveHolds:
@@ -246,8 +254,6 @@ class TestDryRunAndJson:
 
     def test_dry_run_writes_nothing_and_matches_plan(self, env: Env) -> None:
         """plan --format json and run --dry-run report the same figures; no row, ledger entry or outbox row appears."""
-        import json
-
         env.configure({"support": SUPPORT}, batch_size=3)
         env.write_holds([hold("H", ["support"], subjects=["acct_h"])])
         env.insert(tickets, [env.ticket(i, 35 + i, account="acct_h" if i % 4 == 0 else "acct_x") for i in range(1, 11)])
