@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from retentiond.audit.refs import REF_SIZE
 from retentiond.audit.signing import generate_key_pair
@@ -43,6 +44,7 @@ class Site:
     batch_size: int = 10
     pause: str = "0s"
     holds: str = ""
+    ledger_url: str | None = None  # None: SQLite audit.db in state_dir
 
     @property
     def config(self) -> Path:
@@ -87,6 +89,7 @@ max_fraction_per_run = 1.0
 pause_between_batches = "{self.pause}"
 
 [audit]
+{f'url = "{self.ledger_url}"' if self.ledger_url else ""}
 hmac_key_file = "keys/hmac.key"
 signing_key_file = "keys/signing.pem"
 checkpoint_interval = "1h"
@@ -130,6 +133,16 @@ url = "sqlite:///{self.app_db}"
 
     def entries(self) -> list[dict[str, Any]]:
         """Return the ledger's entries (seq, event, run_id, fields, number of refs) in order; [] before it exists."""
+        if self.ledger_url is not None:
+            engine = sa.create_engine(self.ledger_url, poolclass=sa.pool.NullPool)
+            try:
+                with engine.connect() as pg:
+                    rows = pg.execute(sa.text("SELECT seq, event, run_id, fields, length(refs) FROM audit_entries ORDER BY seq")).all()
+            except sa.exc.ProgrammingError:
+                return []  # the daemon has not created the schema yet
+            finally:
+                engine.dispose()
+            return [{"seq": s, "event": e, "run_id": r, "fields": json.loads(f), "refs": (n or 0) // REF_SIZE} for s, e, r, f, n in rows]
         if not self.ledger_db.exists():
             return []
         conn = sqlite3.connect(f"file:{self.ledger_db}?mode=ro", uri=True, timeout=10)

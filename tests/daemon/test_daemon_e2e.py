@@ -201,11 +201,39 @@ class TestCrash:
         assert 0 == site.cli("audit", "verify").returncode
 
 
+def run_ticks(daemons: list) -> tuple[Counter[tuple[str, str]], set[str]]:
+    """Return the runs each daemon logged per (category, tick), and their run ids."""
+    ticks: Counter[tuple[str, str]] = Counter()
+    run_ids: set[str] = set()
+    for d in daemons:
+        for line in d.log().splitlines():
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "category run":
+                ticks[(event["category"], event["tick"])] += 1
+                run_ids.add(event["run_id"])
+    return ticks, run_ids
+
+
 class TestSeveralDaemons:
-    """Three daemons on one config: every category runs exactly once per tick."""
+    """Several daemons on one config: every category runs exactly once per tick."""
+
+    @pytest.mark.pg
+    def test_two_daemons_with_a_postgresql_ledger(self, site: Site, start_daemon: StartDaemon, pg_url: str) -> None:
+        """Advisory locks and the ledger's tick check: one run per (category, tick); the ledger verifies."""
+        site.write(ledger_url=pg_url)
+        daemons = [start_daemon(site, config=site.config_copy(f"retention-{i}.toml")) for i in range(2)]
+        daemons[0].wait_ledger(lambda es: finished_runs(es) >= 3, timeout=30)
+        for d in daemons:
+            d.signal(signal.SIGTERM)
+        assert [0, 0] == [d.wait(30) for d in daemons]
+        ticks, run_ids = run_ticks(daemons)
+        assert {} == {k: v for k, v in ticks.items() if v != 1}
+        assert run_ids == {e["run_id"] for e in site.events("run_started")}
+        assert 1 == site.count("clicks")
+        assert 0 == site.cli("audit", "verify").returncode
 
     def test_three_daemons_run_each_category_once_per_tick(self, site: Site, start_daemon: StartDaemon) -> None:
-        """run_started entries per (category, tick window) are exactly one; the others skip."""
+        """Per (category, tick) exactly one run among the daemons; the others skip."""
         site.seed("views", expired=30)
         site.write(categories=("clicks", "views"))
         daemons = [start_daemon(site, config=site.config_copy(f"retention-{i}.toml")) for i in range(3)]
@@ -215,14 +243,7 @@ class TestSeveralDaemons:
             d.signal(signal.SIGTERM)
         assert [0, 0, 0] == [d.wait(30) for d in daemons]
         # Each daemon logs the tick (scheduled fire time) of every run it made, with its run id.
-        ticks: Counter[tuple[str, str]] = Counter()
-        run_ids: set[str] = set()
-        for d in daemons:
-            for line in d.log().splitlines():
-                event = json.loads(line) if line.startswith("{") else {}
-                if event.get("event") == "category run":
-                    ticks[(event["category"], event["tick"])] += 1
-                    run_ids.add(event["run_id"])
+        ticks, run_ids = run_ticks(daemons)
         assert {} == {k: v for k, v in ticks.items() if v != 1}
         assert True is all(len({t for c, t in ticks if c == name}) >= 3 for name in ("clicks", "views"))
         assert run_ids == {e["run_id"] for e in site.events("run_started")}
