@@ -22,7 +22,7 @@ from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig, holds_files, load_holds
 from retentiond.errors import ConfigError, HoldsUnavailable
 from retentiond.logs import get_logger
-from retentiond.policy.holds import ReleasedHold, protecting, view_all
+from retentiond.policy.holds import HoldView, ReleasedHold, protecting, view_all
 
 STATE_FILE = "holds-state.json"
 _PRUNE_AFTER = timedelta(days=30)
@@ -143,11 +143,19 @@ class HoldWatcher:
         Raises:
             HoldsUnavailable: as :meth:`refresh`.
         """
+        return protecting(self.views(now))
+
+    def views(self, now: datetime) -> list[HoldView]:
+        """Return every hold's state at ``now``: in the file, and released ones remembered in state_dir.
+
+        Raises:
+            HoldsUnavailable: as :meth:`refresh`.
+        """
         self.refresh(now)
         released = read_released(self.state_dir) if _state_path(self.state_dir).exists() else []
         if not self.record_changes:
             released += self._unrecorded_releases(now)
-        return protecting(view_all(self._holds, released, now, self.grace))
+        return view_all(self._holds, released, now, self.grace)
 
     def _unrecorded_releases(self, now: datetime) -> list[ReleasedHold]:
         """Return holds last seen in the file, gone from it now, whose release no run has recorded yet.

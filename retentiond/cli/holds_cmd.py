@@ -8,9 +8,8 @@ import click
 
 from retentiond.cli.context import AppContext, command_with_options, pass_app
 from retentiond.cli.render import table
-from retentiond.config.loader import load_holds
-from retentiond.errors import ExitCode
-from retentiond.policy.holds import view_all
+from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.errors import ConfigError, ConfigIssue, ExitCode, HoldsUnavailable
 
 
 class InstantParam(click.ParamType):
@@ -34,15 +33,6 @@ class InstantParam(click.ParamType):
 INSTANT = InstantParam()
 
 
-def _released(app: AppContext) -> list:
-    """Return the holds that left the file and are remembered in state_dir (none before the first run)."""
-    try:
-        from retentiond.actions.holdwatch import read_released
-    except ModuleNotFoundError:
-        return []
-    return read_released(app.config().state_dir)
-
-
 @click.group("holds")
 def holds_group() -> None:
     """Inspect Legal's holds."""
@@ -55,8 +45,11 @@ def list_holds(app: AppContext, at: datetime | None) -> int:
     """List holds as the daemon sees them: active, expiring, in release grace, expired, not yet active."""
     loaded = app.config()
     when = at or datetime.now(timezone.utc)
-    snapshot = load_holds(loaded.holds_path, loaded.settings.categories)
-    views = view_all(snapshot.holds, _released(app), when, loaded.settings.daemon.hold_release_grace)
+    try:
+        views = HoldWatcher(loaded, record_changes=False).views(when)
+    except HoldsUnavailable as exc:
+        # Legal's file is invalid: `holds list` reports it like `config validate` does.
+        raise ConfigError(exc.issues or [ConfigIssue("", str(exc), file=str(loaded.holds_path))]) from None
     if app.json:
         app.emit_json(
             {
