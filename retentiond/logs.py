@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -34,7 +35,7 @@ _PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
-def _journald_renderer(_: Any, __: str, event_dict: dict[str, Any]) -> str:
+def _journald_renderer(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     """Render ``<N>`` + JSON: the stderr fallback when the journal socket refuses a message."""
     import json
 

@@ -52,6 +52,7 @@ class _HeldFile:
         self._fd: int | None = fd
 
     def release(self) -> None:
+        """Unlock and close the lock file (idempotent)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -87,6 +88,7 @@ class _HeldAdvisory:
         self._key = key
 
     def release(self) -> None:
+        """Unlock and drop the session (idempotent)."""
         conn, self._conn = self._conn, None
         if conn is None:
             return

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    ProcessCollector,
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -46,7 +47,7 @@ class Metrics:
     def __init__(self) -> None:
         # The *_created series double the exposition for no alerting value (process-wide switch;
         # the daemon is the only exporter in its process).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
@@ -123,7 +124,8 @@ class MetricsServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "retentiond"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
+                """Serve /metrics, /healthz, /readyz; 404 otherwise."""
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
@@ -135,14 +137,15 @@ class MetricsServer:
                     self._send(404, b"not found\n", "text/plain")
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
+                """Write one complete response."""
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # scrapes every few seconds would flood the journal
+            def log_message(self, format: str, *args: Any) -> None:
+                """Drop access logs: scrapes every few seconds would flood the journal."""
 
         ThreadingHTTPServer.allow_reuse_address = True
         self.httpd = ThreadingHTTPServer((host, int(port)), Handler)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from retentiond.config.loader import LoadedConfig
 _EPSILON = timedelta(microseconds=1)
 
 
-class ScheduleTrigger(BaseTrigger):
+class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """A trigger that can also name the latest fire time at or before an instant (the "tick")."""
 
     def previous_fire_time(self, now: datetime) -> datetime:
@@ -74,7 +74,7 @@ class TickTrigger(ScheduleTrigger):
         self.seconds = seconds
 
     def _at(self, index: float) -> datetime:
-        return datetime.fromtimestamp(index * self.seconds, timezone.utc)
+        return datetime.fromtimestamp(index * self.seconds, UTC)
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         """Return the next multiple of ``seconds`` after the previous fire time (or at/after ``now``)."""

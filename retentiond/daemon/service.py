@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,7 +41,12 @@ from retentiond.daemon.locks import RunnerLocks, runner_locks
 from retentiond.daemon.metrics import Metrics, MetricsServer
 from retentiond.daemon.scheduler import JobSpec, job_specs, missed_since
 from retentiond.daemon.state import ScheduleState
-from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.errors import (
+    ConfigError,
+    HoldsUnavailable,
+    RetentiondError,
+    TemporaryFailure,
+)
 from retentiond.logs import get_logger
 
 log = get_logger("retentiond.daemon")
@@ -213,7 +218,7 @@ class Daemon:
     def _catch_up(self) -> None:
         """Run at once every category whose last scheduled run was missed while the daemon was down."""
         assert self.scheduler is not None
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         remembered = self.state.all()
         for name, spec in self.specs.items():
             last = remembered.get(name)
@@ -317,7 +322,7 @@ class Daemon:
         parts = [f"config_sha256={self.loaded.sha256}", f"reload={self.status.last_reload}"]
         upcoming = self._next_run()
         if upcoming is not None:
-            parts.append(f"next={upcoming[0]}@{upcoming[1].astimezone(timezone.utc).isoformat(timespec='seconds')}")
+            parts.append(f"next={upcoming[0]}@{upcoming[1].astimezone(UTC).isoformat(timespec='seconds')}")
         if self.status.last_runs:
             name, last = max(self.status.last_runs.items(), key=lambda kv: kv[1].finished)
             parts.append(f"last={name}:{last.result}")
@@ -329,7 +334,7 @@ class Daemon:
         Computed from the triggers, not asked of the scheduler: job threads call this, and
         APScheduler's ``shutdown(wait=True)`` holds the job-store lock while it waits for them.
         """
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         out: dict[str, datetime] = {}
         for name, spec in list(self.specs.items()):
             when = spec.trigger.get_next_fire_time(None, now)
@@ -372,7 +377,7 @@ class Daemon:
             if watcher is None:
                 return False
             try:
-                active = watcher.protecting(datetime.now(timezone.utc))
+                active = watcher.protecting(datetime.now(UTC))
             except HoldsUnavailable as exc:
                 self.metrics.holds_valid.set(0)
                 log.error("holds file unusable: no deletion until it is fixed", issues=len(exc.issues))
@@ -425,7 +430,7 @@ class Daemon:
         spec = self.specs.get(category)
         if spec is None:
             return  # unscheduled by a reload while queued
-        self._run_category(category, spec.trigger.previous_fire_time(datetime.now(timezone.utc)), "schedule")
+        self._run_category(category, spec.trigger.previous_fire_time(datetime.now(UTC)), "schedule")
 
     def _run_category(self, category: str, tick: datetime, reason: str) -> None:
         """Run one category for ``tick`` unless stopping, locked elsewhere, or done for this tick."""
@@ -472,7 +477,7 @@ class Daemon:
                     self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
             duration = time.monotonic() - started
             self.metrics.run_duration.labels(category).observe(duration)
-            self.state.record(category, tick, result, runner.run_id, datetime.now(timezone.utc))
+            self.state.record(category, tick, result, runner.run_id, datetime.now(UTC))
             self._finished(category, tick, result, runner.run_id, duration)
             if result != "interrupted":
                 self.metrics.checkpoint_time.set(time.time())
@@ -500,7 +505,7 @@ class Daemon:
         return any(e.event == "run_finished" and e.run_id in started for e in entries)
 
     def _finished(self, category: str, tick: datetime, result: str, run_id: str | None, duration: float) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.metrics.runs.labels(category, result).inc()
         if result == "success":
             self.metrics.last_success.labels(category).set(now.timestamp())
@@ -534,6 +539,8 @@ class Daemon:
         """
         sdnotify.notify(*sdnotify.reloading_fields(), "STATUS=reloading")
         log.info("reload requested")
+        # Hold changes that came with this SIGHUP are audited even when the config is refused.
+        self._refresh_holds(source_on_error=None)
         new_audit: AuditHandles | None = None
         try:
             try:
@@ -551,7 +558,7 @@ class Daemon:
             audit = new_audit or self.audit
             watcher = self._new_watcher(new, audit)
             try:
-                watcher.protecting(datetime.now(timezone.utc))
+                watcher.protecting(datetime.now(UTC))
             except HoldsUnavailable as exc:
                 if new_audit is not None:
                     new_audit.close()
@@ -560,7 +567,7 @@ class Daemon:
                 return False
             self._apply(new, audit, watcher)
             return True
-        except Exception as exc:  # noqa: BLE001 (a reload must never take the running daemon down)
+        except Exception as exc:
             if new_audit is not None and new_audit is not self.audit:
                 new_audit.close()
             log.error("reload failed unexpectedly", error=type(exc).__name__, exc_info=not isinstance(exc, RetentiondError))

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ url = "sqlite:///{self.app_db}"
 
     def seed(self, table: str, expired: int, fresh: int = 1, account: str = "acct_{i}") -> None:
         """Insert ``expired`` rows aged 40+ days and ``fresh`` new rows into ``table`` (created if needed)."""
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         with sqlite3.connect(self.app_db) as conn:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, created_at TIMESTAMP, account_id TEXT)")
             rows = [((now - timedelta(days=40 + i % 5)).isoformat(sep=" "), account.format(i=i % 7)) for i in range(expired)]
@@ -186,7 +186,7 @@ class NotifySocket:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
         self.messages.append(fields)

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.daemon.conftest import TICK, Site, StartDaemon
+from tests.daemon.conftest import Site, StartDaemon
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -127,7 +127,7 @@ categories = ["clicks"]
 subjects = ["acct_held"]
 ''')
         entries = daemon.wait_ledger(lambda es: any(e["event"] == "hold_placed" for e in es))
-        hold = [e for e in entries if e["event"] == "hold_placed"][0]
+        hold = next(e for e in entries if e["event"] == "hold_placed")
         assert ("LIT-TEST-1", 1) == (hold["fields"]["hold_id"], hold["refs"])
         assert "acct_held" not in json.dumps(hold)  # subjects are refs
         runs = finished_runs(site.entries())
@@ -155,7 +155,7 @@ class TestStop:
         assert True is (time.monotonic() - started < 10)
         entries = site.entries()
         assert ["run_interrupted"] == [e["event"] for e in entries if e["event"] in ("run_interrupted", "run_finished")]
-        assert "stop_requested" == [e for e in entries if e["event"] == "run_interrupted"][0]["fields"]["reason"]
+        assert "stop_requested" == next(e for e in entries if e["event"] == "run_interrupted")["fields"]["reason"]
         assert True is (site.count("clicks") > 1)
         assert 0 == site.cli("audit", "verify").returncode
 

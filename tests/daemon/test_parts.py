@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,8 +17,6 @@ from retentiond.daemon.locks import AdvisoryLocks, FileLocks, advisory_key, runn
 from retentiond.daemon.scheduler import CroniterTrigger, TickTrigger, missed_since
 from retentiond.daemon.state import ScheduleState
 from retentiond.logs import journal_fields
-
-UTC = timezone.utc
 
 
 class TestCroniterTrigger:
@@ -125,9 +123,9 @@ class TestFileLocks:
         locks = FileLocks(tmp_path)
         held = locks.try_acquire("clicks")
         assert held is not None
-        probe = [sys.executable, "-c",
-                 "import sys; from pathlib import Path; from retentiond.daemon.locks import FileLocks; "
-                 "sys.exit(0 if FileLocks(Path(sys.argv[1])).try_acquire(sys.argv[2]) is None else 3)", str(tmp_path)]
+        code = ("import sys; from pathlib import Path; from retentiond.daemon.locks import FileLocks; "
+                "sys.exit(0 if FileLocks(Path(sys.argv[1])).try_acquire(sys.argv[2]) is None else 3)")
+        probe = [sys.executable, "-c", code, str(tmp_path)]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         assert (0, 3) == (subprocess.run([*probe, "clicks"], env=env, check=False).returncode,
                           subprocess.run([*probe, "views"], env=env, check=False).returncode)
