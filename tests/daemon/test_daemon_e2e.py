@@ -45,10 +45,11 @@ class TestLifecycle:
     """Start, scheduled runs, metrics and a clean stop."""
 
     def test_ready_runs_on_schedule_exports_metrics_and_stops_cleanly(self, site: Site, start_daemon: StartDaemon) -> None:
-        """READY=1, the catch-up and a scheduled run, /metrics, /healthz, /readyz, SIGTERM exits 0."""
-        daemon = start_daemon(site)
+        """READY=1, watchdog pings, the catch-up and a scheduled run, /metrics, /healthz, /readyz, SIGTERM exits 0."""
+        daemon = start_daemon(site, env={"WATCHDOG_USEC": "2000000"})  # systemd's WatchdogSec=2s: a ping every second
         assert sha256_of(site) == daemon.notify.status_config()
         entries = daemon.wait_ledger(lambda es: finished_runs(es) >= 2)
+        daemon.notify.wait_for(lambda m: m.get("WATCHDOG") == "1", timeout=5)
         assert 1 == site.count("clicks")  # only the fresh row is left
         assert 50 == sum(e["fields"]["count"] for e in deleted_batches(entries))
         assert ["config_loaded"] == [e["event"] for e in entries if e["event"].startswith("config_")]
@@ -160,7 +161,7 @@ class TestStop:
         assert 0 == site.cli("audit", "verify").returncode
 
     def test_second_signal_exits_at_once_and_ledger_stays_consistent(self, site: Site, start_daemon: StartDaemon) -> None:
-        """Two SIGTERMs: exit 143 at once; a restart completes the work; the ledger verifies."""
+        """SIGTERM then SIGINT: exit 128+N at once; a restart completes the work; the ledger verifies."""
         site.seed("clicks", expired=150, fresh=0)
         site.write(pause="1s")
         daemon = start_daemon(site)
@@ -168,7 +169,8 @@ class TestStop:
         # Two different stop signals: two of the same may merge into one pending signal.
         daemon.signal(signal.SIGTERM)
         daemon.signal(signal.SIGINT)
-        assert 128 + signal.SIGTERM == daemon.wait(10)  # Python runs the SIGINT handler first
+        # Exit code 128 + the signal handled second (Python may run either handler first).
+        assert True is (daemon.wait(10) in {128 + signal.SIGTERM, 128 + signal.SIGINT})
         assert 0 == site.cli("audit", "verify").returncode
         site.write(pause="0s")
         again = start_daemon(site)

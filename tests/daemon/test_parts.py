@@ -6,15 +6,19 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from retentiond.config.loader import load_config
 from retentiond.daemon import sdnotify
 from retentiond.daemon.locks import AdvisoryLocks, FileLocks, advisory_key, runner_locks
 from retentiond.daemon.scheduler import CroniterTrigger, TickTrigger, missed_since
+from retentiond.daemon.service import Daemon
 from retentiond.daemon.state import ScheduleState
 from retentiond.logs import journal_fields
 
@@ -204,3 +208,19 @@ class TestJournalFields:
         assert (b"MESSAGE=run finished\nPRIORITY=4\nSYSLOG_IDENTIFIER=retentiond\nRUN_ID=r1\nNOTE\n"
                 b"\x03\x00\x00\x00\x00\x00\x00\x00a\nb\n") == data
 
+
+class TestWatchdogPath:
+    """The watchdog ping depends on the scheduler's heartbeat job, so a wedged scheduler stops it."""
+
+    def test_stale_heartbeat_means_not_alive(self, tmp_path: Path) -> None:
+        """A running scheduler whose heartbeat job stopped is reported dead (no ping, /healthz 503)."""
+        from tests.daemon.conftest import Site
+
+        site = Site(tmp_path, 9)
+        site.write()
+        daemon = Daemon(load_config(site.config))
+        daemon.scheduler = SimpleNamespace(running=True)  # type: ignore[assignment]
+        daemon.status.heartbeat = time.monotonic()
+        fresh = daemon.scheduler_alive()
+        daemon.status.heartbeat = time.monotonic() - 3 * daemon.heartbeat_every - 10
+        assert (True, False, False) == (fresh, daemon.scheduler_alive(), daemon.health()[0])
