@@ -224,3 +224,31 @@ class TestWatchdogPath:
         fresh = daemon.scheduler_alive()
         daemon.status.heartbeat = time.monotonic() - 3 * daemon.heartbeat_every - 10
         assert (True, False, False) == (fresh, daemon.scheduler_alive(), daemon.health()[0])
+
+
+class TestJournalHandler:
+    """Under systemd the records go to journald's socket as native fields, stdlib loggers too."""
+
+    def test_records_arrive_as_native_fields(self, tmp_path: Path) -> None:
+        """A structlog event and an apscheduler warning both arrive with MESSAGE, PRIORITY and their keys."""
+        import logging
+
+        from retentiond.logs import JournalHandler, configure_logging, get_logger
+
+        path = tmp_path / "journal.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
+            journal.bind(str(path))
+            journal.settimeout(5)
+            try:
+                configure_logging("info", renderer="journald")
+                handler = logging.getLogger().handlers[0]
+                assert isinstance(handler, JournalHandler)
+                handler.socket_path = str(path)
+                get_logger("retentiond.test").info("run finished", run_id="r1", deleted=3)
+                logging.getLogger("apscheduler.scheduler").warning("job missed")
+                first, second = journal.recv(65536), journal.recv(65536)
+            finally:
+                configure_logging("info", renderer="json")
+        assert (True, True, True, True) == (
+            b"MESSAGE=run finished\nPRIORITY=6\n" in first, b"\nRUN_ID=r1\n" in first, b"\nDELETED=3\n" in first,
+            b"MESSAGE=job missed\nPRIORITY=4\n" in second)
