@@ -25,13 +25,12 @@ from typing import Any, Callable, Sequence
 import sqlalchemy as sa
 
 from retentiond.audit.events import Batch, ConfigRejected, GuardTripped, Reconciled, RunFinished, RunInterrupted, RunStarted
-from retentiond.audit.ledger import DuplicateBatch
-from retentiond.audit.refs import split_refs
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
 from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
 from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
 from retentiond.stores.sql.outbox import Outbox, OutboxRow
@@ -175,6 +174,7 @@ class Runner:
         self.progress = progress
         self.report = RunReport(self.run_id, self.run_start, mode)
         self.audit: AuditHandles | None = None
+        self.relay: Relay | None = None
         self.stores: dict[str, StoreHandle] = {}
         self.watcher: HoldWatcher | None = None
 
@@ -232,6 +232,7 @@ class Runner:
     def _open(self) -> None:
         if self.writes:
             self.audit = open_audit(self.loaded)
+            self.relay = Relay(self.audit.ledger)
         key = hmac_key(self.loaded) if self.writes else b"retentiond-plan-only-key"
         self._pseudonym_key = key
         names = {t.store for c in self.categories for t in self.settings.categories[c].sql}
@@ -256,6 +257,8 @@ class Runner:
         )
 
     def _close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
         for handle in self.stores.values():
             handle.engine.dispose()
         for journal in getattr(self, "recoverables", []):
@@ -273,10 +276,12 @@ class Runner:
         log.error("holds file unusable: no deletion until it is fixed", run_id=self.run_id, issues=len(exc.issues))
         if self.audit is not None and self.writes:
             try:
+                if self.relay is not None:
+                    self.relay.flush()
                 self.audit.ledger.append(ConfigRejected(source="holds", file_sha256=None, issue_count=len(exc.issues)),
                                          run_id=self.run_id)
                 self.audit.ledger.append(RunInterrupted(reason="holds_invalid", counts=self.report.totals()), run_id=self.run_id)
-                self.audit.ledger.checkpoint(self.audit.signer, run_id=self.run_id)
+                self.audit.checkpoint(run_id=self.run_id)
             except RetentiondError:
                 log.error("could not audit the holds failure", run_id=self.run_id)
 
@@ -296,22 +301,7 @@ class Runner:
     def _relay(self, outbox: Any, rows: list[OutboxRow]) -> int:
         """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
         assert self.audit is not None
-        ledger = self.audit.ledger
-        appended = 0
-        for row in rows:
-            event = Batch(
-                batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
-                action=row.action, outcome=row.outcome, count=row.count, refs=split_refs(row.refs),
-                prior_versions=row.prior_versions, prefix=getattr(row, "prefix", None),
-            )
-            try:
-                ledger.append(event, run_id=row.run_id)
-                appended += 1
-            except DuplicateBatch:
-                pass  # appended before a crash; only the outbox row was left
-            crash_point("relay_after_append")
-        outbox.remove([r.batch_id for r in rows])
-        return appended
+        return relay_rows(self.audit.ledger, outbox, rows)
 
     # -- one category ------------------------------------------------------------------------
 
@@ -383,7 +373,8 @@ class Runner:
                 if result.selected:
                     report.batches += 1
                 if result.outbox:
-                    self._relay(worker.outbox, result.outbox)
+                    assert self.relay is not None
+                    self.relay.submit(worker.outbox, result.outbox)
                 report.acted += result.touched
                 report.prior_versions_deleted += result.history
                 report.blocked += getattr(result, "blocked", 0)
@@ -394,6 +385,8 @@ class Runner:
                 crash_point("between_batches")
                 if pause and self.stop.wait(pause):
                     break
+        if self.relay is not None:
+            self.relay.flush()
         failed = getattr(worker, "failed_versions", 0)
         if failed:
             self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
@@ -415,6 +408,11 @@ class Runner:
             crash_point("held_between_entries")
 
     def _fail(self, category: str, exc: Exception) -> None:
+        if self.relay is not None:
+            try:
+                self.relay.flush()
+            except RetentiondError:
+                pass  # the outbox keeps what could not be relayed; the next run relays it
         reason = type(exc).__name__
         message = str(exc) if isinstance(exc, RetentiondError) else reason
         self.report.failed[category] = message
@@ -437,7 +435,8 @@ class Runner:
     def _finish(self, started: float) -> None:
         if not self.writes:
             return
-        assert self.audit is not None
+        assert self.audit is not None and self.relay is not None
+        self.relay.flush()
         duration_ms = int((time.monotonic() - started) * 1000)
         if self.stop.is_set():
             self.report.interrupted = True
@@ -451,4 +450,4 @@ class Runner:
             )
             log.info("run finished", run_id=self.run_id, duration_ms=duration_ms, failed=len(self.report.failed), **self.report.totals())
         crash_point("before_checkpoint")
-        self.audit.ledger.checkpoint(self.audit.signer, run_id=self.run_id)
+        self.audit.checkpoint(run_id=self.run_id)

@@ -6,10 +6,12 @@ Secrets are read here, at use time, from ``*_env`` / ``*_credential`` / ``*_file
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from retentiond.audit.anchor import Anchor, checkpoint_and_anchor
 from retentiond.audit.ledger import Ledger
 from retentiond.audit.refs import RefMaker
 from retentiond.audit.signing import Signer
@@ -57,13 +59,43 @@ def signer(loaded: LoadedConfig) -> Signer:
         raise ConfigError([ConfigIssue("audit.signing_key", f"not an Ed25519 private key in PEM: {exc}")]) from None
 
 
+def anchor(loaded: LoadedConfig) -> Anchor | None:
+    """Return the WORM bucket checkpoints are copied to (``[audit.anchor]``), or None.
+
+    Raises:
+        ConfigError: the anchor's store is not an S3 store, or its client cannot be made.
+    """
+    settings = loaded.settings.audit.anchor
+    if settings is None:
+        return None
+    from retentiond.config.models import S3Store
+    from retentiond.stores.s3.client import make_client
+
+    store = loaded.settings.stores.get(settings.store)
+    if not isinstance(store, S3Store):
+        raise ConfigError([ConfigIssue("audit.anchor.store", f"{settings.store!r} is not an S3 store of [stores]")])
+    client = make_client(store, f"stores.{settings.store}")
+    return Anchor(client, settings.bucket, settings.prefix, loaded.settings.audit.ledger_id, settings.retain_days)
+
+
 @dataclass
 class AuditHandles:
-    """An open ledger with the keys a run writes with."""
+    """An open ledger with the keys a run writes with, and the optional anchor bucket."""
 
     ledger: Ledger
     refs: RefMaker
     signer: Signer
+    anchor: Anchor | None = None
+
+    def checkpoint(self, *, run_id: str | None = None, if_older_than: timedelta | None = None) -> Any:
+        """Write a signed checkpoint, copied to the anchor bucket when one is configured.
+
+        Returns the checkpoint entry, or None when ``if_older_than`` found none due.
+
+        Raises:
+            TemporaryFailure: the ledger or the anchor bucket is unreachable.
+        """
+        return checkpoint_and_anchor(self.ledger, self.signer, self.anchor, run_id=run_id, if_older_than=if_older_than)
 
     def close(self) -> None:
         """Close the ledger."""
@@ -83,8 +115,9 @@ def open_audit(loaded: LoadedConfig) -> AuditHandles:
         refs = RefMaker(key)
     except ValueError as exc:
         raise ConfigError([ConfigIssue("audit.hmac_key", str(exc))]) from None
+    worm = anchor(loaded)
     ledger = Ledger.open(ledger_url(loaded), loaded.settings.audit.ledger_id)
-    return AuditHandles(ledger=ledger, refs=refs, signer=sign)
+    return AuditHandles(ledger=ledger, refs=refs, signer=sign, anchor=worm)
 
 
 def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:

@@ -54,18 +54,9 @@ def _open_ledger(app: AppContext, *, create: bool = False) -> Ledger:
 
 
 def _anchor(app: AppContext) -> Anchor | None:
-    loaded = app.config()
-    settings = loaded.settings.audit.anchor
-    if settings is None:
-        return None
-    from retentiond.config.models import S3Store
-    from retentiond.stores.s3.client import make_client
+    from retentiond.actions.setup import anchor
 
-    store = loaded.settings.stores.get(settings.store)
-    if not isinstance(store, S3Store):
-        raise ConfigError([ConfigIssue("audit.anchor.store", f"{settings.store!r} is not an S3 store of [stores]")])
-    client = make_client(store, f"stores.{settings.store}")
-    return Anchor(client, settings.bucket, settings.prefix, loaded.settings.audit.ledger_id, settings.retain_days)
+    return anchor(app.config())
 
 
 def _configured_keys(app: AppContext) -> KeyRing | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import json
 from datetime import timedelta
 from typing import Any
@@ -276,7 +278,7 @@ class TestBatchTransactions:
         """Every batch transaction sets lock_timeout and statement_timeout (SET LOCAL) before its DELETE."""
         pg_env.configure({"support": SUPPORT}, batch_size=2)
         pg_env.insert(tickets, [pg_env.ticket(i, 40 + i) for i in range(1, 6)])
-        statements: list[str] = []
+        by_thread: dict[int, list[str]] = {}
         real = run_module.store_engine
 
         def spy(*args: Any, **kwargs: Any) -> sa.Engine:
@@ -284,12 +286,14 @@ class TestBatchTransactions:
 
             @sa.event.listens_for(engine, "before_cursor_execute")
             def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-                statements.append(" ".join(statement.split()).upper())
+                # The ledger relay runs on its own thread: look at the batch thread's statements.
+                by_thread.setdefault(threading.get_ident(), []).append(" ".join(statement.split()).upper())
 
             return engine
 
         monkeypatch.setattr(run_module, "store_engine", spy)
         pg_env.run()
+        statements = next(s for s in by_thread.values() if any(x.startswith("DELETE FROM TICKETS") for x in s))
         deletes = [i for i, s in enumerate(statements) if s.startswith("DELETE FROM TICKETS")]
         assert 3 == len(deletes)
         # Per batch: set_config(...) then the keyset SELECT then the DELETE, in one transaction.

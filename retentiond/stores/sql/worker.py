@@ -207,13 +207,13 @@ class TargetWorker:
                 touched = self._anonymize(conn, rows, keys, cond, len(order))
             else:
                 stmt = sa.delete(t.table).where(self._key_in(keys)).where(cond).returning(*t.key)
-                touched = [tuple(r) for r in conn.execute(stmt)]
+                touched = [tuple(r) for r in conn.execute(stmt).all()]
             crash_point("sql_after_action")
             history_keys: list[tuple[Any, ...]] = []
             if t.history is not None and touched:
                 h = t.history
                 stmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
-                history_keys = [tuple(r) for r in conn.execute(stmt)]
+                history_keys = [tuple(r) for r in conn.execute(stmt).all()]
             crash_point("sql_after_history")
             out = self._outbox_rows(run_id, touched, history_keys)
             self.outbox.insert(conn, out)
@@ -228,7 +228,7 @@ class TargetWorker:
         assignments = sql_assignments(t)
         if assignments is not None:
             stmt = sa.update(t.table).where(self._key_in(keys)).where(cond).values(assignments).returning(*t.key)
-            return [tuple(r) for r in conn.execute(stmt)]
+            return [tuple(r) for r in conn.execute(stmt).all()]
         # Some strategy needs Python (hmac, truncate_ip, year, month): one guarded UPDATE per row,
         # which also checks the row still holds the values the new ones were computed from.
         strategies = list((t.config.anonymize or {}).items())
@@ -245,7 +245,7 @@ class TargetWorker:
                          for (name, _), value in zip(strategies, old)]
             stmt = (sa.update(t.table).where(self._key_in([key])).where(cond).where(*unchanged)
                     .values(new).returning(*t.key))
-            touched.extend(tuple(r) for r in conn.execute(stmt))
+            touched.extend(tuple(r) for r in conn.execute(stmt).all())
         return touched
 
     def _outbox_rows(self, run_id: str, touched: list[tuple[Any, ...]], history: list[tuple[Any, ...]]) -> list[OutboxRow]:
@@ -328,7 +328,7 @@ class TargetWorker:
             if dry_run:
                 return BatchResult(selected=len(rows), touched=0, history=len(rows), exhausted=len(rows) < self.batch_size)
             stmt = sa.delete(h.table).where(self._key_in(keys, h.key)).where(cond).returning(*h.key)
-            deleted = [tuple(r) for r in conn.execute(stmt)]
+            deleted = [tuple(r) for r in conn.execute(stmt).all()]
             crash_point("sql_history_after_delete")
             out: list[OutboxRow] = []
             if deleted:

@@ -1,0 +1,99 @@
+"""Relay batch outcomes from a store's outbox (or intent journal) to the audit ledger.
+
+A batch's outcome is already durable in the outbox when its transaction commits; appending it
+to the ledger can therefore overlap the next batch's statement. ``Relay`` does that on one
+background thread with a short queue (so memory stays bounded and the ledger never falls
+more than a couple of batches behind); ``flush()`` waits for it before anything that must
+come after the batches in the ledger (held counts, ``run_finished``). A crash at any point
+leaves the unrelayed rows in the outbox, and the next run relays them (exactly once).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from retentiond.audit.events import Batch
+from retentiond.audit.ledger import DuplicateBatch, Ledger
+from retentiond.audit.refs import split_refs
+from retentiond.stores.sql.outbox import OutboxRow
+from retentiond.testing.crashpoints import crash_point
+
+
+def relay_rows(ledger: Ledger, journal: Any, rows: list[OutboxRow]) -> int:
+    """Append each row to the ledger unless its batch is there already, then remove the rows.
+
+    Returns the number of entries appended (rows already in the ledger are only removed).
+
+    Raises:
+        TemporaryFailure: the ledger is unreachable (the rows stay in the outbox).
+    """
+    appended = 0
+    for row in rows:
+        event = Batch(
+            batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
+            action=row.action, outcome=row.outcome, count=row.count, refs=split_refs(row.refs),
+            prior_versions=row.prior_versions, prefix=getattr(row, "prefix", None),
+        )
+        try:
+            ledger.append(event, run_id=row.run_id)
+            appended += 1
+        except DuplicateBatch:
+            pass  # appended before a crash; only the outbox row was left
+        crash_point("relay_after_append")
+    journal.remove([r.batch_id for r in rows])
+    return appended
+
+
+class Relay:
+    """Appends outbox rows to the ledger on a background thread."""
+
+    def __init__(self, ledger: Ledger, *, depth: int = 2) -> None:
+        self.ledger = ledger
+        self._queue: queue.Queue[tuple[Any, list[OutboxRow]] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    relay_rows(self.ledger, item[0], item[1])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, journal: Any, rows: list[OutboxRow]) -> None:
+        """Queue ``rows`` for the ledger; blocks while two batches are already waiting.
+
+        Raises:
+            The error of an earlier relay (the rows it failed on stay in the outbox).
+        """
+        self._raise()
+        if rows:
+            self._queue.put((journal, rows))
+
+    def flush(self) -> None:
+        """Wait until every queued row is in the ledger.
+
+        Raises:
+            The error of a relay that failed.
+        """
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop the thread after the queued rows (errors are dropped: the outbox keeps those rows)."""
+        self._queue.put(None)
+        self._thread.join(timeout=60)
