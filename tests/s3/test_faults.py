@@ -6,7 +6,7 @@ import pytest
 
 from retentiond.stores.s3 import listing
 from tests.s3.conftest import S3Env, s3_category
-from tests.s3.faults import Faults, faults  # noqa: F401 - the fixture
+from tests.s3.faults import Faults, delete_result, faults, objects_of, response  # noqa: F401 - the fixture
 
 __all__ = ["faults"]
 
@@ -85,6 +85,22 @@ class TestDeleteFaults:
         assert [] == s3env.audited()
         assert s3env.refs_of(items) == sorted(r for e in s3env.batches("failed") for r in e.refs)
         assert 3 == len(s3env.versions())
+
+
+class TestVerifyDeletes:
+    """``verify_deletes = true``: a version the response calls deleted is audited so only if a listing agrees."""
+
+    def test_false_deleted_claim_is_caught(self, s3env: S3Env, faults: Faults) -> None:
+        """A response listing versions deleted that are still there: with verify_deletes they end ``failed``, never ``deleted``."""
+        items = _seed(s3env, keys=2)
+        s3env.configure({"support": s3_category()}, store={"verify_deletes": True})
+        faults.on("DeleteObjects", lambda request: response(200, delete_result(objects_of(request), [])))
+        report = s3env.run()
+        assert ["support"] == list(report.failed)
+        assert [] == s3env.audited()
+        assert s3env.refs_of(items) == sorted(r for e in s3env.batches("failed") for r in e.refs)
+        assert {} == s3env.run().failed  # the next run deletes them for real
+        _converged(s3env, items, failed_batches=1)
 
 
 class TestListingFaults:

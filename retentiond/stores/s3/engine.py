@@ -7,12 +7,14 @@ Flow, per target:
    Lock bucket, the lock of candidate versions, concurrently in the store's thread pool; and
    writes the key groups that something could happen to into a *spool* (a private SQLite file,
    deleted at the end of the run), so memory stays flat and the run does not list twice.
-2. ``run_batch()`` / ``run_history_batch()`` read the next groups from the spool, decide again
-   with the holds the driver has just re-read (:mod:`.decide`), and send up to ``max_workers``
-   DeleteObjects requests of at most ``min(batch_size, 1000)`` versions concurrently. Each
+2. ``run_batch()`` reads the next groups from the spool, decides again with the holds the
+   driver has just re-read (:mod:`.decide`), and sends up to ``max_workers`` DeleteObjects
+   requests of at most ``min(batch_size, 1000)`` versions concurrently — versions of expired
+   objects and expired prior versions alike, in one pass over the spool. Each
    request is announced in the intent journal first; its truth is the response's ``Deleted``
    and ``Errors`` (see :class:`Requester`); its outcome rows go back to the driver, which audits
-   them and then acknowledges them in the journal.
+   them and then acknowledges them in the journal. The held counts the driver asks for after
+   the batches are those the batches found (no second pass).
 3. Delete markers in front of versions are removed in a second request, once every version of
    the key is confirmed gone.
 
@@ -284,6 +286,30 @@ class Spool:
             pass
 
 
+class _Tally:
+    """Sums the plans of key groups into plan figures."""
+
+    def __init__(self) -> None:
+        self.eligible = self.history = self.blocked = 0
+        self.held: dict[str, int] = {}
+
+    def add(self, plan: GroupPlan, locked: set[int] | list[int]) -> None:
+        """Count one group's plan; ``locked`` are the indexes of its versions under Object Lock."""
+        for hold_id, n in plan.held.items():
+            self.held[hold_id] = self.held.get(hold_id, 0) + n
+        main_locked = [i for i in plan.main if i in locked]
+        hist_locked = [i for i in plan.history if i in locked]
+        # Markers in front of a locked version stay: they are not counted as eligible.
+        self.eligible += len(plan.main) + (0 if main_locked else len(plan.main_markers))
+        self.history += len(plan.history) + (0 if hist_locked else len(plan.history_markers))
+        self.blocked += len(main_locked) + len(hist_locked)
+
+    def counts(self, total: int) -> S3Counts:
+        """Return the figures."""
+        return S3Counts(total=total, eligible=self.eligible, held=dict(self.held), history_expired=self.history,
+                        blocked=self.blocked)
+
+
 def remove_stale_spools(directory: Path) -> int:
     """Delete spools left by processes that no longer run (a crashed run); return how many."""
     removed = 0
@@ -357,6 +383,8 @@ class S3Worker:
         self.sources = sorted({acting.coverage.age_column, *(o.coverage.age_column for o in self.others)} - {"last_modified"})
         self._spool: Spool | None = None
         self._total = 0
+        self._batches_tally = _Tally()
+        self._drained: _Tally | None = None
         self.failed_versions = 0
 
     # -- what the run driver reads -------------------------------------------------------------
@@ -388,8 +416,8 @@ class S3Worker:
 
     @property
     def has_history(self) -> bool:
-        """Return True in a versioned bucket: noncurrent versions expire on their own."""
-        return self.info.versioned
+        """Return False: prior versions are deleted in the same batches as current ones (one pass)."""
+        return False
 
     def close(self) -> None:
         """Delete the spool."""
@@ -448,10 +476,12 @@ class S3Worker:
 
         return list(self.pool.map(read, candidates))
 
-    def _build(self, run_start: datetime) -> Spool:
+    def _build(self, holds: Sequence[Hold], run_start: datetime) -> tuple[Spool, S3Counts]:
+        """List the prefix into a new spool; return it with the plan's figures under ``holds``."""
         spool = Spool(self.spool_dir)
         gid = 0
         total = 0
+        tally = _Tally()
         try:
             for groups in list_groups(self.client, self.bucket, self.prefix, versioned=self.info.versioned):
                 total += sum(len(g.entries) for g in groups)
@@ -465,17 +495,15 @@ class S3Worker:
                     versions = [i for i in (*plan.main, *plan.history) if not group.entries[i].is_marker]
                     candidates.append((gid, group, age, versions))
                 locks = self._locks([(g, v) for _, g, _, v in candidates])
-                spool.add([(gid_, g, a, lk) for (gid_, g, a, _), lk in zip(candidates, locks)])
+                rows = [(gid_, g, a, lk) for (gid_, g, a, _), lk in zip(candidates, locks)]
+                spool.add(rows)
+                for _, group, age, locked in rows:
+                    tally.add(self._plan(group, age, holds, run_start), set(locked))
         except Exception as exc:
             spool.close()
             raise _temporary(self._store, self.bucket, "listing", exc) from None
         self._total = total
-        return spool
-
-    def _ensure(self, run_start: datetime) -> Spool:
-        if self._spool is None:
-            self._spool = self._build(run_start)
-        return self._spool
+        return spool, tally.counts(total)
 
     # -- plan -----------------------------------------------------------------------------------
 
@@ -486,54 +514,55 @@ class S3Worker:
         """Return versions listed, versions this run would delete (of expired objects), held per hold,
         expired prior versions, and versions Object Lock would block.
 
+        The first call lists the prefix (into the spool); later calls re-decide from the spool with
+        ``holds``, except after the run's batches went through the whole spool: then the figures are
+        what the batches found (the holds of each batch, re-read just before it), without a re-read.
+
         Raises:
             TemporaryFailure: the bucket could not be listed (after retries).
         """
-        spool = self._ensure(run_start)
-        eligible = history = blocked = 0
-        held: dict[str, int] = {}
+        if self._spool is None:
+            self._spool, figures = self._build(holds, run_start)
+            return figures
+        if self._drained is not None:
+            return self._drained.counts(self._total)
+        tally = _Tally()
         after = 0
         while True:
-            rows = list(spool.read(after, 5000))
+            rows = list(self._spool.read(after, 5000))
             if not rows:
                 break
             for gid, group, ages, locked in rows:
                 after = gid
-                plan = self._plan(group, ages, holds, run_start)
-                for hold_id, n in plan.held.items():
-                    held[hold_id] = held.get(hold_id, 0) + n
-                main_locked = [i for i in plan.main if i in locked]
-                hist_locked = [i for i in plan.history if i in locked]
-                eligible += len(plan.main) + (0 if main_locked else len(plan.main_markers))
-                history += len(plan.history) + (0 if hist_locked else len(plan.history_markers))
-                blocked += len(main_locked) + len(hist_locked)
-        return S3Counts(total=self._total, eligible=eligible, held=held, history_expired=history, blocked=blocked)
+                tally.add(self._plan(group, ages, holds, run_start), locked)
+        return tally.counts(self._total)
+
+    def _ensure(self, holds: Sequence[Hold], run_start: datetime) -> Spool:
+        if self._spool is None:
+            self.counts(holds, run_start)
+        assert self._spool is not None
+        return self._spool
 
     # -- act ------------------------------------------------------------------------------------
 
     def run_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> S3BatchResult:
-        """Delete every version of the next expired objects after ``cursor`` (advanced in place).
+        """Delete what is due in the next key groups after ``cursor`` (advanced in place): every version
+        of expired objects, and expired noncurrent versions and orphaned delete markers of the others.
+
+        Both kinds go in the same requests (one pass over the spool): ``touched`` counts versions of
+        expired objects, ``history`` the prior versions expired on their own.
 
         Raises:
-            TemporaryFailure: the bucket could not be listed.
+            TemporaryFailure: the bucket could not be listed, or a request failed beyond its retries.
         """
-        return self._batch(cursor, holds, run_start, run_id, dry_run=dry_run, history=False)
-
-    def run_history_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *,
-                          dry_run: bool) -> S3BatchResult:
-        """Delete the next expired noncurrent versions and orphaned delete markers after ``cursor``.
-
-        Raises:
-            TemporaryFailure: the bucket could not be listed.
-        """
-        return self._batch(cursor, holds, run_start, run_id, dry_run=dry_run, history=True)
-
-    def _batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool,
-               history: bool) -> S3BatchResult:
-        spool = self._ensure(run_start)
+        spool = self._ensure(holds, run_start)
         cap = self.per_request * self.max_workers
         after = int(cursor.after[0]) if cursor.after else 0
+        if after == 0:
+            self._batches_tally = _Tally()
+        tally = self._batches_tally
         phase1: list[Item] = []
+        main_items: set[Item] = set()
         current: set[Item] = set()
         markers: list[tuple[list[Item], list[Item]]] = []  # (versions that must be gone, markers then removed)
         locked_items: set[Item] = set()
@@ -543,27 +572,35 @@ class S3Worker:
                 exhausted = False
                 break
             after = gid
+            if self.prefix and not group.key.startswith(self.prefix):
+                continue  # never act outside the prefix
             plan = self._plan(group, ages, holds, run_start)
-            first = plan.history if history else plan.main
-            later = plan.history_markers if history else plan.main_markers
-            items = [(group.key, group.entries[i].version_id) for i in first]
-            locked_items.update((group.key, group.entries[i].version_id) for i in first if i in locked)
-            if not self.prefix or group.key.startswith(self.prefix):  # never act outside the prefix
-                phase1 += items
-                if not history and plan.main:
-                    current.add((group.key, group.entries[0].version_id))
-                if later:
-                    versions = [(group.key, group.entries[i].version_id) for i in first if not group.entries[i].is_marker]
-                    markers.append((versions, [(group.key, group.entries[i].version_id) for i in later]))
+            tally.add(plan, locked)
+            entries = group.entries
+            first = [*plan.main, *plan.history]
+            later = [*plan.main_markers, *plan.history_markers]
+            items = [(group.key, entries[i].version_id) for i in first]
+            main_items.update((group.key, entries[i].version_id) for i in (*plan.main, *plan.main_markers))
+            locked_items.update((group.key, entries[i].version_id) for i in first if i in locked)
+            phase1 += items
+            if plan.main:
+                current.add((group.key, entries[0].version_id))
+            if later:
+                versions = [(group.key, entries[i].version_id) for i in first if not entries[i].is_marker]
+                markers.append((versions, [(group.key, entries[i].version_id) for i in later]))
         cursor.after = (after,)
+        if exhausted and not dry_run:
+            self._drained = tally
         selected = len(phase1) + sum(len(m) for _, m in markers)
         if not phase1 and not markers:
             return S3BatchResult(selected=0, touched=0, history=0, exhausted=exhausted)
         if dry_run:
-            blocked = len(locked_items)
-            would = selected - blocked - sum(len(m) for v, m in markers if set(v) & locked_items)
-            return S3BatchResult(selected=selected, touched=0 if history else would, history=would if history else 0,
-                                 blocked=blocked, exhausted=exhausted)
+            # What the requests would delete: all but locked versions and the markers in front of them.
+            would = [i for i in phase1 if i not in locked_items]
+            would += [m for v, ms in markers if not set(v) & locked_items for m in ms]
+            main = sum(1 for i in would if i in main_items)
+            return S3BatchResult(selected=selected, touched=main, history=len(would) - main, blocked=len(locked_items),
+                                 exhausted=exhausted)
         outcome = self._send_all(phase1, current, run_id)
         gone = set(outcome.deleted)
         followers = [m for versions, ms in markers if all(v in gone for v in versions) for m in ms]
@@ -574,12 +611,17 @@ class S3Worker:
             outcome.failed += second.failed
             outcome.rows += second.rows
         self.failed_versions += len(outcome.failed)
-        done = len(outcome.deleted)
-        log.info("s3 batch", category=self.category, bucket=self.bucket, deleted=done, blocked=len(outcome.blocked),
-                 failed=len(outcome.failed), history=history)
-        return S3BatchResult(selected=selected, touched=0 if history else done, history=done if history else 0,
+        main = sum(1 for i in outcome.deleted if i in main_items)
+        log.info("s3 batch", category=self.category, bucket=self.bucket, deleted=main, prior_versions=len(outcome.deleted) - main,
+                 blocked=len(outcome.blocked), failed=len(outcome.failed))
+        return S3BatchResult(selected=selected, touched=main, history=len(outcome.deleted) - main,
                              outbox=list(outcome.rows), blocked=len(outcome.blocked), failed=len(outcome.failed),
                              exhausted=exhausted)
+
+    def run_history_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *,
+                          dry_run: bool) -> S3BatchResult:
+        """Return an exhausted, empty batch: :meth:`run_batch` deletes expired prior versions in the same pass."""
+        return S3BatchResult(selected=0, touched=0, history=0, exhausted=True)
 
     def _send_all(self, items: list[Item], current: set[Item], run_id: str) -> RequestOutcome:
         chunks = [items[i:i + self.per_request] for i in range(0, len(items), self.per_request)]
