@@ -89,15 +89,30 @@ def run_command(app: AppContext, categories: tuple[str, ...], dry_run: bool, all
 
 @click.command("explain")
 @common_options
-@click.option("--store", required=True, help="SQL store name.")
-@click.option("--table", "table_name", required=True, help="Table as configured.")
-@click.option("--key", "key", required=True, multiple=True, help="Primary key value (repeat for composite keys, in key order).")
+@click.option("--store", required=True, help="Store name (SQL or S3).")
+@click.option("--table", "table_name", help="SQL: table as configured.")
+@click.option("--key", "key", multiple=True, help="SQL: primary key value (repeat for composite keys, in key order).")
+@click.option("--bucket", help="S3: bucket.")
+@click.option("--object-key", "object_key", help="S3: object key (every version of it is explained).")
 @pass_app
-def explain_command(app: AppContext, store: str, table_name: str, key: tuple[str, ...]) -> int:
+def explain_command(app: AppContext, store: str, table_name: str | None, key: tuple[str, ...], bucket: str | None,
+                    object_key: str | None) -> int:
     """Explain why one record is kept or would be acted on: categories, age, cutoffs, holds, decision."""
-    from retentiond.actions.explain import explain
+    from retentiond.errors import UsageError
 
-    result = explain(app.config(), store, table_name, list(key))
+    result: Any
+    if bucket is not None or object_key is not None:
+        if bucket is None or object_key is None or table_name is not None or key:
+            raise UsageError("give --bucket and --object-key for an S3 object, or --table and --key for a row")
+        from retentiond.actions.s3explain import explain_object
+
+        result = explain_object(app.config(), store, bucket, object_key)
+    else:
+        if table_name is None or not key:
+            raise UsageError("give --table and --key for a row, or --bucket and --object-key for an S3 object")
+        from retentiond.actions.explain import explain
+
+        result = explain(app.config(), store, table_name, list(key))
     if app.json:
         app.emit_json(result.as_dict())
     else:

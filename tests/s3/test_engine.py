@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -128,6 +129,20 @@ class TestHolds:
         assert {"LIT-1": 2} == report.targets[0].held
         assert [2] == [e.fields["count"] for e in s3env.batches("held")]
 
+    def test_long_run_of_held_keys_does_not_end_the_batches(self, s3env: S3Env) -> None:
+        """Many held keys in a row (more than a batch) are skipped over; expired keys after them still go."""
+        s3env.bucket()
+        for i in range(10):
+            s3env.put(f"tickets/acct_1/{i}", 100)
+        for i in range(3):
+            s3env.put(f"tickets/acct_2/{i}", 100)
+        s3env.write_holds([hold("LIT-1", ["support"], subjects=["acct_1"])])
+        s3env.configure({"support": s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")}, batch_size=2,
+                        store={"max_workers": 1})
+        report = s3env.run()
+        assert (3, {"LIT-1": 10}) == (report.targets[0].acted, report.targets[0].held)
+        assert 10 == len(s3env.versions())
+
     def test_subject_hold_without_pattern_fails_closed(self, s3env: S3Env) -> None:
         """Without subject_pattern retentiond cannot tell whose data a key is: a subject hold keeps everything."""
         s3env.bucket()
@@ -245,3 +260,59 @@ class TestPlan:
         target: dict[str, Any] = json.loads(done.stdout)["targets"][0]
         assert ("media", 1, 1, 0) == (target["target"], target["total"], target["eligible"], target["blocked"])
 
+
+
+class TestExplain:
+    """``retentiond explain --store S --bucket B --object-key K`` explains every version."""
+
+    def test_explain_versions(self, s3env: S3Env) -> None:
+        """Current and prior versions get their own decision, held keys name the hold."""
+        s3env.bucket()
+        s3env.history("tickets/acct_1/a", [100, 90])
+        s3env.history("tickets/acct_2/b", [20, 15, 1])
+        s3env.write_holds([hold("LIT-1", ["support"], subjects=["acct_1"])])
+        s3env.configure({"support": s3_category(prior_versions="10d", subject_pattern="^tickets/(?P<subject>[^/]+)/")})
+        held = s3env.cli("--format", "json", "explain", "--store", "files", "--bucket", "media", "--object-key", "tickets/acct_1/a")
+        mixed = s3env.cli("explain", "--store", "files", "--bucket", "media", "--object-key", "tickets/acct_2/b")
+        assert 0 == held.returncode, held.stderr
+        (line,) = json.loads(held.stdout)["categories"]
+        assert (["LIT-1"], ["is kept: held by LIT-1"] * 2) == (line["holds"], [v["decision"] for v in line["versions"]])
+        assert 0 == mixed.returncode, mixed.stderr
+        decisions = [t.split("-> ")[1] for t in mixed.stdout.splitlines() if "-> " in t]
+        assert ["is kept: not older than the cutoff (or its clock has not started), or another category retains it longer",
+                "is kept: not noncurrent for longer than prior versions are kept",
+                "would be deleted by the next run"] == decisions
+
+    def test_explain_needs_both_bucket_and_key(self, s3env: S3Env) -> None:
+        """Half an S3 address is a usage error (exit 2)."""
+        s3env.bucket()
+        s3env.configure({"support": s3_category()})
+        assert 2 == s3env.cli("explain", "--store", "files", "--bucket", "media").returncode
+
+
+class TestLiveHolds:
+    """A hold saved while a run is in progress protects its keys from the next batch on."""
+
+    def test_hold_added_mid_run(self, s3env: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
+        """After the first batch, a new subject hold keeps the rest of that subject's keys."""
+        from retentiond.stores.s3 import engine
+
+        s3env.bucket()
+        for i in range(6):
+            s3env.put(f"tickets/acct_1/{i}", 100)
+        s3env.configure({"support": s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")}, batch_size=2,
+                        store={"max_workers": 1})
+        original = engine.S3Worker._send_all
+        calls = {"n": 0}
+
+        def send_all(self: engine.S3Worker, *args: object, **kwargs: object) -> engine.RequestOutcome:
+            calls["n"] += 1
+            out = original(self, *args, **kwargs)  # type: ignore[arg-type]
+            if calls["n"] == 1:
+                s3env.write_holds([hold("LIT-NEW", ["support"], subjects=["acct_1"])])
+            return out
+
+        monkeypatch.setattr(engine.S3Worker, "_send_all", send_all)
+        report = s3env.run()
+        assert (2, {"LIT-NEW": 4}) == (report.targets[0].acted, report.targets[0].held)
+        assert 4 == len(s3env.versions())

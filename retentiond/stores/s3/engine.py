@@ -567,27 +567,34 @@ class S3Worker:
         markers: list[tuple[list[Item], list[Item]]] = []  # (versions that must be gone, markers then removed)
         locked_items: set[Item] = set()
         exhausted = True
-        for gid, group, ages, locked in spool.read(after, cap + 1):
-            if len(phase1) >= cap:
-                exhausted = False
+        full = False
+        while not full:
+            # Held or out-of-scope groups add nothing to the batch: read on until it is full or the spool ends.
+            rows = list(spool.read(after, cap + 1))
+            if not rows:
                 break
-            after = gid
-            if self.prefix and not group.key.startswith(self.prefix):
-                continue  # never act outside the prefix
-            plan = self._plan(group, ages, holds, run_start)
-            tally.add(plan, locked)
-            entries = group.entries
-            first = [*plan.main, *plan.history]
-            later = [*plan.main_markers, *plan.history_markers]
-            items = [(group.key, entries[i].version_id) for i in first]
-            main_items.update((group.key, entries[i].version_id) for i in (*plan.main, *plan.main_markers))
-            locked_items.update((group.key, entries[i].version_id) for i in first if i in locked)
-            phase1 += items
-            if plan.main:
-                current.add((group.key, entries[0].version_id))
-            if later:
-                versions = [(group.key, entries[i].version_id) for i in first if not entries[i].is_marker]
-                markers.append((versions, [(group.key, entries[i].version_id) for i in later]))
+            for gid, group, ages, locked in rows:
+                if len(phase1) >= cap:
+                    exhausted = False
+                    full = True
+                    break
+                after = gid
+                if self.prefix and not group.key.startswith(self.prefix):
+                    continue  # never act outside the prefix
+                plan = self._plan(group, ages, holds, run_start)
+                tally.add(plan, locked)
+                entries = group.entries
+                first = [*plan.main, *plan.history]
+                later = [*plan.main_markers, *plan.history_markers]
+                items = [(group.key, entries[i].version_id) for i in first]
+                main_items.update((group.key, entries[i].version_id) for i in (*plan.main, *plan.main_markers))
+                locked_items.update((group.key, entries[i].version_id) for i in first if i in locked)
+                phase1 += items
+                if plan.main:
+                    current.add((group.key, entries[0].version_id))
+                if later:
+                    versions = [(group.key, entries[i].version_id) for i in first if not entries[i].is_marker]
+                    markers.append((versions, [(group.key, entries[i].version_id) for i in later]))
         cursor.after = (after,)
         if exhausted and not dry_run:
             self._drained = tally
