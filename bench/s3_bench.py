@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,7 @@ def main() -> None:
                      "subject_pattern": "^data/(?P<subject>[^/]+)/"}]}},
             }
             (d / "retention.toml").write_text(toml_like(config))
-            now = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+            now = (datetime.now(UTC) + timedelta(days=2)).isoformat()
             out = subprocess.run([sys.executable, __file__, "--child", str(d / "retention.toml"), now],
                                  capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
             rtd = json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 BUCKETS = ("support-attachments", "event-media", "cloud-telemetry")
@@ -47,7 +47,7 @@ def _backdate(bucket: str, key: str, version_id: str, when: datetime) -> None:
 
     for version in s3_backends[DEFAULT_ACCOUNT_ID]["global"].buckets[bucket].keys.getlist(key, []):
         if str(version.version_id) == version_id:
-            version.last_modified = when.astimezone(timezone.utc).replace(tzinfo=None)
+            version.last_modified = when.astimezone(UTC).replace(tzinfo=None)
 
 
 def seed_s3(endpoint: str, now: datetime) -> dict[str, int]:

@@ -6,9 +6,12 @@ The object key is the operator's own input and is printed on stdout only (never 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.targets import cutoffs
@@ -88,7 +91,7 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
               if t.store == store and t.bucket == bucket and key.startswith(t.prefix)]
     if not claims:
         raise UsageError(f"no category covers that key in bucket {bucket!r} of store {store!r}")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cuts = cutoffs(loaded, now)
     config = settings.stores[store]
     assert isinstance(config, S3Store)
@@ -125,8 +128,6 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
                 else:
                     meta = {k.lower(): v for k, v in retry.call(client.head_object, **kwargs).get("Metadata", {}).items()}
                     ages[source] = parse_time(meta.get(tag.lower()))
-            import re
-
             plan = plan_group(group, ages, acting, others, holds, now, re.compile(target.subject_pattern) if target.subject_pattern else None)
             held_ids = sorted(plan.held)
             versions = []
@@ -161,7 +162,5 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
                 "cutoff": cuts[name].isoformat(timespec="seconds"), "holds": held_ids, "versions": versions,
             })
         return result
-    except TemporaryFailure:
-        raise
-    except Exception as exc:  # botocore errors: unreachable or refused
+    except (BotoCoreError, ClientError) as exc:  # unreachable or refused
         raise TemporaryFailure(f"store {store!r}: S3 request failed ({type(exc).__name__})") from None

@@ -7,8 +7,9 @@ The run driver (``retentiond.actions.run``) reaches this module through
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 from retentiond.config.models import S3Store, S3Target
 from retentiond.errors import ConfigError, ConfigIssue

@@ -12,11 +12,11 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -36,7 +36,7 @@ def backdate(bucket: str, key: str, version_id: str | None, when: datetime) -> N
     from moto.s3.models import s3_backends
 
     store = s3_backends[DEFAULT_ACCOUNT_ID]["global"].buckets[bucket]
-    naive = when.astimezone(timezone.utc).replace(tzinfo=None)
+    naive = when.astimezone(UTC).replace(tzinfo=None)
     found = False
     for version in store.keys.getlist(key, []):
         if version_id is None or str(version.version_id) == version_id:
@@ -218,4 +218,4 @@ def _toml(value: Any) -> str:
 @pytest.fixture
 def s3env(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> Iterator[S3Env]:
     """An S3Env on a freshly reset moto server."""
-    yield S3Env(s3_endpoint, s3_client, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
+    yield S3Env(s3_endpoint, s3_client, tmp_path, datetime.now(UTC).replace(microsecond=0))

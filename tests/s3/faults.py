@@ -9,15 +9,16 @@ did reach moto: an unknown outcome), or let it through (return None).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
-import retentiond.actions.s3targets as s3targets
+from retentiond.actions import s3targets
 from retentiond.stores.s3 import retry
 
 Handler = Callable[[Any], AWSResponse | None]
@@ -45,9 +46,9 @@ def objects_of(request: Any) -> list[tuple[str, str | None]]:
     """Return the (key, version) pairs of a DeleteObjects request body."""
     body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
     out: list[tuple[str, str | None]] = []
-    for obj in re.findall(r"<Object>(.*?)</Object>", body, re.S):
-        key = re.search(r"<Key>(.*?)</Key>", obj, re.S)
-        version = re.search(r"<VersionId>(.*?)</VersionId>", obj, re.S)
+    for obj in re.findall(r"<Object>(.*?)</Object>", body, re.DOTALL):
+        key = re.search(r"<Key>(.*?)</Key>", obj, re.DOTALL)
+        version = re.search(r"<VersionId>(.*?)</VersionId>", obj, re.DOTALL)
         assert key is not None
         out.append((_unescape(key.group(1)), _unescape(version.group(1)) if version else None))
     return out

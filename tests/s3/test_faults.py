@@ -6,7 +6,7 @@ import pytest
 
 from retentiond.stores.s3 import listing
 from tests.s3.conftest import S3Env, s3_category
-from tests.s3.faults import Faults, delete_result, faults, objects_of, response  # noqa: F401 - the fixture
+from tests.s3.faults import Faults, delete_result, faults, objects_of, response
 
 __all__ = ["faults"]
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.s3.conftest import S3Env, s3_category
-from tests.s3.faults import Faults, faults  # noqa: F401 - the fixture
+from tests.s3.faults import Faults, faults
 
 __all__ = ["faults"]
 

@@ -26,9 +26,9 @@ it protects every key of a target without ``subject_pattern``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from retentiond.config.holds import Hold
 from retentiond.policy.decide import Coverage, Row, Verdict, decide, holding

@@ -31,11 +31,14 @@ import re
 import sqlite3
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from retentiond.config.holds import Hold
 from retentiond.errors import TemporaryFailure
@@ -43,7 +46,12 @@ from retentiond.logs import get_logger
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.crashpoint import crash_point
 from retentiond.stores.s3.decide import Claim, GroupPlan, plan_group
-from retentiond.stores.s3.journal import Intent, IntentJournal, S3OutboxRow, existing_versions
+from retentiond.stores.s3.journal import (
+    Intent,
+    IntentJournal,
+    S3OutboxRow,
+    existing_versions,
+)
 from retentiond.stores.s3.listing import KeyGroup, Version, list_groups
 from retentiond.stores.sql.worker import BatchResult, Counts, Cursor
 
@@ -89,7 +97,7 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None  # a naive time could be any zone: never guess, keep the object
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def _locked(head: dict[str, Any], now: datetime) -> bool:
@@ -97,7 +105,7 @@ def _locked(head: dict[str, Any], now: datetime) -> bool:
         return True
     until = head.get("ObjectLockRetainUntilDate")
     if isinstance(until, datetime):
-        until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)
+        until = until if until.tzinfo else until.replace(tzinfo=UTC)
         return until > now
     return False
 
@@ -140,7 +148,7 @@ class Requester:
             head = retry.call(self.client.head_object, **kwargs)
         except Exception:  # noqa: BLE001 - the message is the fallback evidence
             return "object lock" in message.lower()
-        return _locked(head, datetime.now(timezone.utc)) or "object lock" in message.lower()
+        return _locked(head, datetime.now(UTC)) or "object lock" in message.lower()
 
     def delete(self, intent: Intent, current: set[Item]) -> RequestOutcome:
         """Delete ``intent.items`` (announced in the journal first); return the outcome, also written to the journal."""
@@ -460,7 +468,7 @@ class S3Worker:
         """Return, per group, the indexes of versions under a legal hold or unexpired retention."""
         if not self.info.object_lock:
             return [[] for _ in candidates]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
 
         def read(arg: tuple[KeyGroup, list[int]]) -> list[int]:
             group, indexes = arg
@@ -499,7 +507,7 @@ class S3Worker:
                 spool.add(rows)
                 for _, group, age, locked in rows:
                     tally.add(self._plan(group, age, holds, run_start), set(locked))
-        except Exception as exc:
+        except (BotoCoreError, ClientError) as exc:
             spool.close()
             raise _temporary(self._store, self.bucket, "listing", exc) from None
         self._total = total
@@ -644,7 +652,7 @@ class S3Worker:
                 total.blocked += result.blocked
                 total.failed += result.failed
                 total.rows += result.rows
-        except Exception as exc:
+        except (BotoCoreError, ClientError) as exc:
             raise _temporary(self._store, self.bucket, "delete", exc) from None
         return total
 

@@ -27,10 +27,11 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.crashpoint import crash_point
@@ -197,7 +198,7 @@ class IntentJournal:
         return S3OutboxRow(
             batch_id=outcome_id(intent.id, outcome), run_id=intent.run_id, category=intent.category, store=self.store_name,
             target=intent.bucket, action="delete", outcome=outcome, count=len(items), prior_versions=prior,
-            refs=self.refs_of(intent.bucket, items), created_at=datetime.now(timezone.utc), prefix=intent.prefix,
+            refs=self.refs_of(intent.bucket, items), created_at=datetime.now(UTC), prefix=intent.prefix,
         )
 
     def close(self) -> None:
@@ -235,7 +236,7 @@ def existing_versions(client: Any, bucket: str, key: str, *, versioned: bool) ->
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _encode(row: S3OutboxRow) -> str:

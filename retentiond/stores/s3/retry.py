@@ -14,9 +14,16 @@ other workers.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 T = TypeVar("T")
 
@@ -102,4 +109,4 @@ def backoff(attempt: int) -> float:
     """Return the wait before retry number ``attempt`` (1-based) of per-key errors, same shape as :func:`retrying`."""
     import random
 
-    return min(MAX_WAIT, INITIAL_WAIT * 2 ** (attempt - 1) + random.uniform(0, JITTER))
+    return float(min(MAX_WAIT, INITIAL_WAIT * 2 ** (attempt - 1) + random.uniform(0, JITTER)))
