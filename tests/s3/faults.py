@@ -79,6 +79,7 @@ class Faults:
     headers: list[dict[str, str]] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     sleeps: list[float] = field(default_factory=list)
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (operation, first object key) in send order
 
     def on(self, operation: str, handler: Handler) -> None:
         """Answer the next call of ``operation`` with ``handler`` (queued: one handler per call)."""
@@ -89,6 +90,9 @@ class Faults:
         event = kwargs.get("event_name", "")
         operation = event.rsplit(".", 1)[-1]
         self.calls[operation] = self.calls.get(operation, 0) + 1
+        if operation == "DeleteObjects":
+            first = objects_of(request)
+            self.sent.append((operation, first[0][0] if first else ""))
         queue = self.handlers.get(operation)
         if queue:
             return queue.pop(0)(request)

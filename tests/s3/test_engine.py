@@ -76,6 +76,33 @@ class TestEveryCopy:
         assert {("tickets/new", "null")} == s3env.versions()
         assert [s3env.ref("tickets/old", None)] == s3env.audited()
 
+    def test_suspended_versioning_null_versions(self, s3env: S3Env) -> None:
+        """A bucket whose versioning was suspended: versions from before and ``null`` versions from after all go."""
+        from tests.s3.conftest import backdate
+
+        s3env.bucket()
+        old = s3env.put("tickets/a", 100)
+        s3env.client.put_bucket_versioning(Bucket="media", VersioningConfiguration={"Status": "Suspended"})
+        s3env.client.put_object(Bucket="media", Key="tickets/b", Body=b"y")
+        backdate("media", "tickets/b", "null", s3env.now - timedelta(days=90))
+        s3env.configure({"support": s3_category()})
+        s3env.run()
+        assert set() == s3env.versions()
+        assert s3env.refs_of([("tickets/a", old), ("tickets/b", "null")]) == sorted(s3env.audited())
+
+    def test_keys_with_special_characters(self, s3env: S3Env) -> None:
+        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects (XML)."""
+        s3env.bucket()
+        keys = ["tickets/a b+c/ü&<>'\".txt", "tickets/%20literal", "tickets/日本/ファイル"]
+        for key in keys:
+            s3env.history(key, [100, 90])
+        s3env.put("tickets/a b+c/keep", 1)
+        s3env.configure({"support": s3_category()})
+        report = s3env.run()
+        assert {} == report.failed
+        assert ["tickets/a b+c/keep"] == [k for k, _ in s3env.versions()]
+        assert 6 == len(set(s3env.audited()))
+
     def test_many_keys_over_several_pages_and_requests(self, s3env: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
         """Keys whose versions span listing pages, several requests per batch: every expired version goes once."""
         monkeypatch.setattr(listing, "PAGE_SIZE", 50)  # 3 versions per key: page boundaries split keys

@@ -50,6 +50,24 @@ class TestDeleteFaults:
         assert 4 == len(faults.sleeps)
         assert all(a < b for a, b in zip(faults.sleeps, faults.sleeps[1:])), faults.sleeps
 
+    def test_throttled_request_does_not_stall_the_others(self, s3env: S3Env, faults: Faults,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        """While one request waits out its backoff, the other worker's request goes through."""
+        import time
+
+        from retentiond.stores.s3 import retry
+
+        items = _seed(s3env)
+        s3env.configure({"support": s3_category()}, batch_size=6, store={"max_workers": 2})
+        monkeypatch.setattr(retry, "sleep", lambda seconds: time.sleep(0.5))
+        faults.on("DeleteObjects", faults.slow_down_503)
+        s3env.run()
+        _converged(s3env, items)
+        throttled = faults.sent[0][1]
+        retried_at = [i for i, (_, key) in enumerate(faults.sent) if key == throttled][1]
+        assert [1] == [i for i, (_, key) in enumerate(faults.sent) if key != throttled]
+        assert 2 == retried_at
+
     def test_slow_down_inside_200(self, s3env: S3Env, faults: Faults) -> None:
         """SlowDown in the body of a 200 is throttling too: retried, never mistaken for success."""
         items = _seed(s3env)
