@@ -10,18 +10,27 @@ leaves the unrelayed rows in the outbox, and the next run relays them (exactly o
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from typing import Any
 
 from retentiond.audit.events import Batch
 from retentiond.audit.ledger import DuplicateBatch, Ledger
-from retentiond.audit.refs import split_refs
+from retentiond.audit.refs import RecordRef, RefMaker, split_refs
 from retentiond.stores.sql.outbox import OutboxRow
 from retentiond.testing.crashpoints import crash_point
 
 
-def relay_rows(ledger: Ledger, journal: Any, rows: list[OutboxRow]) -> int:
+def _refs(row: OutboxRow, refs: RefMaker) -> tuple[RecordRef, ...]:
+    keys = getattr(row, "keys", None)
+    if keys:
+        # Canonical key texts: a one-element key whose value is that text has the same ref.
+        return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
+    return split_refs(row.refs)
+
+
+def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRow]) -> int:
     """Append each row to the ledger unless its batch is there already, then remove the rows.
 
     Returns the number of entries appended (rows already in the ledger are only removed).
@@ -33,7 +42,7 @@ def relay_rows(ledger: Ledger, journal: Any, rows: list[OutboxRow]) -> int:
     for row in rows:
         event = Batch(
             batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
-            action=row.action, outcome=row.outcome, count=row.count, refs=split_refs(row.refs),
+            action=row.action, outcome=row.outcome, count=row.count, refs=_refs(row, refs),
             prior_versions=row.prior_versions, prefix=getattr(row, "prefix", None),
         )
         try:
@@ -49,8 +58,9 @@ def relay_rows(ledger: Ledger, journal: Any, rows: list[OutboxRow]) -> int:
 class Relay:
     """Appends outbox rows to the ledger on a background thread."""
 
-    def __init__(self, ledger: Ledger, *, depth: int = 2) -> None:
+    def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
         self.ledger = ledger
+        self.refs = refs
         self._queue: queue.Queue[tuple[Any, list[OutboxRow]] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
@@ -63,7 +73,7 @@ class Relay:
                 if item is None:
                     return
                 if self._error is None:
-                    relay_rows(self.ledger, item[0], item[1])
+                    relay_rows(self.ledger, self.refs, item[0], item[1])
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:

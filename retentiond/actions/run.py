@@ -232,7 +232,7 @@ class Runner:
     def _open(self) -> None:
         if self.writes:
             self.audit = open_audit(self.loaded)
-            self.relay = Relay(self.audit.ledger)
+            self.relay = Relay(self.audit.ledger, self.audit.refs)
         key = hmac_key(self.loaded) if self.writes else b"retentiond-plan-only-key"
         self._pseudonym_key = key
         names = {t.store for c in self.categories for t in self.settings.categories[c].sql}
@@ -301,7 +301,7 @@ class Runner:
     def _relay(self, outbox: Any, rows: list[OutboxRow]) -> int:
         """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
         assert self.audit is not None
-        return relay_rows(self.audit.ledger, outbox, rows)
+        return relay_rows(self.audit.ledger, self.audit.refs, outbox, rows)
 
     # -- one category ------------------------------------------------------------------------
 
@@ -340,8 +340,7 @@ class Runner:
 
     def _workers(self, category: str) -> list[Any]:
         """Return the workers of every target of ``category`` (SQL, then S3)."""
-        refs = self.audit.refs if self.audit else None
-        workers: list[Any] = list(sql_workers(self.loaded, category, self.stores, self.run_start, refs, self._pseudonym_key))
+        workers: list[Any] = list(sql_workers(self.loaded, category, self.stores, self.run_start, self._pseudonym_key))
         workers += s3_workers(self, category)
         return workers
 

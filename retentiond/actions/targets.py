@@ -10,7 +10,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from retentiond.audit.refs import RefMaker
 from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import SqlStore
 from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
@@ -87,7 +86,6 @@ def sql_workers(
     category: str,
     stores: dict[str, StoreHandle],
     run_start: datetime,
-    refs: RefMaker | None,
     pseudonym_key: bytes,
 ) -> list[TargetWorker]:
     """Return one worker per SQL target of ``category``.
@@ -121,7 +119,6 @@ def sql_workers(
                 batch_size=daemon.batch_size,
                 lock_timeout=store.lock_timeout,
                 statement_timeout=store.statement_timeout,
-                refs_of=_refs_of(refs),
                 pseudonym=Pseudonymizer(pseudonym_key),
                 outbox=handle.outbox,
                 prior_versions_cutoff=prior,
@@ -172,15 +169,6 @@ def s3_workers(runner: Any, category: str) -> list[Any]:
     except ModuleNotFoundError:
         raise ConfigError([ConfigIssue(f"categories.{category}.s3", "S3 targets are not supported by this build yet")]) from None
     return list(build(runner, category))
-
-
-def _refs_of(refs: RefMaker | None) -> Any:
-    def make(store: str, table: str, keys: list[tuple[Any, ...]]) -> bytes:
-        if refs is None:
-            return b""
-        return b"".join(refs.sql_many(store, table, keys))
-
-    return make
 
 
 __all__ = ["ConfigError", "StoreHandle", "cutoffs", "sql_workers"]

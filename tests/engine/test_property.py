@@ -120,7 +120,7 @@ class TestDecideAgreesWithSql:
         acting = Claim(acting_target, acting_action, retains[0].before(run_start))
         others = [] if other_action is None else [Claim(other_target, other_action, retains[1].before(run_start))]
         worker = TargetWorker(memory_engine, acting, others, batch_size=1000, lock_timeout=timedelta(seconds=1),
-                              statement_timeout=timedelta(seconds=10), refs_of=lambda *_: b"",
+                              statement_timeout=timedelta(seconds=10),
                               pseudonym=Pseudonymizer(b"k" * 32), outbox=Outbox(memory_engine),
                               prior_versions_cutoff=None)
         with memory_engine.connect() as conn:

@@ -1,7 +1,9 @@
 """The transactional outbox: batch outcomes written in the same transaction as the DELETE/UPDATE.
 
-A batch's refs are inserted into ``retentiond_outbox`` in the target database inside the
-transaction that deletes or anonymizes the rows, so "rows gone" and "outcome recorded" commit
+A batch's outcome is inserted into ``retentiond_outbox`` in the target database inside the
+transaction that deletes or anonymizes the rows (with the rows' canonical key texts, which
+the relay turns into refs off the batch's critical path; the outbox row, and with it those
+keys, is removed once the ledger holds the refs), so "rows gone" and "outcome recorded" commit
 together or not at all. A relay then appends each outbox row to the audit ledger (exactly
 once: the ledger knows every batch id) and removes it. After a crash, the next run relays
 what is left before doing anything else (``reconciled``).
@@ -35,6 +37,9 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("prior_versions", sa.Integer, nullable=False, default=0),
         sa.Column("refs", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        # Canonical key texts (JSON array) of the rows, when their refs are computed by the relay
+        # instead of inside the batch's transaction; removed with the row once relayed.
+        sa.Column("keys", sa.Text, nullable=True),
     )
 
 
@@ -53,6 +58,7 @@ class OutboxRow:
     prior_versions: int
     refs: bytes
     created_at: datetime
+    keys: str | None = None  # JSON array of canonical key texts; the relay turns them into refs
 
 
 class Outbox:

@@ -9,15 +9,17 @@ write the outcome with its refs to the outbox, all before COMMIT.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
+from retentiond.audit.refs import canonical_key
 from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
@@ -25,7 +27,6 @@ from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
 from retentiond.stores.sql.predicates import Claim, in_subjects, eligible, held_by, not_anonymized, sql_assignments
 from retentiond.testing.crashpoints import crash_point
 
-RefsOf = Callable[[str, str, list[tuple[Any, ...]]], bytes]
 
 
 @dataclass
@@ -66,6 +67,11 @@ def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout
     )
 
 
+def _canonical_keys(keys: list[tuple[Any, ...]]) -> str:
+    """Return the canonical key texts of ``keys`` as a JSON array (what record refs are made of)."""
+    return json.dumps([canonical_key(k) for k in keys], separators=(",", ":"), ensure_ascii=False)
+
+
 class TargetWorker:
     """Plans and executes one category's claim on one table."""
 
@@ -78,7 +84,6 @@ class TargetWorker:
         batch_size: int,
         lock_timeout: timedelta,
         statement_timeout: timedelta,
-        refs_of: RefsOf,
         pseudonym: Pseudonymizer,
         outbox: Outbox,
         prior_versions_cutoff: datetime | None,
@@ -90,7 +95,6 @@ class TargetWorker:
         self.batch_size = batch_size
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
-        self.refs_of = refs_of
         self.pseudonym = pseudonym
         self.outbox = outbox
         self.prior_cutoff = prior_versions_cutoff
@@ -192,6 +196,8 @@ class TargetWorker:
         if cursor.after is not None:
             select = select.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
         select = select.order_by(*order).limit(self.batch_size)
+        if not dry_run and not self.anonymize and t.dialect == "postgresql" and len(t.key) == 1:
+            return self._delete_batch_pg(cursor, cond, order, run_id)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
                 _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
@@ -221,6 +227,46 @@ class TargetWorker:
         crash_point("sql_after_commit")
         return BatchResult(selected=len(rows), touched=len(touched), history=len(history_keys), outbox=out,
                            exhausted=len(rows) < self.batch_size)
+
+    def _delete_batch_pg(self, cursor: Cursor, cond: ColumnElement[bool], order: list[sa.Column], run_id: str) -> BatchResult:
+        """Delete the next batch in one statement (PostgreSQL, single-column key).
+
+        ``DELETE … WHERE key = ANY(ARRAY(<keyset-bounded SELECT … LIMIT n>)) AND <cond>
+        RETURNING age, key``: the array is computed once (an InitPlan), so the outer DELETE
+        probes the primary key instead of re-running the selection, and the batch's keys make
+        one trip to Python instead of two. The next keyset position is the largest (age, key)
+        the statement returned; rows it skipped no longer match ``cond`` and are not selected
+        again.
+        """
+        t = self.target
+        key = t.key[0]
+        picked = sa.select(key).where(cond)
+        if cursor.after is not None:
+            picked = picked.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
+        picked = picked.order_by(*order).limit(self.batch_size)
+        # correlate(None): the sub-select reads the table on its own, it is not a per-row subquery.
+        stmt = (sa.delete(t.table).where(key == sa.any_(sa.func.array(picked.correlate(None).scalar_subquery()))).where(cond)
+                .returning(*order))
+        with self.engine.begin() as conn:
+            _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            crash_point("sql_after_select")
+            returned = conn.execute(stmt).all()
+            if not returned:
+                return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+            crash_point("sql_after_action")
+            cursor.after = tuple(max(returned))
+            touched = [(r[1],) for r in returned]
+            history_keys: list[tuple[Any, ...]] = []
+            if t.history is not None:
+                h = t.history
+                hstmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
+                history_keys = [tuple(r) for r in conn.execute(hstmt).all()]
+            crash_point("sql_after_history")
+            out = self._outbox_rows(run_id, touched, history_keys)
+            self.outbox.insert(conn, out)
+            crash_point("sql_after_outbox_insert")
+        crash_point("sql_after_commit")
+        return BatchResult(selected=len(returned), touched=len(touched), history=len(history_keys), outbox=out, exhausted=False)
 
     def _anonymize(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], keys: list[tuple[Any, ...]],
                    cond: ColumnElement[bool], key_end: int) -> list[tuple[Any, ...]]:
@@ -256,7 +302,7 @@ class TargetWorker:
             out.append(OutboxRow(
                 batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=t.table_name,
                 action=self.acting.action, outcome="anonymized" if self.anonymize else "deleted",
-                count=len(touched), prior_versions=len(history), refs=self.refs_of(t.store, t.table_name, touched),
+                count=len(touched), prior_versions=len(history), refs=b"", keys=_canonical_keys(touched),
                 created_at=now,
             ))
         if history:
@@ -264,7 +310,7 @@ class TargetWorker:
             out.append(OutboxRow(
                 batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=t.history.name,
                 action="delete", outcome="deleted", count=len(history), prior_versions=0,
-                refs=self.refs_of(t.store, t.history.name, history), created_at=now,
+                refs=b"", keys=_canonical_keys(history), created_at=now,
             ))
         return out
 
@@ -335,7 +381,7 @@ class TargetWorker:
                 out.append(OutboxRow(
                     batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=h.name,
                     action="delete", outcome="deleted", count=len(deleted), prior_versions=0,
-                    refs=self.refs_of(t.store, h.name, deleted), created_at=now_utc(),
+                    refs=b"", keys=_canonical_keys(deleted), created_at=now_utc(),
                 ))
                 self.outbox.insert(conn, out)
         return BatchResult(selected=len(rows), touched=0, history=len(deleted), outbox=out, exhausted=len(rows) < self.batch_size)
