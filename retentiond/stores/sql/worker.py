@@ -196,8 +196,10 @@ class TargetWorker:
         if cursor.after is not None:
             select = select.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
         select = select.order_by(*order).limit(self.batch_size)
-        if not dry_run and not self.anonymize and t.dialect == "postgresql" and len(t.key) == 1:
-            return self._delete_batch_pg(cursor, cond, order, run_id)
+        if not dry_run and t.dialect == "postgresql" and len(t.key) == 1:
+            assignments = sql_assignments(t) if self.anonymize else None
+            if not self.anonymize or assignments is not None:
+                return self._act_batch_pg(cursor, cond, order, run_id, assignments)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
                 _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
@@ -228,11 +230,13 @@ class TargetWorker:
         return BatchResult(selected=len(rows), touched=len(touched), history=len(history_keys), outbox=out,
                            exhausted=len(rows) < self.batch_size)
 
-    def _delete_batch_pg(self, cursor: Cursor, cond: ColumnElement[bool], order: list[sa.Column], run_id: str) -> BatchResult:
-        """Delete the next batch in one statement (PostgreSQL, single-column key).
+    def _act_batch_pg(self, cursor: Cursor, cond: ColumnElement[bool], order: list[sa.Column], run_id: str,
+                      assignments: dict[str, Any] | None) -> BatchResult:
+        """Delete (or anonymize with SQL strategies) the next batch in one statement.
 
-        ``DELETE … WHERE key = ANY(ARRAY(<keyset-bounded SELECT … LIMIT n>)) AND <cond>
-        RETURNING age, key``: the array is computed once (an InitPlan), so the outer DELETE
+        PostgreSQL, single-column key. ``DELETE … WHERE key = ANY(ARRAY(<keyset-bounded SELECT …
+        LIMIT n>)) AND <cond> RETURNING age, key`` (or ``UPDATE … SET <assignments>`` with the
+        same condition): the array is computed once (an InitPlan), so the outer statement
         probes the primary key instead of re-running the selection, and the batch's keys make
         one trip to Python instead of two. The next keyset position is the largest (age, key)
         the statement returned; rows it skipped no longer match ``cond`` and are not selected
@@ -245,8 +249,9 @@ class TargetWorker:
             picked = picked.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
         picked = picked.order_by(*order).limit(self.batch_size)
         # correlate(None): the sub-select reads the table on its own, it is not a per-row subquery.
-        stmt = (sa.delete(t.table).where(key == sa.any_(sa.func.array(picked.correlate(None).scalar_subquery()))).where(cond)
-                .returning(*order))
+        in_batch = key == sa.any_(sa.func.array(picked.correlate(None).scalar_subquery()))
+        action = sa.delete(t.table) if assignments is None else sa.update(t.table).values(assignments)
+        stmt = action.where(in_batch).where(cond).returning(*order)
         with self.engine.begin() as conn:
             _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
             crash_point("sql_after_select")
