@@ -416,7 +416,7 @@ class Daemon:
         if self.audit is None:
             return
         try:
-            entry = self.audit.ledger.checkpoint_if_due(self.audit.signer, self.loaded.settings.audit.checkpoint_interval)
+            entry = self.audit.checkpoint(if_older_than=self.loaded.settings.audit.checkpoint_interval)
         except RetentiondError as exc:
             log.warning("idle checkpoint failed", error=type(exc).__name__)
             return
@@ -475,6 +475,8 @@ class Daemon:
                     self.metrics.records.labels(category, name, "deleted" if target.action == "delete" else "anonymized").inc(target.acted)
                     self.metrics.records.labels(category, name, "prior_versions_deleted").inc(target.prior_versions_deleted)
                     self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
+                    if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
+                        self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
             duration = time.monotonic() - started
             self.metrics.run_duration.labels(category).observe(duration)
             self.state.record(category, tick, result, runner.run_id, datetime.now(UTC))
