@@ -61,6 +61,7 @@ class TargetReport:
     batches: int = 0
     error: str | None = None
     blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
+    prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -349,6 +350,7 @@ class Runner:
             category=worker.category, store=worker.store, target=worker.target_name, action=worker.action,
             cutoff=worker.cutoff, total=counts.total, eligible=counts.eligible, held=counts.held,
             prior_versions_eligible=counts.history_expired, blocked=getattr(counts, "blocked", 0),
+            prefix=getattr(worker, "prefix", None) or None,
         )
         limit = self.settings.daemon.max_fraction_per_run
         if counts.total and counts.eligible / counts.total > limit:

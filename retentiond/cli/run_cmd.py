@@ -20,7 +20,7 @@ def _render(report: Any, *, planned: bool) -> str:
     rows = []
     for t in report.targets:
         rows.append((
-            t.category, f"{t.store}/{t.target}", t.action, t.cutoff.isoformat(timespec="seconds"), t.total, t.eligible,
+            t.category, f"{t.store}/{t.target}" + (f"/{t.prefix}" if t.prefix else ""), t.action, t.cutoff.isoformat(timespec="seconds"), t.total, t.eligible,
             _held(t.held) + (f"; blocked {t.blocked}" if getattr(t, "blocked", 0) else ""),
             t.prior_versions_eligible if planned else t.prior_versions_deleted,
             t.guard if planned else t.acted,
