@@ -1,13 +1,12 @@
-"""A test seam: die by SIGKILL at a named point of a SQL run.
+"""A test seam: die by SIGKILL at a named point of a run (SQL and S3 engines).
 
 ``RETENTIOND_TEST_CRASH_AT=<point>:<n>`` kills the process (SIGKILL: no cleanup, no
 ``finally``, no rollback) the ``n``-th time execution reaches ``<point>``. Unset — always, in
 production — a call costs one environment lookup. The crash-consistency tests run
 ``retentiond run`` in a subprocess with this variable, then rerun and check SPEC §5's
-invariants against the database and the ledger. Same variable and syntax as the S3 engine's
-seam (``retentiond.stores.s3.crashpoint``), so one test harness drives both.
+invariants against the databases, the buckets and the ledger.
 
-Points of the SQL engine (see ``POINTS``) are named where the code calls :func:`crash_point`.
+The points (see ``POINTS`` and ``S3_POINTS``) are named where the code calls :func:`crash_point`.
 """
 
 from __future__ import annotations
@@ -32,6 +31,14 @@ POINTS = (
     "held_between_entries",       # one `held` entry appended, the next not yet
     "before_run_finished",        # every category done, run_finished not appended
     "before_checkpoint",          # run_finished appended, checkpoint not signed
+)
+
+#: Points of the S3 engine.
+S3_POINTS = (
+    "s3_after_intent",            # intent durable, DeleteObjects not sent
+    "s3_after_delete",            # response received, outcome not written
+    "s3_after_outcome",           # outcome written, not relayed
+    "s3_before_remove",           # relayed to the ledger, intent not yet forgotten
 )
 
 _counts: dict[str, int] = {}

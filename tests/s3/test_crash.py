@@ -1,6 +1,6 @@
 """Crash consistency (SPEC §5): SIGKILL a run mid-way, rerun, and check the ledger against the bucket.
 
-The seam is ``RETENTIOND_TEST_CRASH_AT=<point>:<n>`` (``retentiond.stores.s3.crashpoint``),
+The seam is ``RETENTIOND_TEST_CRASH_AT=<point>:<n>`` (``retentiond.testing.crashpoints``),
 read only by a helper that calls ``os.kill(os.getpid(), SIGKILL)``.
 """
 

@@ -44,7 +44,7 @@ from retentiond.config.holds import Hold
 from retentiond.errors import TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.stores.s3 import retry
-from retentiond.stores.s3.crashpoint import crash_point
+from retentiond.testing.crashpoints import crash_point
 from retentiond.stores.s3.decide import Claim, GroupPlan, plan_group
 from retentiond.stores.s3.journal import (
     Intent,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from retentiond.stores.s3 import retry
-from retentiond.stores.s3.crashpoint import crash_point
+from retentiond.testing.crashpoints import crash_point
 from retentiond.stores.sql.outbox import OutboxRow
 
 JOURNAL_FILE = "s3-intents.db"
