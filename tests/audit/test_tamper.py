@@ -198,7 +198,7 @@ class TestSingleByteChanges:
             key = changed if column == "seq" else seq
             with h.raw() as conn:
                 conn.execute(sa.update(entries_table).where(entries_table.c.seq == key).values({column: original}))
-        assert True is h.ledger.verify(keys).ok
+        assert h.ledger.verify(keys).ok
 
 
 class TestAcceptance:

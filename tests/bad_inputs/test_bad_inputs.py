@@ -78,7 +78,7 @@ class TestCorpus:
 
     def test_corpus_is_large(self) -> None:
         """The corpus keeps at least 36 files."""
-        assert True == (len(CONFIGS) + len(HOLDS) + len(RAW) >= 36)
+        assert len(CONFIGS) + len(HOLDS) + len(RAW) >= 36
 
     def test_holds_corpus_files_are_tagged(self) -> None:
         """Files under holds/ are holds files, files here are config files."""

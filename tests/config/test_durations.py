@@ -103,18 +103,18 @@ class TestCalendarArithmetic:
     def test_monotonic_in_instant(self, a: datetime, b: datetime, period: RetentionPeriod) -> None:
         """A later instant never gives an earlier cutoff."""
         early, late = sorted((a, b))
-        assert True == (period.before(early) <= period.before(late))
+        assert period.before(early) <= period.before(late)
 
     @given(instants, st.sampled_from(UNITS), st.integers(1, 200), st.integers(1, 200))
     def test_monotonic_in_amount(self, instant: datetime, unit: str, m: int, n: int) -> None:
         """A longer period never gives a later cutoff."""
         small, large = (RetentionPeriod.parse(f"{k}{unit}") for k in sorted((m, n)))
-        assert True == (large.before(instant) <= small.before(instant))
+        assert large.before(instant) <= small.before(instant)
 
     @given(instants, periods)
     def test_cutoff_strictly_earlier(self, instant: datetime, period: RetentionPeriod) -> None:
         """A positive period always moves the cutoff into the past."""
-        assert True == (period.before(instant) < instant)
+        assert period.before(instant) < instant
 
 
 class TestOperationalGrammar:

@@ -456,4 +456,4 @@ class TestHolds:
         path = write(tmp_path / "h.toml", hold_block())
         before = load_holds(path, ["support"]).digest
         write(path, hold_block(reason='"Changed"'))
-        assert True == (before != load_holds(path, ["support"]).digest)
+        assert before != load_holds(path, ["support"]).digest

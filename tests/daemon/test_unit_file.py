@@ -37,7 +37,7 @@ class TestUnitFile:
             "PrivateTmp": ["yes"], "CapabilityBoundingSet": [""], "NotifyAccess": ["main"],
         }
         assert wanted == {k: unit.get(k) for k in wanted}
-        assert True is ("@system-service" in unit["SystemCallFilter"] and bool(unit.get("WatchdogSec")))
+        assert "@system-service" in unit["SystemCallFilter"] and bool(unit.get("WatchdogSec"))
 
     def test_reload_validates_before_signalling(self) -> None:
         """ExecReload runs `config validate --connect`, then kill -HUP $MAINPID."""
@@ -76,4 +76,4 @@ class TestSystemdAnalyze:
                                 text=True, check=False, timeout=60)
         found = re.search(r"Overall exposure level for retentiond\.service: (\d+\.\d+)", result.stdout + result.stderr)
         assert found is not None, result.stdout[-2000:]
-        assert True is (float(found.group(1)) <= 2.0)
+        assert float(found.group(1)) <= 2.0
