@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac as _hmac
 import ipaddress
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from retentiond.stores.sql.predicates import PSEUDONYM_PREFIX, REDACTED, fixed_value
@@ -46,6 +46,9 @@ def truncate_ip(value: Any) -> Any:
 def truncate_date(value: Any, unit: str) -> Any:
     """Return ``value`` truncated to the first instant of its year or month."""
     if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            # Truncate on the UTC calendar, whatever the database session's time zone.
+            value = value.astimezone(timezone.utc)
         out = value.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         return out.replace(month=1) if unit == "year" else out
     if isinstance(value, date):

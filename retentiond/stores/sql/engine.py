@@ -39,7 +39,14 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     """
     parsed = normalize_url(url)
     options: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    if parsed.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        if "options" not in parsed.query:
+            # UTC sessions: date truncation (year/month strategies) and extract() in the
+            # statements work on the UTC calendar, as every cutoff does.
+            connect_args["options"] = "-c timezone=UTC"
+        options["connect_args"] = connect_args
     options.update(kwargs)
     return sa.create_engine(parsed, **options)
