@@ -116,10 +116,10 @@ _ARRAYS_OF_TABLES: dict[type[BaseModel], str] = {
 STRATEGIES: dict[str, str] = {
     "null": "Set the column to NULL (the column must be nullable).",
     "redact": "Replace a text value with the fixed marker `[redacted]`.",
-    "hmac": "Replace the value with a keyed HMAC-SHA256 pseudonym (stable: equal inputs give equal outputs).",
+    "hmac": "Replace the value with a keyed pseudonym `anon:` + 32 hex characters of HMAC-SHA256 (stable: equal inputs give equal outputs; the column needs room for 37 characters).",
     "truncate_ip": "Keep the network of an IP address: IPv4 /24, IPv6 /48.",
-    "year": "Truncate a date or timestamp to 1 January of its year.",
-    "month": "Truncate a date or timestamp to the first day of its month.",
+    "year": "Truncate a date or timestamp to 1 January of its year (UTC calendar).",
+    "month": "Truncate a date or timestamp to the first day of its month (UTC calendar).",
     "fixed:<value>": "Replace the value with the literal text after `fixed:` (at most 200 characters).",
 }
 

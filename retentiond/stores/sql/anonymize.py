@@ -13,7 +13,7 @@ import ipaddress
 from datetime import date, datetime, timezone
 from typing import Any
 
-from retentiond.stores.sql.predicates import PSEUDONYM_PREFIX, REDACTED, fixed_value
+from retentiond.stores.sql.predicates import PSEUDONYM_HEX, PSEUDONYM_PREFIX, REDACTED, fixed_value
 
 import sqlalchemy as sa
 
@@ -28,7 +28,7 @@ class Pseudonymizer:
         """Return the pseudonym of ``value`` within ``scope`` (``store/table/column``)."""
         h = self._base.copy()
         h.update(f"{scope}|{value}".encode("utf-8"))
-        return PSEUDONYM_PREFIX + h.hexdigest()[:32]
+        return PSEUDONYM_PREFIX + h.hexdigest()[:PSEUDONYM_HEX]
 
 
 def truncate_ip(value: Any) -> Any:

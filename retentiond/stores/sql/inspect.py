@@ -16,7 +16,7 @@ SQL text is built from configuration values. What is checked for one ``[[categor
   ``history`` table, its key, parent and ``superseded_column`` (a timestamp, same rule);
 - each ``anonymize`` strategy fits its column: ``null`` needs a nullable column;
   ``redact``/``fixed:<v>``/``hmac`` a text column long enough for the value
-  (``[redacted]``, ``<v>``, 64 hex characters); ``truncate_ip`` text or PostgreSQL
+  (``[redacted]``, ``<v>``, ``anon:`` + 32 hex characters); ``truncate_ip`` text or PostgreSQL
   ``inet``/``cidr``; ``year``/``month`` a date or timestamp;
 - ``ON DELETE CASCADE`` foreign keys INTO a table this target deletes from, from a table that
   is not a target of the same category, are refused (SPEC §4 rule 7). The table deleted from
@@ -41,11 +41,11 @@ from sqlalchemy.engine import Connection, Engine, Inspector
 
 from retentiond.config.models import Category, Settings, SqlTarget
 from retentiond.errors import ConfigIssue
+from retentiond.stores.sql.predicates import PSEUDONYM_LENGTH, REDACTED
 
-#: What ``redact`` writes; the anonymizer must use the same marker.
-REDACT_MARKER = "[redacted]"
-#: Length of an ``hmac`` pseudonym: HMAC-SHA256 as lower-case hex.
-HMAC_OUTPUT_LENGTH = 64
+# What the anonymizer writes, so that a column too short for it is refused before any write.
+REDACT_MARKER = REDACTED
+HMAC_OUTPUT_LENGTH = PSEUDONYM_LENGTH
 
 _SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast"})
 _SQLITE_TIMESTAMP_NAMES = frozenset({"DATETIME", "TIMESTAMP"})

@@ -21,6 +21,8 @@ from retentiond.stores.sql.binding import BoundTarget
 
 REDACTED = "[redacted]"
 PSEUDONYM_PREFIX = "anon:"
+PSEUDONYM_HEX = 32  # characters of HMAC-SHA256 hex after the prefix (128 bits)
+PSEUDONYM_LENGTH = len(PSEUDONYM_PREFIX) + PSEUDONYM_HEX
 
 
 @dataclass(frozen=True)
