@@ -15,7 +15,7 @@ import queue
 import threading
 from typing import Any
 
-from retentiond.audit.events import Batch
+from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker, split_refs
 from retentiond.stores.sql.outbox import OutboxRow
@@ -42,7 +42,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRo
     for row in rows:
         event = Batch(
             batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
-            action=row.action, outcome=row.outcome, count=row.count, refs=_refs(row, refs),
+            action=Action(row.action), outcome=Outcome(row.outcome), count=row.count, refs=_refs(row, refs),
             prior_versions=row.prior_versions, prefix=getattr(row, "prefix", None),
         )
         try:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 
-from retentiond.audit.events import Batch, ConfigRejected, GuardTripped, Reconciled, RunFinished, RunInterrupted, RunStarted
+from retentiond.audit.events import Action, Batch, ConfigRejected, GuardDecision, GuardTripped, Outcome, Reconciled, RunFinished, RunInterrupted, RunStarted
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
 from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
@@ -322,7 +322,7 @@ class Runner:
                 self.audit.ledger.append(
                     GuardTripped(category=category, store=r.store, target=r.target, would_act=r.eligible, total=r.total,
                                  limit=int(self.settings.daemon.max_fraction_per_run * r.total),
-                                 decision="allowed" if r.guard == "allowed" else "stopped"),
+                                 decision=GuardDecision.ALLOWED if r.guard == "allowed" else GuardDecision.STOPPED),
                     run_id=self.run_id,
                 )
             log.warning("blast-radius guard", category=category, target=r.target, would_act=r.eligible, total=r.total,
@@ -402,7 +402,7 @@ class Runner:
         for hold_id, count in sorted(report.held.items()):
             self.audit.ledger.append(
                 Batch(batch_id=str(uuid.uuid4()), category=worker.category, store=worker.store, target=worker.target_name,
-                      action=worker.action, outcome="held", count=count, holds=(hold_id,),
+                      action=Action(worker.action), outcome=Outcome.HELD, count=count, holds=(hold_id,),
                       prefix=getattr(worker, "prefix", None) or None),
                 run_id=self.run_id,
             )
@@ -423,13 +423,13 @@ class Runner:
             for target in cat.sql or []:
                 self.audit.ledger.append(
                     Batch(batch_id=str(uuid.uuid4()), category=category, store=target.store, target=target.table,
-                          action=cat.action, outcome="failed", count=0),
+                          action=Action(cat.action), outcome=Outcome.FAILED, count=0),
                     run_id=self.run_id,
                 )
             for s3 in cat.s3:
                 self.audit.ledger.append(
                     Batch(batch_id=str(uuid.uuid4()), category=category, store=s3.store, target=s3.bucket,
-                          action=cat.action, outcome="failed", count=0, prefix=s3.prefix or None),
+                          action=Action(cat.action), outcome=Outcome.FAILED, count=0, prefix=s3.prefix or None),
                     run_id=self.run_id,
                 )
 

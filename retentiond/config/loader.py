@@ -116,9 +116,9 @@ def _read_toml(path: Path, issues: list[ConfigIssue]) -> tuple[dict[str, Any], s
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        line = int(found.group(1)) if found else None
+        syntax_line = int(found.group(1)) if found else None
         message = str(exc).split(" (at line")[0]
-        issues.append(ConfigIssue("", f"TOML syntax error: {message}", file=label, line=line))
+        issues.append(ConfigIssue("", f"TOML syntax error: {message}", file=label, line=syntax_line))
         return None
     return data, text, digest
 
@@ -324,14 +324,14 @@ def _cross_check(
             if other == cname:
                 add(f"{tpath}.table", f"table {target.table!r} is listed twice in this category")
             seen_tables.setdefault(table_key, cname)
-        for i, target in enumerate(cat.s3):
+        for i, s3_target in enumerate(cat.s3):
             tpath = f"{base}.s3[{i}]"
-            check_store(f"{tpath}.store", target.store, S3Store)
+            check_store(f"{tpath}.store", s3_target.store, S3Store)
             if cat.action == "anonymize":
                 add(tpath, "S3 targets support action 'delete' only; objects cannot be anonymized in place")
-            if not target.prefix and not target.whole_bucket:
+            if not s3_target.prefix and not s3_target.whole_bucket:
                 add(f"{tpath}.prefix", "must be non-empty (or set whole_bucket = true to cover the whole bucket)")
-            if target.prefix and target.whole_bucket:
+            if s3_target.prefix and s3_target.whole_bucket:
                 add(f"{tpath}.whole_bucket", "contradicts a non-empty prefix")
 
 

@@ -8,6 +8,7 @@ identifiers itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -115,10 +116,10 @@ def bind_target(conn: sa.Connection, category: str, index: int, target: SqlTarge
     table = reflect_table(conn, target.table, metadata, f"{path}.table")
     issues: list[ConfigIssue] = []
 
-    def col(t: sa.Table, name: str, key: str) -> sa.Column:
+    def col(t: sa.Table, name: str, key: str) -> sa.Column[Any]:
         if name not in t.c:
             issues.append(ConfigIssue(f"{path}.{key}", f"column {name!r} not found in table {t.name!r}"))
-            return sa.column(name)  # placeholder; the error is raised below
+            return sa.Column(name)  # placeholder; the error is raised below
         return t.c[name]
 
     key = tuple(col(table, k, "key") for k in target.key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -168,9 +168,9 @@ def fixed_value(col: sa.Column, strategy: str) -> object:
 SQL_STRATEGIES = ("null", "redact")
 
 
-def sql_assignments(target: BoundTarget) -> dict[str, ColumnElement[object]] | None:
+def sql_assignments(target: BoundTarget) -> dict[str, ColumnElement[Any]] | None:
     """Return column → SQL expression when every strategy can run inside the UPDATE, else None."""
-    out: dict[str, ColumnElement[object]] = {}
+    out: dict[str, ColumnElement[Any]] = {}
     for name, strategy in (target.config.anonymize or {}).items():
         col = target.table.c[name]
         if strategy == "null":
