@@ -126,6 +126,19 @@ class TestPlanEqualsRun:
         assert all(t.eligible > 0 for t in plan.targets)
         assert 0 < _followed(env, "support") < plan.targets[0].prior_versions_eligible
 
+    def test_dry_run_matches_plan(self, env: Env) -> None:
+        """A dry run reports what plan counts (rows and prior versions) and changes nothing."""
+        env.configure({"support": {**SUPPORT, "prior_versions": "10d"}}, batch_size=2)
+        env.insert(tickets, [env.ticket(i, 30 + i) for i in range(1, 6)])
+        env.insert(ticket_versions, [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=1)}
+                                     for i in range(1, 6)])
+        plan = env.run(mode="plan")
+        dry = env.run(mode="dry-run")
+        expected = [(t.eligible, t.prior_versions_eligible) for t in plan.targets]
+        assert expected == [(t.acted, t.prior_versions_deleted) for t in dry.targets]
+        assert [(5, 5)] == expected
+        assert set(range(1, 6)) == env.ids(tickets)
+
 
 def _followed(env: Env, category: str) -> int:
     """Return the history rows deleted together with their records."""

@@ -209,7 +209,15 @@ class TargetWorker:
             cursor.after = tuple(rows[-1][: len(order)])
             keys = [tuple(r[1 : len(order)]) for r in rows]
             if dry_run:
-                return BatchResult(selected=len(rows), touched=len(rows), history=0, exhausted=len(rows) < self.batch_size)
+                following = 0
+                if t.history is not None:
+                    # The prior versions a real batch would delete with these rows (SPEC §4 rule 6).
+                    h = t.history
+                    following = conn.execute(
+                        sa.select(sa.func.count()).select_from(h.table).where(self._key_in(keys, h.parent))
+                    ).scalar_one()
+                return BatchResult(selected=len(rows), touched=len(rows), history=int(following),
+                                   exhausted=len(rows) < self.batch_size)
             crash_point("sql_after_select")
             if self.anonymize:
                 touched = self._anonymize(conn, rows, keys, cond, len(order))
