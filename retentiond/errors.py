@@ -77,18 +77,6 @@ class TemporaryFailure(RetentiondError):
     exit_code = ExitCode.TEMPORARY
 
 
-class VerificationFailed(RetentiondError):
-    """The audit ledger failed verification (SPEC §5)."""
-
-    exit_code = ExitCode.VERIFY_FAILED
-
-
-class CategoryFailed(RetentiondError):
-    """At least one category of a run failed; the others may have completed."""
-
-    exit_code = ExitCode.CATEGORY_FAILED
-
-
 class UsageError(RetentiondError):
     """A command-line argument is wrong in a way click could not catch."""
 

@@ -96,7 +96,7 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         cut = cuts[name]
         coverages[(name, i)] = Coverage(name, settings.categories[name].action, cut,
                                         target.age_column, dict(target.match or {}))
-    facts = Row(values={k: _aware(v, bound[(claims[0][0], claims[0][1])]) for k, v in mapping.items()},
+    facts = Row(values={k: _aware(v, first) for k, v in mapping.items()},
                 subject=None if first.subject is None or mapping.get(first.subject.name) is None else str(mapping[first.subject.name]))
     for name, i, target in claims:
         acting = coverages[(name, i)]

@@ -99,6 +99,7 @@ class HoldWatcher:
         self._fingerprint: str | None = None
         self._holds: tuple[Hold, ...] = ()
         self._digest: str | None = None
+        self._released_cache: tuple[tuple[int, int, int], list[ReleasedHold]] | None = None
 
     def _fingerprint_now(self) -> str:
         """Return a hash over every holds file's name and bytes (cheap: holds files are small)."""
@@ -152,10 +153,25 @@ class HoldWatcher:
             HoldsUnavailable: as :meth:`refresh`.
         """
         self.refresh(now)
-        released = read_released(self.state_dir) if _state_path(self.state_dir).exists() else []
+        released = list(self._released())
         if not self.record_changes:
             released += self._unrecorded_releases(now)
         return view_all(self._holds, released, now, self.grace)
+
+    def _released(self) -> list[ReleasedHold]:
+        """Return the released holds of the state file, parsed again only when the file changed.
+
+        Called before every batch: a stat is enough while nobody (this process or another
+        daemon sharing ``state_dir``) rewrote the file.
+        """
+        try:
+            st = _state_path(self.state_dir).stat()
+        except FileNotFoundError:
+            return []
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._released_cache is None or self._released_cache[0] != stamp:
+            self._released_cache = (stamp, read_released(self.state_dir))
+        return self._released_cache[1]
 
     def _unrecorded_releases(self, now: datetime) -> list[ReleasedHold]:
         """Return holds last seen in the file, gone from it now, whose release no run has recorded yet.

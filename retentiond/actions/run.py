@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from retentiond.audit.events import Action, Batch, ConfigRejected, GuardDecision, GuardTripped, Outcome, Reconciled, RunFinished, RunInterrupted, RunStarted
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
-from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.errors import ConfigError, ExitCode, HoldsUnavailable, RetentiondError, TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.relay import Relay, relay_rows
@@ -84,7 +84,7 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         """Return 1 when any category failed, else 0."""
-        return 1 if self.failed else 0
+        return ExitCode.CATEGORY_FAILED if self.failed else ExitCode.OK
 
     def totals(self) -> dict[str, int]:
         """Return record counts per outcome over every target."""
@@ -176,6 +176,7 @@ class Runner:
         self.report = RunReport(self.run_id, self.run_start, mode)
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
+        self.recoverables: list[Any] = []  # outboxes and intent journals relayed at start
         self.stores: dict[str, StoreHandle] = {}
         self.watcher: HoldWatcher | None = None
 
@@ -247,7 +248,7 @@ class Runner:
                 except sa.exc.OperationalError as exc:
                     raise TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}") from None
             self.stores[name] = StoreHandle(name, engine, outbox)
-        self.recoverables: list[Any] = [h.outbox for h in self.stores.values()]
+        self.recoverables = [h.outbox for h in self.stores.values()]
         self.recoverables += open_s3_stores(self)
         self.watcher = HoldWatcher(
             self.loaded,
@@ -262,7 +263,7 @@ class Runner:
             self.relay.close()
         for handle in self.stores.values():
             handle.engine.dispose()
-        for journal in getattr(self, "recoverables", []):
+        for journal in self.recoverables:
             close = getattr(journal, "close", None)
             if close is not None:
                 close()
@@ -398,7 +399,7 @@ class Runner:
         """Count what holds kept from this target and audit it per hold (counts, no refs)."""
         assert self.audit is not None
         holds = self._holds()
-        report.held = worker.counts(holds, self.run_start).held
+        report.held = worker.held_counts(holds, self.run_start)
         for hold_id, count in sorted(report.held.items()):
             self.audit.ledger.append(
                 Batch(batch_id=str(uuid.uuid4()), category=worker.category, store=worker.store, target=worker.target_name,

@@ -159,7 +159,7 @@ def s3_workers(runner: Any, category: str) -> list[Any]:
 
     The S3 engine's workers offer what ``TargetWorker`` offers to the run driver: ``category``,
     ``action``, ``cutoff``, ``store``, ``target_name``, ``has_history``, ``outbox`` (with
-    ``remove``), ``counts()``, ``run_batch()`` and ``run_history_batch()``.
+    ``remove``), ``counts()``, ``held_counts()``, ``run_batch()`` and ``run_history_batch()``.
     """
     cat = runner.settings.categories[category]
     if not cat.s3:
@@ -171,4 +171,4 @@ def s3_workers(runner: Any, category: str) -> list[Any]:
     return list(build(runner, category))
 
 
-__all__ = ["ConfigError", "StoreHandle", "cutoffs", "sql_workers"]
+__all__ = ["StoreHandle", "cutoffs", "open_s3_stores", "s3_workers", "sql_workers"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -636,8 +636,3 @@ def _sqlite_setup(engine: Engine) -> None:
 def new_run_id() -> str:
     """Return a fresh run id (a UUID)."""
     return str(uuid.uuid4())
-
-
-def utc_now() -> datetime:
-    """Return the current UTC instant (aware)."""
-    return datetime.now(UTC)

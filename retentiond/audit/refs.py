@@ -60,11 +60,6 @@ class RecordRef(bytes):
     __str__ = __repr__
 
 
-def _restore(value: bytes) -> RecordRef:
-    """Rebuild a ref read back from the ledger (internal to the audit package)."""
-    return RecordRef(value, _TOKEN)
-
-
 def split_refs(blob: bytes) -> tuple[RecordRef, ...]:
     """Return the refs of a stored concatenation of 32-byte refs (internal)."""
     return tuple(RecordRef(blob[i : i + REF_SIZE], _TOKEN) for i in range(0, len(blob), REF_SIZE))

@@ -17,7 +17,8 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
-from retentiond.audit.anchor import Anchor, checkpoint_and_anchor
+from retentiond.actions.setup import anchor as setup_anchor
+from retentiond.audit.anchor import checkpoint_and_anchor
 from retentiond.audit.canonical import canonical_loads
 from retentiond.audit.events import EVENT_TYPES
 from retentiond.audit.ledger import Entry, Ledger
@@ -51,12 +52,6 @@ def _open_ledger(app: AppContext, *, create: bool = False) -> Ledger:
 
     loaded = app.config()
     return Ledger.open(ledger_url(loaded), loaded.settings.audit.ledger_id, create=create)
-
-
-def _anchor(app: AppContext) -> Anchor | None:
-    from retentiond.actions.setup import anchor
-
-    return anchor(app.config())
 
 
 def _configured_keys(app: AppContext) -> KeyRing | None:
@@ -128,7 +123,7 @@ def verify_cmd(app: AppContext, pubkeys: tuple[str, ...], trusted_path: str | No
         if keys is None:
             keys = _configured_keys(app)
         if not no_anchor:
-            anchor = _anchor(app)
+            anchor = setup_anchor(app.config())
             if anchor is not None:
                 latest = anchor.latest()
                 if latest is not None:
@@ -322,7 +317,7 @@ def checkpoint_cmd(app: AppContext, out_path: str | None) -> int:
     from retentiond.actions.setup import signer
 
     sign = signer(app.config())
-    anchor = _anchor(app)
+    anchor = setup_anchor(app.config())
     with _open_ledger(app, create=True) as ledger:
         entry = checkpoint_and_anchor(ledger, sign, anchor)
     assert entry is not None

@@ -29,6 +29,7 @@ from retentiond.config.models import (
     SqlStore,
     Store,
 )
+from retentiond.config.types import check_name
 from retentiond.errors import ConfigError, ConfigIssue
 
 _STORE_ADAPTER: TypeAdapter[SqlStore | S3Store] = TypeAdapter(Store)
@@ -271,8 +272,6 @@ def load_config(path: str | Path) -> LoadedConfig:
 
 
 def _valid_name(name: str) -> bool:
-    from retentiond.config.types import check_name
-
     try:
         check_name(name)
     except ValueError:

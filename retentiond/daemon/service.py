@@ -116,7 +116,6 @@ class Daemon:
         self.specs: dict[str, JobSpec] = {}
         self.state = ScheduleState(loaded.state_dir)
         self._holds_lock = threading.Lock()
-        self._state_lock = threading.Lock()
         self.audit: AuditHandles | None = None
         self.watcher: HoldWatcher | None = None
         self.locks: RunnerLocks | None = None

@@ -518,6 +518,10 @@ class S3Worker:
     def _plan(self, group: KeyGroup, ages: dict[str, datetime | None], holds: Sequence[Hold], run_start: datetime) -> GroupPlan:
         return plan_group(group, ages, self.acting, self.others, holds, run_start, self.pattern)
 
+    def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
+        """Return, per hold, the versions kept by it (see :meth:`counts`)."""
+        return self.counts(holds, run_start).held
+
     def counts(self, holds: Sequence[Hold], run_start: datetime) -> S3Counts:
         """Return versions listed, versions this run would delete (of expired objects), held per hold,
         expired prior versions, and versions Object Lock would block.

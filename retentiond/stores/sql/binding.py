@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from retentiond.config.models import Category, Settings, SqlTarget
+from retentiond.config.models import SqlTarget
 from retentiond.errors import ConfigError, ConfigIssue
 
 
@@ -156,18 +156,3 @@ def bind_target(conn: sa.Connection, category: str, index: int, target: SqlTarge
     if issues:
         raise ConfigError(issues)
     return BoundTarget(category, index, target, table, key, age, subject, history, dialect, zone)
-
-
-def tables_of(settings: Settings, store: str) -> dict[str, list[tuple[str, int, SqlTarget]]]:
-    """Return, per table name of ``store``, every (category, index, target) that names it."""
-    out: dict[str, list[tuple[str, int, SqlTarget]]] = {}
-    for cname, category in settings.categories.items():
-        for i, target in enumerate(category.sql):
-            if target.store == store:
-                out.setdefault(target.table, []).append((cname, i, target))
-    return out
-
-
-def category_of(settings: Settings, name: str) -> Category:
-    """Return the category ``name`` (which validation guarantees exists)."""
-    return settings.categories[name]

@@ -67,6 +67,11 @@ def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout
     )
 
 
+def _after(position: tuple[Any, ...], order: Sequence[sa.Column[Any]]) -> ColumnElement[bool]:
+    """Return "(order...) is after ``position``": the keyset bound an index range serves."""
+    return sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(position, order)])
+
+
 def _canonical_keys(keys: list[tuple[Any, ...]]) -> str:
     """Return the canonical key texts of ``keys`` as a JSON array (what record refs are made of)."""
     return json.dumps([canonical_key(k) for k in keys], separators=(",", ":"), ensure_ascii=False)
@@ -155,20 +160,10 @@ class TargetWorker:
     def counts(self, holds: Sequence[Hold], run_start: datetime) -> Counts:
         """Return total rows, rows this run would act on, rows held per hold, expired history rows."""
         t = self.target.table
-        base = eligible(self.acting, self.others, holds, run_start, ignore_holds=True)
-        if self.anonymize:
-            base = sa.and_(base, not_anonymized(self.target))
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             act = conn.execute(sa.select(sa.func.count()).select_from(t).where(self.condition(holds, run_start))).scalar_one()
-            held: dict[str, int] = {}
-            covering = [self.acting, *self.others]
-            for hold in holds:
-                n = conn.execute(
-                    sa.select(sa.func.count()).select_from(t).where(sa.and_(base, held_by(hold, covering, run_start)))
-                ).scalar_one()
-                if n:
-                    held[hold.id] = int(n)
+            held = self._held(conn, holds, run_start)
             history = 0
             if self.target.history is not None:
                 # What a run deletes from the history table: the prior versions of the rows it acts
@@ -181,6 +176,26 @@ class TargetWorker:
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
 
+    def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
+        """Return, per hold, the rows this run would act on but for that hold."""
+        with self.engine.connect() as conn:
+            return self._held(conn, holds, run_start)
+
+    def _held(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
+        t = self.target.table
+        base = eligible(self.acting, self.others, holds, run_start, ignore_holds=True)
+        if self.anonymize:
+            base = sa.and_(base, not_anonymized(self.target))
+        covering = [self.acting, *self.others]
+        held: dict[str, int] = {}
+        for hold in holds:
+            n = conn.execute(
+                sa.select(sa.func.count()).select_from(t).where(sa.and_(base, held_by(hold, covering, run_start)))
+            ).scalar_one()
+            if n:
+                held[hold.id] = int(n)
+        return held
+
     # -- act ----------------------------------------------------------------------------------
 
     def run_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> BatchResult:
@@ -191,15 +206,15 @@ class TargetWorker:
         t = self.target
         cond = self.condition(holds, run_start)
         order = [t.table.c[t.age.name], *t.key]
-        anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
-        select = sa.select(*order, *anonymized_cols).where(cond)
-        if cursor.after is not None:
-            select = select.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
-        select = select.order_by(*order).limit(self.batch_size)
         if not dry_run and t.dialect == "postgresql" and len(t.key) == 1:
             assignments = sql_assignments(t) if self.anonymize else None
             if not self.anonymize or assignments is not None:
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
+        anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
+        select = sa.select(*order, *anonymized_cols).where(cond)
+        if cursor.after is not None:
+            select = select.where(_after(cursor.after, order))
+        select = select.order_by(*order).limit(self.batch_size)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
                 _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
@@ -254,7 +269,7 @@ class TargetWorker:
         key = t.key[0]
         picked = sa.select(key).where(cond)
         if cursor.after is not None:
-            picked = picked.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
+            picked = picked.where(_after(cursor.after, order))
         picked = picked.order_by(*order).limit(self.batch_size)
         # correlate(None): the sub-select reads the table on its own, it is not a per-row subquery.
         in_batch = key == sa.any_(sa.func.array(picked.correlate(None).scalar_subquery()))
@@ -374,7 +389,7 @@ class TargetWorker:
         order = [h.superseded, *h.key]
         select = sa.select(*order).where(cond)
         if cursor.after is not None:
-            select = select.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(cursor.after, order)]))
+            select = select.where(_after(cursor.after, order))
         select = select.order_by(*order).limit(self.batch_size)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
