@@ -74,44 +74,91 @@ def bench_append(url: str, label: str, appends: int, maker: RefMaker) -> None:
             t0 = time.perf_counter()
             refs = tuple(maker.sql_many("app", "tickets", keys))
             t1 = time.perf_counter()
-            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="app", target="tickets",
-                                action=Action.DELETE, outcome=Outcome.DELETED, count=1000, refs=refs), run_id="bench")
+            ledger.append(
+                Batch(
+                    batch_id=BatchId.new(),
+                    category="support",
+                    store="app",
+                    target="tickets",
+                    action=Action.DELETE,
+                    outcome=Outcome.DELETED,
+                    count=1000,
+                    refs=refs,
+                ),
+                run_id="bench",
+            )
             t2 = time.perf_counter()
             if i >= 5:  # warm-up
                 times.append(t2 - t1)
                 refs_time.append(t1 - t0)
         times.sort()
-        print(f"append 1,000-ref batch entry [{label}]: median {statistics.median(times) * 1000:.2f} ms, "
-              f"p95 {times[int(len(times) * 0.95) - 1] * 1000:.2f} ms, max {times[-1] * 1000:.2f} ms over {appends}; "
-              f"computing the 1,000 refs: {statistics.median(refs_time) * 1e6 / 1000:.2f} µs/key")
+        print(
+            f"append 1,000-ref batch entry [{label}]: median {statistics.median(times) * 1000:.2f} ms, "
+            f"p95 {times[int(len(times) * 0.95) - 1] * 1000:.2f} ms, max {times[-1] * 1000:.2f} ms over {appends}; "
+            f"computing the 1,000 refs: {statistics.median(refs_time) * 1e6 / 1000:.2f} µs/key"
+        )
 
 
-def build_rows(entries: int, refs_per_entry: int, signer: Signer, ledger_id: str) -> tuple[list[dict], list[tuple[bytes, int]]]:
+def build_rows(
+    entries: int, refs_per_entry: int, signer: Signer, ledger_id: str
+) -> tuple[list[dict], list[tuple[bytes, int]]]:
     """Return correctly chained entry rows and ref rows (a checkpoint every 1,000th entry)."""
     rows: list[dict] = []
     ref_rows: list[tuple[bytes, int]] = []
     prev = genesis_hash(ledger_id)
     maker = RefMaker(b"b" * 32)
-    fields_batch = canonical_dumps({"action": "delete", "count": refs_per_entry, "outcome": "deleted", "prefix": None,
-                                    "prior_versions": 0, "store": "app", "target": "tickets"})
+    fields_batch = canonical_dumps(
+        {
+            "action": "delete",
+            "count": refs_per_entry,
+            "outcome": "deleted",
+            "prefix": None,
+            "prior_versions": 0,
+            "store": "app",
+            "target": "tickets",
+        }
+    )
     key = 0
     base = "2026-11-01T00:00:00.000000Z"
     for seq in range(1, entries + 1):
         if seq % 1000 == 0:
             msg = checkpoint_message(ledger_id, seq - 1, prev.hex(), base)
-            cp = Checkpoint(ledger_id=ledger_id, covered_seq=seq - 1, covered_hash=prev.hex(), signed_at=datetime(2026, 11, 1, tzinfo=UTC),
-                            key_fingerprint=signer.fingerprint, signature=signer.sign(msg))
-            row = dict(seq=seq, time=base, event="checkpoint", run_id=None, category=None, batch_id=None,
-                       fields=canonical_dumps(cp.json_fields()), refs=b"")
+            cp = Checkpoint(
+                ledger_id=ledger_id,
+                covered_seq=seq - 1,
+                covered_hash=prev.hex(),
+                signed_at=datetime(2026, 11, 1, tzinfo=UTC),
+                key_fingerprint=signer.fingerprint,
+                signature=signer.sign(msg),
+            )
+            row = dict(
+                seq=seq,
+                time=base,
+                event="checkpoint",
+                run_id=None,
+                category=None,
+                batch_id=None,
+                fields=canonical_dumps(cp.json_fields()),
+                refs=b"",
+            )
         else:
             # The entry after each checkpoint carries twice the refs: 100,000 entries hold exactly 1,000,000.
             n = refs_per_entry * (2 if seq % 1000 == 1 else 1)
             refs = b"".join(maker.sql_many("app", "tickets", [(key + j,) for j in range(n)]))
             key += n
-            row = dict(seq=seq, time=base, event="batch", run_id="bench-run", category="support",
-                       batch_id=str(uuid.uuid4()), fields=fields_batch if n == refs_per_entry else fields_batch.replace(
-                           f'"count":{refs_per_entry}', f'"count":{n}'), refs=refs)
-            ref_rows.extend((refs[i:i + 32], seq) for i in range(0, len(refs), 32))
+            row = dict(
+                seq=seq,
+                time=base,
+                event="batch",
+                run_id="bench-run",
+                category="support",
+                batch_id=str(uuid.uuid4()),
+                fields=fields_batch
+                if n == refs_per_entry
+                else fields_batch.replace(f'"count":{refs_per_entry}', f'"count":{n}'),
+                refs=refs,
+            )
+            ref_rows.extend((refs[i : i + 32], seq) for i in range(0, len(refs), 32))
         h = chain_hash(prev, entry_body(**row))
         row["prev_hash"], row["hash"] = prev, h
         rows.append(row)
@@ -128,7 +175,9 @@ def load(url: str, rows: list[dict], ref_rows: list[tuple[bytes, int]]) -> None:
             raw = conn.connection.driver_connection
             with raw.cursor() as cur:
                 cols = ("seq", "time", "event", "run_id", "category", "batch_id", "fields", "refs", "prev_hash", "hash")
-                with cur.copy("COPY audit_entries (seq, time, event, run_id, category, batch_id, fields, refs, prev_hash, hash) FROM STDIN") as cp:
+                with cur.copy(
+                    "COPY audit_entries (seq, time, event, run_id, category, batch_id, fields, refs, prev_hash, hash) FROM STDIN"
+                ) as cp:
                     for r in rows:
                         cp.write_row([r[c] for c in cols])
                 with cur.copy("COPY audit_refs (ref, seq) FROM STDIN") as cp:
@@ -136,11 +185,14 @@ def load(url: str, rows: list[dict], ref_rows: list[tuple[bytes, int]]) -> None:
                         cp.write_row(r)
         else:
             for i in range(0, len(rows), 5000):
-                conn.execute(sa.insert(entries_table), rows[i:i + 5000])
+                conn.execute(sa.insert(entries_table), rows[i : i + 5000])
             for i in range(0, len(ref_rows), 50000):
-                conn.execute(sa.insert(refs_table), [{"ref": r, "seq": s} for r, s in ref_rows[i:i + 50000]])
-        conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_head_forward_only") if engine.dialect.name == "sqlite"
-                     else sa.text("SET LOCAL session_replication_role = replica"))
+                conn.execute(sa.insert(refs_table), [{"ref": r, "seq": s} for r, s in ref_rows[i : i + 50000]])
+        conn.execute(
+            sa.text("DROP TRIGGER IF EXISTS audit_head_forward_only")
+            if engine.dialect.name == "sqlite"
+            else sa.text("SET LOCAL session_replication_role = replica")
+        )
         conn.execute(sa.update(head_table).values(seq=rows[-1]["seq"], hash=rows[-1]["hash"], time=rows[-1]["time"]))
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -158,8 +210,10 @@ def bench_verify(url: str, label: str, keys: KeyRing, entries: int, refs: int) -
             assert result.ok and result.entries == entries and result.refs == refs, result.summary()
             best = elapsed if best is None else min(best, elapsed)
         assert best is not None
-        print(f"verify [{label}]: {entries:,} entries / {refs:,} refs in {best:.2f} s = "
-              f"{entries / best:,.0f} entries/s, {refs / best:,.0f} refs/s (best of 3, {result.checkpoints} signatures)")
+        print(
+            f"verify [{label}]: {entries:,} entries / {refs:,} refs in {best:.2f} s = "
+            f"{entries / best:,.0f} entries/s, {refs / best:,.0f} refs/s (best of 3, {result.checkpoints} signatures)"
+        )
 
 
 def main() -> None:
@@ -167,7 +221,10 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--refs-per-entry", type=int, default=10)
     parser.add_argument("--appends", type=int, default=200)
-    parser.add_argument("--admin-url", default=os.environ.get("RETENTIOND_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("RETENTIOND_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    )
     parser.add_argument("--skip-pg", action="store_true")
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -193,7 +250,9 @@ def main() -> None:
 
         t0 = time.perf_counter()
         rows, ref_rows = build_rows(args.entries, args.refs_per_entry, signer, "retentiond")
-        print(f"(built {len(rows):,} chained entries / {len(ref_rows):,} refs in memory in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"(built {len(rows):,} chained entries / {len(ref_rows):,} refs in memory in {time.perf_counter() - t0:.1f} s)"
+        )
         if not args.skip_pg:
             url = new_pg()
             load(url, rows, ref_rows)
@@ -211,14 +270,19 @@ def main() -> None:
             import json
 
             out.write(json.dumps(export_header(ledger.ledger_id)) + "\n")
-            out.writelines(json.dumps(row_to_json(e.as_row()), sort_keys=True, separators=(",", ":")) + "\n" for e in ledger.iter_entries())
+            out.writelines(
+                json.dumps(row_to_json(e.as_row()), sort_keys=True, separators=(",", ":")) + "\n"
+                for e in ledger.iter_entries()
+            )
         t0 = time.perf_counter()
         with open(export) as stream:
             result = verify_export(stream, keys=keys)
         elapsed = time.perf_counter() - t0
         assert result.ok, result.summary()
-        print(f"verify [offline JSON-lines export, {export.stat().st_size / 1e6:.0f} MB]: {len(rows) / elapsed:,.0f} entries/s, "
-              f"{len(ref_rows) / elapsed:,.0f} refs/s")
+        print(
+            f"verify [offline JSON-lines export, {export.stat().st_size / 1e6:.0f} MB]: {len(rows) / elapsed:,.0f} entries/s, "
+            f"{len(ref_rows) / elapsed:,.0f} refs/s"
+        )
     finally:
         with admin.connect() as conn:
             for name in databases:

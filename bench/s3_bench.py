@@ -50,10 +50,12 @@ def _free_port() -> int:
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     """Start a moto server in a child process; return it and its endpoint."""
     port = _free_port()
-    code = ("import logging, time; logging.getLogger('werkzeug').setLevel(logging.ERROR);"
-            "from moto.server import ThreadedMotoServer;"
-            f"s = ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False); s.start();"
-            "time.sleep(10**6)")
+    code = (
+        "import logging, time; logging.getLogger('werkzeug').setLevel(logging.ERROR);"
+        "from moto.server import ThreadedMotoServer;"
+        f"s = ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False); s.start();"
+        "time.sleep(10**6)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -70,8 +72,12 @@ def client(endpoint: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        config=Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5}))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5}),
+    )
 
 
 def seed(endpoint: str, bucket: str, objects: int) -> int:
@@ -96,11 +102,16 @@ def raw_loop(endpoint: str, bucket: str) -> dict[str, float]:
     c = client(endpoint)
     started = time.perf_counter()
     items: list[dict[str, str]] = []
-    for page in c.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="data/", PaginationConfig={"PageSize": 1000}):
-        items += [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
+    for page in c.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, Prefix="data/", PaginationConfig={"PageSize": 1000}
+    ):
+        items += [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        ]
     listed = time.perf_counter()
     for i in range(0, len(items), 1000):
-        response = c.delete_objects(Bucket=bucket, Delete={"Objects": items[i:i + 1000], "Quiet": True})
+        response = c.delete_objects(Bucket=bucket, Delete={"Objects": items[i : i + 1000], "Quiet": True})
         assert not response.get("Errors"), response.get("Errors")
     done = time.perf_counter()
     return {"versions": len(items), "list_s": listed - started, "delete_s": done - listed, "total_s": done - started}
@@ -139,10 +150,17 @@ def child(config: str, now: str) -> None:
     report = Runner(load_config(Path(config)), mode="run", allow_large=True, now=datetime.fromisoformat(now)).execute()
     total = time.perf_counter() - started
     target = report.targets[0]
-    print(json.dumps({
-        "versions": target.acted + target.prior_versions_deleted, "failed": report.failed, "total_s": total, **timings,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "versions": target.acted + target.prior_versions_deleted,
+                "failed": report.failed,
+                "total_s": total,
+                **timings,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -150,7 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--retentiond-first", action="store_true", help="run retentiond before the raw loop (order effects)")
+    parser.add_argument(
+        "--retentiond-first", action="store_true", help="run retentiond before the raw loop (order effects)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CONFIG", "NOW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -178,20 +198,49 @@ def main() -> None:
             os.chmod(d / "signing.pem", 0o600)
             (d / "holds.toml").write_text(
                 '[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "bench"\nplaced_by = "bench"\nplaced_at = 2020-01-01\n'
-                'categories = ["bench"]\nsubjects = ["nobody"]\n')
+                'categories = ["bench"]\nsubjects = ["nobody"]\n'
+            )
             config = {
-                "daemon": {"state_dir": str(d / "state"), "holds_file": str(d / "holds.toml"), "metrics_listen": "",
-                           "batch_size": 1000, "max_fraction_per_run": 1.0},
+                "daemon": {
+                    "state_dir": str(d / "state"),
+                    "holds_file": str(d / "holds.toml"),
+                    "metrics_listen": "",
+                    "batch_size": 1000,
+                    "max_fraction_per_run": 1.0,
+                },
                 "audit": {"hmac_key_file": str(d / "hmac.key"), "signing_key_file": str(d / "signing.pem")},
-                "stores": {"files": {"kind": "s3", "endpoint_url": endpoint, "region": "us-east-1", "max_workers": args.workers}},
-                "categories": {"bench": {"retain": "1d", "action": "delete", "s3": [
-                    {"store": "files", "bucket": "bench-rtd", "prefix": "data/",
-                     "subject_pattern": "^data/(?P<subject>[^/]+)/"}]}},
+                "stores": {
+                    "files": {
+                        "kind": "s3",
+                        "endpoint_url": endpoint,
+                        "region": "us-east-1",
+                        "max_workers": args.workers,
+                    }
+                },
+                "categories": {
+                    "bench": {
+                        "retain": "1d",
+                        "action": "delete",
+                        "s3": [
+                            {
+                                "store": "files",
+                                "bucket": "bench-rtd",
+                                "prefix": "data/",
+                                "subject_pattern": "^data/(?P<subject>[^/]+)/",
+                            }
+                        ],
+                    }
+                },
             }
             (d / "retention.toml").write_text(toml_like(config))
             now = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-            out = subprocess.run([sys.executable, __file__, "--child", str(d / "retention.toml"), now],
-                                 capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(d / "retention.toml"), now],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                check=True,
+            )
             rtd = json.loads(out.stdout.strip().splitlines()[-1])
         if args.retentiond_first:
             raw = raw_loop(endpoint_raw, "bench-raw")
@@ -200,11 +249,17 @@ def main() -> None:
         for p in (proc, proc_raw):
             p.terminate()
             p.wait(timeout=10)
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}, {platform.system()} {platform.release()}")
-    print(f"{'':12} {'versions':>8} {'list s':>8} {'list v/s':>9} {'delete s':>9} {'delete v/s':>11} {'total s':>8} {'total v/s':>10}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+    print(
+        f"{'':12} {'versions':>8} {'list s':>8} {'list v/s':>9} {'delete s':>9} {'delete v/s':>11} {'total s':>8} {'total v/s':>10}"
+    )
     for name, r in (("raw boto3", raw), ("retentiond", rtd)):
-        print(f"{name:12} {r['versions']:>8} {r['list_s']:>8.2f} {r['versions'] / r['list_s']:>9.0f} {r['delete_s']:>9.2f} "
-              f"{r['versions'] / r['delete_s']:>11.0f} {r['total_s']:>8.2f} {r['versions'] / r['total_s']:>10.0f}")
+        print(
+            f"{name:12} {r['versions']:>8} {r['list_s']:>8.2f} {r['versions'] / r['list_s']:>9.0f} {r['delete_s']:>9.2f} "
+            f"{r['versions'] / r['delete_s']:>11.0f} {r['total_s']:>8.2f} {r['versions'] / r['total_s']:>10.0f}"
+        )
     ratio = (rtd["versions"] / rtd["total_s"]) / (raw["versions"] / raw["total_s"])
     print(f"retentiond / raw (versions/s, end to end): {ratio:.2f}x   target >= 1.0x")
     print(f"retentiond peak RSS: {rtd['peak_rss_mb']:.0f} MB   target <= 200 MB")

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -73,16 +73,21 @@ def seed(admin: sa.Engine, rows: int, now: datetime) -> None:
     engine = sa.create_engine(db_url(SOURCE))
     start = now - timedelta(days=730)
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "CREATE TABLE events (id bigint PRIMARY KEY, account_id text NOT NULL, created_at timestamptz NOT NULL, "
-            "email text, name text, payload text)"
-        ))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE events (id bigint PRIMARY KEY, account_id text NOT NULL, created_at timestamptz NOT NULL, "
+                "email text, name text, payload text)"
+            )
+        )
         # generate_series keeps seeding fast; the data is synthetic, no personal data.
-        conn.execute(sa.text(
-            "INSERT INTO events SELECT g, 'acct_' || (g % :subjects), "
-            ":start + (g::double precision / :rows) * interval '730 days', "
-            "'user' || g || '@example.com', 'Name ' || g, repeat('x', 60) FROM generate_series(1, :rows) g"
-        ), {"subjects": SUBJECTS, "start": start, "rows": rows})
+        conn.execute(
+            sa.text(
+                "INSERT INTO events SELECT g, 'acct_' || (g % :subjects), "
+                ":start + (g::double precision / :rows) * interval '730 days', "
+                "'user' || g || '@example.com', 'Name ' || g, repeat('x', 60) FROM generate_series(1, :rows) g"
+            ),
+            {"subjects": SUBJECTS, "start": start, "rows": rows},
+        )
         conn.execute(sa.text("CREATE INDEX events_created_at ON events (created_at)"))
         conn.execute(sa.text("CREATE INDEX events_account ON events (account_id)"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -99,16 +104,33 @@ def write_config(tmp: Path, db: str, ledger_db: str, action: str, batch_size: in
     held = [f"acct_{i}" for i in range(0, int(SUBJECTS * HELD_FRACTION))]
     holds = tmp / "holds.toml"
     lines = []
-    lines.append('[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "benchmark"\nplaced_by = "bench"\n'
-                 'placed_at = 2020-01-01\ncategories = ["events"]\nsubjects = [' + ", ".join(f'"{s}"' for s in held) + "]\n")
+    lines.append(
+        '[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "benchmark"\nplaced_by = "bench"\n'
+        'placed_at = 2020-01-01\ncategories = ["events"]\nsubjects = [' + ", ".join(f'"{s}"' for s in held) + "]\n"
+    )
     holds.write_text("\n".join(lines))
-    target = {"store": "app", "table": "events", "key": ["id"], "age_column": "created_at", "subject_column": "account_id"}
+    target = {
+        "store": "app",
+        "table": "events",
+        "key": ["id"],
+        "age_column": "created_at",
+        "subject_column": "account_id",
+    }
     if action == "anonymize":
         target["anonymize"] = {"email": "null", "name": "null"}
     data = {
-        "daemon": {"state_dir": str(tmp / "state"), "holds_file": str(holds), "batch_size": batch_size,
-                   "max_fraction_per_run": 1.0, "metrics_listen": ""},
-        "audit": {"url": db_url(ledger_db), "hmac_key_file": str(keys / "hmac"), "signing_key_file": str(keys / "signing.pem")},
+        "daemon": {
+            "state_dir": str(tmp / "state"),
+            "holds_file": str(holds),
+            "batch_size": batch_size,
+            "max_fraction_per_run": 1.0,
+            "metrics_listen": "",
+        },
+        "audit": {
+            "url": db_url(ledger_db),
+            "hmac_key_file": str(keys / "hmac"),
+            "signing_key_file": str(keys / "signing.pem"),
+        },
         "stores": {"app": {"kind": "sql", "url": db_url(db), "statement_timeout": "10m"}},
         "categories": {"events": {"retain": "1y", "action": action, "sql": [target]}},
     }
@@ -135,9 +157,15 @@ class Writer(threading.Thread):
                 started = time.perf_counter()
                 if rng.random() < 0.5:
                     self.next_id += 1
-                    conn.execute(sa.text("INSERT INTO events VALUES (:id, 'acct_new', now(), NULL, NULL, 'x')"), {"id": self.next_id})
+                    conn.execute(
+                        sa.text("INSERT INTO events VALUES (:id, 'acct_new', now(), NULL, NULL, 'x')"),
+                        {"id": self.next_id},
+                    )
                 else:
-                    conn.execute(sa.text("UPDATE events SET payload = 'y' WHERE id = :id"), {"id": rng.randint(1, self.rows // 2)})
+                    conn.execute(
+                        sa.text("UPDATE events SET payload = 'y' WHERE id = :id"),
+                        {"id": rng.randint(1, self.rows // 2)},
+                    )
                 conn.commit()
                 self.latencies.append((time.perf_counter() - started) * 1000)
                 time.sleep(0.002)
@@ -176,8 +204,14 @@ def timed_retentiond(config: Path, now: datetime) -> tuple[dict[str, int], float
         "print(json.dumps({'totals': r.totals(), 'seconds': e, 'failed': r.failed,"
         " 'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     if data["failed"]:
         raise SystemExit(f"retentiond run failed: {data['failed']}")
@@ -192,9 +226,11 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args()
     admin = admin_engine()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     cutoff = now - timedelta(days=365)
-    print(f"seeding {args.rows:,} rows (50 % expired, {HELD_FRACTION:.0%} of {SUBJECTS:,} subjects held) ...", flush=True)
+    print(
+        f"seeding {args.rows:,} rows (50 % expired, {HELD_FRACTION:.0%} of {SUBJECTS:,} subjects held) ...", flush=True
+    )
     t = time.perf_counter()
     seed(admin, args.rows, now)
     print(f"  seeded in {time.perf_counter() - t:.1f}s")
@@ -214,7 +250,8 @@ def main() -> None:
             writer.start()
         n, s = timed_raw(db, "DELETE FROM events WHERE created_at < :cutoff", cutoff)
         if writer:
-            writer.stop.set(); writer.join()
+            writer.stop.set()
+            writer.join()
         results["raw_delete"] = n / s
         print(f"(a) raw DELETE: {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s")
         if writer:
@@ -230,11 +267,14 @@ def main() -> None:
             writer.start()
         totals, s, rss = timed_retentiond(config, now)
         if writer:
-            writer.stop.set(); writer.join()
+            writer.stop.set()
+            writer.join()
         n = totals.get("deleted", 0)
         results["rtd_delete"] = n / s
-        print(f"(b) retentiond delete: {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s = "
-              f"{results['rtd_delete'] / results['raw_delete']:.2f}x raw (held {totals.get('held', 0):,}); peak RSS {rss / 1024:.0f} MB")
+        print(
+            f"(b) retentiond delete: {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s = "
+            f"{results['rtd_delete'] / results['raw_delete']:.2f}x raw (held {totals.get('held', 0):,}); peak RSS {rss / 1024:.0f} MB"
+        )
         if writer:
             print(f"    concurrent writer during retentiond delete: {writer.figures()}")
 
@@ -242,12 +282,17 @@ def main() -> None:
         if not args.skip_latency:
             db = scenario("idle")
             writer = Writer(db, args.rows)
-            writer.start(); time.sleep(3); writer.stop.set(); writer.join()
+            writer.start()
+            time.sleep(3)
+            writer.stop.set()
+            writer.join()
             print(f"(d) concurrent writer at idle: {writer.figures()}")
 
         # (c) anonymize: raw UPDATE vs retentiond
         db = scenario("raw_update")
-        n, s = timed_raw(db, "UPDATE events SET email = NULL, name = NULL WHERE created_at < :cutoff AND email IS NOT NULL", cutoff)
+        n, s = timed_raw(
+            db, "UPDATE events SET email = NULL, name = NULL WHERE created_at < :cutoff AND email IS NOT NULL", cutoff
+        )
         results["raw_update"] = n / s
         print(f"(c) raw UPDATE (2 columns to NULL): {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s")
         db = scenario("rtd_update")
@@ -257,8 +302,10 @@ def main() -> None:
         totals, s, _ = timed_retentiond(config, now)
         n = totals.get("anonymized", 0)
         results["rtd_update"] = n / s
-        print(f"    retentiond anonymize: {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s = "
-              f"{results['rtd_update'] / results['raw_update']:.2f}x raw")
+        print(
+            f"    retentiond anonymize: {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s = "
+            f"{results['rtd_update'] / results['raw_update']:.2f}x raw"
+        )
 
         # (e) peak RSS at 10 % and 100 % of the size
         if not args.skip_rss:
@@ -270,8 +317,16 @@ def main() -> None:
                 config = write_config(tmp / f"e{rows}", db, "rtd_bench_ledger", "delete", args.batch_size)
                 _, _, rss = timed_retentiond(config, now)
                 print(f"(e) peak RSS of retentiond run at {rows:,} rows: {rss / 1024:.0f} MB")
-    for name in ["rtd_bench_raw_delete", "rtd_bench_rtd_delete", "rtd_bench_idle", "rtd_bench_raw_update",
-                 "rtd_bench_rtd_update", "rtd_bench_rss", "rtd_bench_ledger", SOURCE]:
+    for name in [
+        "rtd_bench_raw_delete",
+        "rtd_bench_rtd_delete",
+        "rtd_bench_idle",
+        "rtd_bench_raw_update",
+        "rtd_bench_rtd_update",
+        "rtd_bench_rss",
+        "rtd_bench_ledger",
+        SOURCE,
+    ]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

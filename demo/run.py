@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -47,7 +47,11 @@ def build_config(out: Path, s3_endpoint: str | None = None) -> Path:
         # S3 targets on the demo's local moto server (demo/s3_seed.py).
         for name, store in data["stores"].items():
             if store.get("kind") == "s3":
-                data["stores"][name] = {"kind": "s3", "region": store.get("region", "us-east-1"), "endpoint_url": s3_endpoint}
+                data["stores"][name] = {
+                    "kind": "s3",
+                    "region": store.get("region", "us-east-1"),
+                    "endpoint_url": s3_endpoint,
+                }
     else:
         data["stores"] = {k: v for k, v in data["stores"].items() if v.get("kind") == "sql"}
         for category in data["categories"].values():
@@ -85,10 +89,13 @@ def main() -> None:
 
     server, endpoint = start_moto()
     config = build_config(OUT, s3_endpoint=endpoint)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     s3_counts = seed_s3(endpoint, now)
-    print(f"demo: S3 on a local moto server at {endpoint}: " + ", ".join(f"{b} {n} versions" for b, n in s3_counts.items())
-          + " (one event video under an Object Lock legal hold)")
+    print(
+        f"demo: S3 on a local moto server at {endpoint}: "
+        + ", ".join(f"{b} {n} versions" for b, n in s3_counts.items())
+        + " (one event video under an Object Lock legal hold)"
+    )
     engine = sa.create_engine(f"sqlite:///{OUT / 'app.db'}")
     counts = seed(engine, now=now)
     engine.dispose()

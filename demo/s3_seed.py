@@ -86,15 +86,26 @@ def seed_s3(endpoint: str, now: datetime) -> dict[str, int]:
 
     # Event media: events/<event>/<account>/..., clock = upload time.
     for n in range(30):
-        put("event-media", f"events/summit-{2023 + n % 3}/acct_{1100 + n}/photo-{n}.jpg",
-            [800 - n * 20, 790 - n * 20] if n % 3 == 0 else [790 - n * 20])
+        put(
+            "event-media",
+            f"events/summit-{2023 + n % 3}/acct_{1100 + n}/photo-{n}.jpg",
+            [800 - n * 20, 790 - n * 20] if n % 3 == 0 else [790 - n * 20],
+        )
     locked = put("event-media", "events/summit-2023/acct_1042/keynote.mp4", [700])
-    client.put_object_legal_hold(Bucket="event-media", Key="events/summit-2023/acct_1042/keynote.mp4",
-                                 VersionId=locked, LegalHold={"Status": "ON"})
+    client.put_object_legal_hold(
+        Bucket="event-media",
+        Key="events/summit-2023/acct_1042/keynote.mp4",
+        VersionId=locked,
+        LegalHold={"Status": "ON"},
+    )
 
     # Cloud telemetry: CloudTrail and EC2 inventory per customer account, clock = delivery time.
     for n in range(36):
         day = now - timedelta(days=n * 15)
         put("cloud-telemetry", f"cloudtrail/acct_{2000 + n % 4}/us-east-1/{day:%Y/%m/%d}/trail.json.gz", [n * 15])
-        put("cloud-telemetry", f"ec2-inventory/acct_{2000 + n % 4}/{day:%Y-%m-%d}.json.gz", [n * 15 + 1, n * 15] if n % 5 == 0 else [n * 15])
+        put(
+            "cloud-telemetry",
+            f"ec2-inventory/acct_{2000 + n % 4}/{day:%Y-%m-%d}.json.gz",
+            [n * 15 + 1, n * 15] if n % 5 == 0 else [n * 15],
+        )
     return counts

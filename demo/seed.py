@@ -47,25 +47,87 @@ HELD_ACCOUNTS = ("acct_1042", "acct_2210")
 LEGACY_ACCOUNTS = ("acct_1000", "acct_1001", "acct_1002", "acct_1003")
 
 _FIRST = (
-    "Ada", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-    "Kemi", "Luca", "Maya", "Noah", "Olga", "Priya", "Quentin", "Rosa", "Sven", "Tomas",
-    "Uma", "Viktor", "Wen", "Yusuf", "Zoe",
+    "Ada",
+    "Bruno",
+    "Chloe",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Luca",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Sven",
+    "Tomas",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Yusuf",
+    "Zoe",
 )
 _LAST = (
-    "Almeida", "Brennan", "Castillo", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad",
-    "Ivanova", "Jensen", "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Petrov",
-    "Quinn", "Rossi", "Schmidt", "Tanaka", "Usman", "Varga", "Weber", "Yilmaz", "Zhang",
+    "Almeida",
+    "Brennan",
+    "Castillo",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Larsen",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quinn",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Usman",
+    "Varga",
+    "Weber",
+    "Yilmaz",
+    "Zhang",
 )
 _COMPANIES = (
-    "Northwind Analytics", "Bluefin Robotics", "Cedar Health", "Driftwood Games", "Ember Energy",
-    "Foxglove Media", "Granite Logistics", "Harbor Fintech", "Ironbark Labs", "Juniper Retail",
-    "Kestrel Aviation", "Lumen Learning", "Meridian Travel", "Nimbus Security", "Orchid Foods",
+    "Northwind Analytics",
+    "Bluefin Robotics",
+    "Cedar Health",
+    "Driftwood Games",
+    "Ember Energy",
+    "Foxglove Media",
+    "Granite Logistics",
+    "Harbor Fintech",
+    "Ironbark Labs",
+    "Juniper Retail",
+    "Kestrel Aviation",
+    "Lumen Learning",
+    "Meridian Travel",
+    "Nimbus Security",
+    "Orchid Foods",
 )
 _DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "corp.example")
 _CITIES = (
-    ("Austin", "US", "787"), ("Denver", "US", "802"), ("Toronto", "CA", "M5V"),
-    ("Berlin", "DE", "101"), ("Lyon", "FR", "690"), ("Dublin", "IE", "D02"),
-    ("Madrid", "ES", "280"), ("Utrecht", "NL", "351"), ("Sydney", "AU", "200"),
+    ("Austin", "US", "787"),
+    ("Denver", "US", "802"),
+    ("Toronto", "CA", "M5V"),
+    ("Berlin", "DE", "101"),
+    ("Lyon", "FR", "690"),
+    ("Dublin", "IE", "D02"),
+    ("Madrid", "ES", "280"),
+    ("Utrecht", "NL", "351"),
+    ("Sydney", "AU", "200"),
     ("London", "GB", "EC1"),
 )
 _STREETS = ("Main St", "Oak Avenue", "Harbour Road", "Lindenstrasse", "Rue Centrale", "Calle Mayor")
@@ -74,13 +136,24 @@ _BROWSERS = (("Chrome", "13"), ("Firefox", "14"), ("Safari", "18"), ("Edge", "13
 _OSES = ("Windows 11", "macOS 15", "Ubuntu 24.04", "iOS 18", "Android 15", "ChromeOS")
 _ZONES = ("America/Chicago", "America/New_York", "Europe/Berlin", "Europe/London", "Australia/Sydney")
 _PATHS = (
-    "/", "/pricing", "/blog/commitment-management", "/console/dashboard", "/console/savings",
-    "/console/settings/billing", "/docs/getting-started", "/console/reports/monthly",
+    "/",
+    "/pricing",
+    "/blog/commitment-management",
+    "/console/dashboard",
+    "/console/savings",
+    "/console/settings/billing",
+    "/docs/getting-started",
+    "/console/reports/monthly",
 )
 _TICKET_SUBJECTS = (
-    "Savings report shows unexpected drop", "Cannot connect AWS organization",
-    "Question about invoice", "Request to add a teammate", "CloudTrail permissions error",
-    "Change billing contact", "Reservation purchased twice?", "API rate limit reached",
+    "Savings report shows unexpected drop",
+    "Cannot connect AWS organization",
+    "Question about invoice",
+    "Request to add a teammate",
+    "CloudTrail permissions error",
+    "Change billing contact",
+    "Reservation purchased twice?",
+    "API rate limit reached",
 )
 _REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2")
 _INSTANCE_TYPES = ("m7g.large", "c7i.xlarge", "r6i.2xlarge", "t4g.medium", "m6a.4xlarge")
@@ -173,8 +246,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
 
     for a in accts:
         rows["accounts"].append(
-            {"account_id": a.id, "plan": rng.choice(("starter", "growth", "enterprise")),
-             "created_at": a.created_at, "closed_at": a.closed_at}
+            {
+                "account_id": a.id,
+                "plan": rng.choice(("starter", "growth", "enterprise")),
+                "created_at": a.created_at,
+                "closed_at": a.closed_at,
+            }
         )
 
     # account_contact: every account has an owner; more contacts spread at random.
@@ -192,18 +269,38 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
                 old_name, old_email = _person(rng)
                 old = _address(rng)
                 rows["account_contact_versions"].append(
-                    {"version_id": version_id, "contact_id": cid, "account_id": a.id,
-                     "contact_name": rng.choice((name, old_name)), "email": old_email,
-                     "phone": _phone(rng), "address_line": old[0], "city": old[1],
-                     "postal_code": old[2], "country_code": old[3], "superseded_at": superseded}
+                    {
+                        "version_id": version_id,
+                        "contact_id": cid,
+                        "account_id": a.id,
+                        "contact_name": rng.choice((name, old_name)),
+                        "email": old_email,
+                        "phone": _phone(rng),
+                        "address_line": old[0],
+                        "city": old[1],
+                        "postal_code": old[2],
+                        "country_code": old[3],
+                        "superseded_at": superseded,
+                    }
                 )
                 version_id += 1
             updated = times[-1]
         rows["account_contacts"].append(
-            {"id": cid, "account_id": a.id, "role": "owner" if cid <= len(accts) else rng.choice(("billing", "technical")),
-             "contact_name": name, "email": email, "phone": _phone(rng), "address_line": line,
-             "city": city, "postal_code": postal, "country_code": country,
-             "created_at": created, "updated_at": updated, "closed_at": a.closed_at}
+            {
+                "id": cid,
+                "account_id": a.id,
+                "role": "owner" if cid <= len(accts) else rng.choice(("billing", "technical")),
+                "contact_name": name,
+                "email": email,
+                "phone": _phone(rng),
+                "address_line": line,
+                "city": city,
+                "postal_code": postal,
+                "country_code": country,
+                "created_at": created,
+                "updated_at": updated,
+                "closed_at": a.closed_at,
+            }
         )
 
     # payment_information: tokens; removed ones have a removal time (the clock).
@@ -214,14 +311,21 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         removed = a.closed_at if a.closed_at else (_ts(rng, created, now) if rng.random() < 0.4 else None)
         card = rng.random() < 0.8
         rows["payment_instruments"].append(
-            {"id": pid, "account_id": a.id, "instrument_type": "card" if card else "bank_account",
-             "provider": "stripe", "provider_token": f"{'pm' if card else 'ba'}_{_hex(rng, 24)}",
-             "card_brand": rng.choice(("visa", "mastercard", "amex")) if card else None,
-             "last4": f"{rng.randint(0, 9999):04d}",
-             "exp_month": rng.randint(1, 12) if card else None,
-             "exp_year": created.year + rng.randint(1, 5) if card else None,
-             "bank_name": None if card else rng.choice(("First Example Bank", "Demo Savings")),
-             "holder_name": _person(rng)[0], "created_at": created, "removed_at": removed}
+            {
+                "id": pid,
+                "account_id": a.id,
+                "instrument_type": "card" if card else "bank_account",
+                "provider": "stripe",
+                "provider_token": f"{'pm' if card else 'ba'}_{_hex(rng, 24)}",
+                "card_brand": rng.choice(("visa", "mastercard", "amex")) if card else None,
+                "last4": f"{rng.randint(0, 9999):04d}",
+                "exp_month": rng.randint(1, 12) if card else None,
+                "exp_year": created.year + rng.randint(1, 5) if card else None,
+                "bank_name": None if card else rng.choice(("First Example Bank", "Demo Savings")),
+                "holder_name": _person(rng)[0],
+                "created_at": created,
+                "removed_at": removed,
+            }
         )
 
     # billing_records: invoices over three years, plus 8-9 year old ones of legacy accounts.
@@ -238,11 +342,19 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         line, city, postal, country = _address(rng)
         amount = rng.randint(49_00, 25_000_00)
         rows["invoices"].append(
-            {"id": iid, "account_id": a.id, "invoice_number": f"INV-{issued.year}-{iid:06d}",
-             "issued_at": issued, "billing_name": f"{name}, {a.company}", "billing_email": email,
-             "billing_address": f"{line}, {postal} {city}, {country}", "currency": "USD",
-             "amount_cents": amount, "tax_cents": amount * rng.choice((0, 0, 19, 20)) // 100,
-             "status": "open" if issued > now - 30 * DAY else rng.choice(("paid", "paid", "paid", "void"))}
+            {
+                "id": iid,
+                "account_id": a.id,
+                "invoice_number": f"INV-{issued.year}-{iid:06d}",
+                "issued_at": issued,
+                "billing_name": f"{name}, {a.company}",
+                "billing_email": email,
+                "billing_address": f"{line}, {postal} {city}, {country}",
+                "currency": "USD",
+                "amount_cents": amount,
+                "tax_cents": amount * rng.choice((0, 0, 19, 20)) // 100,
+                "status": "open" if issued > now - 30 * DAY else rng.choice(("paid", "paid", "paid", "void")),
+            }
         )
 
     # tax_identifiers: one current id per account, some replaced ones, old ones of legacy accounts.
@@ -252,14 +364,23 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         nonlocal tid
         country = rng.choice(("DE", "FR", "IE", "NL", "US", "GB"))
         id_type, value = (
-            ("us_ein", f"{rng.randint(10, 99)}-{rng.randint(1000000, 9999999)}") if country == "US"
-            else ("gb_vat", f"GB{rng.randint(100000000, 999999999)}") if country == "GB"
+            ("us_ein", f"{rng.randint(10, 99)}-{rng.randint(1000000, 9999999)}")
+            if country == "US"
+            else ("gb_vat", f"GB{rng.randint(100000000, 999999999)}")
+            if country == "GB"
             else ("eu_vat", f"{country}{rng.randint(100000000, 999999999)}")
         )
         rows["tax_identifiers"].append(
-            {"id": tid, "account_id": a.id, "id_type": id_type, "tax_id": value,
-             "country_code": country, "verified_at": created + timedelta(hours=rng.randint(1, 72)),
-             "created_at": created, "replaced_at": replaced}
+            {
+                "id": tid,
+                "account_id": a.id,
+                "id_type": id_type,
+                "tax_id": value,
+                "country_code": country,
+                "verified_at": created + timedelta(hours=rng.randint(1, 72)),
+                "created_at": created,
+                "replaced_at": replaced,
+            }
         )
         tid += 1
 
@@ -297,14 +418,30 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         if rng.random() < 0.35:
             for superseded in sorted(_ts(rng, opened, updated) for _ in range(rng.randint(1, 2))):
                 rows["support_ticket_versions"].append(
-                    {"version_id": sv, "ticket_id": tkid, "account_id": a.id, "status": "open",
-                     "subject": subject, "body": body + " (draft)", "superseded_at": superseded}
+                    {
+                        "version_id": sv,
+                        "ticket_id": tkid,
+                        "account_id": a.id,
+                        "status": "open",
+                        "subject": subject,
+                        "body": body + " (draft)",
+                        "superseded_at": superseded,
+                    }
                 )
                 sv += 1
         rows["support_tickets"].append(
-            {"id": tkid, "account_id": a.id, "channel": channel, "status": status,
-             "requester_email": _person(rng)[1], "subject": subject, "body": body,
-             "opened_at": opened, "updated_at": updated, "closed_at": closed}
+            {
+                "id": tkid,
+                "account_id": a.id,
+                "channel": channel,
+                "status": status,
+                "requester_email": _person(rng)[1],
+                "subject": subject,
+                "body": body,
+                "opened_at": opened,
+                "updated_at": updated,
+                "closed_at": closed,
+            }
         )
 
     # clickstream: the highest-volume table.
@@ -313,13 +450,23 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         at = _ts(rng, *(a.window(now) if a else (now - SPAN, now)))
         kind = rng.choice(("page_view", "page_view", "click", "scroll", "mouse_over", "search", "download_error"))
         rows["page_events"].append(
-            {"id": eid, "account_id": a.id if a else None, "session_id": _hex(rng, 16),
-             "occurred_at": at, "event_type": kind,
-             "url": f"https://www.example.com{rng.choice(_PATHS)}",
-             "referrer_url": rng.choice((None, "https://search.example/", f"https://www.example.com{rng.choice(_PATHS)}")),
-             "search_query": rng.choice(("savings plan", "invoice", "cloudtrail")) if kind == "search" else None,
-             "element": rng.choice(("#signup", "nav.pricing", "button.export")) if kind in ("click", "mouse_over") else None,
-             "response_ms": rng.randint(20, 2400), "ip_address": _ip(rng)}
+            {
+                "id": eid,
+                "account_id": a.id if a else None,
+                "session_id": _hex(rng, 16),
+                "occurred_at": at,
+                "event_type": kind,
+                "url": f"https://www.example.com{rng.choice(_PATHS)}",
+                "referrer_url": rng.choice(
+                    (None, "https://search.example/", f"https://www.example.com{rng.choice(_PATHS)}")
+                ),
+                "search_query": rng.choice(("savings plan", "invoice", "cloudtrail")) if kind == "search" else None,
+                "element": rng.choice(("#signup", "nav.pricing", "button.export"))
+                if kind in ("click", "mouse_over")
+                else None,
+                "response_ms": rng.randint(20, 2400),
+                "ip_address": _ip(rng),
+            }
         )
 
     # network_connection: connection logs used for usage metrics.
@@ -327,9 +474,16 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         a = pick()
         at = _ts(rng, *a.window(now))
         rows["connection_logs"].append(
-            {"id": lid, "account_id": a.id, "connected_at": at, "connection_date": at.date(),
-             "ip_address": _ip(rng), "isp": rng.choice(_ISPS),
-             "request_count": rng.randint(1, 400), "bytes_transferred": rng.randint(2_000, 80_000_000)}
+            {
+                "id": lid,
+                "account_id": a.id,
+                "connected_at": at,
+                "connection_date": at.date(),
+                "ip_address": _ip(rng),
+                "isp": rng.choice(_ISPS),
+                "request_count": rng.randint(1, 400),
+                "bytes_transferred": rng.randint(2_000, 80_000_000),
+            }
         )
 
     # device_information
@@ -339,11 +493,19 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         first = _ts(rng, start, end)
         browser, major = rng.choice(_BROWSERS)
         rows["device_profiles"].append(
-            {"id": did, "account_id": a.id, "device_type": rng.choice(("desktop", "laptop", "tablet", "phone")),
-             "application": rng.choice(("web console", "cli", "mobile app")), "browser": browser,
-             "browser_version": f"{major}{rng.randint(0, 9)}.0", "browser_plugins": rng.choice((None, "pdf-viewer", "1password")),
-             "operating_system": rng.choice(_OSES), "time_zone": rng.choice(_ZONES),
-             "first_seen_at": first, "last_seen_at": _ts(rng, first, end)}
+            {
+                "id": did,
+                "account_id": a.id,
+                "device_type": rng.choice(("desktop", "laptop", "tablet", "phone")),
+                "application": rng.choice(("web console", "cli", "mobile app")),
+                "browser": browser,
+                "browser_version": f"{major}{rng.randint(0, 9)}.0",
+                "browser_plugins": rng.choice((None, "pdf-viewer", "1password")),
+                "operating_system": rng.choice(_OSES),
+                "time_zone": rng.choice(_ZONES),
+                "first_seen_at": first,
+                "last_seen_at": _ts(rng, first, end),
+            }
         )
 
     # cookie_identifiers
@@ -351,12 +513,19 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         a = pick() if rng.random() < 0.75 else None
         start, end = a.window(now) if a else (now - SPAN, now)
         first = _ts(rng, start, end)
-        name, purpose = rng.choice((("session_id", "essential"), ("prefs", "preferences"),
-                                    ("_ga", "analytics"), ("device_trust", "security")))
+        name, purpose = rng.choice(
+            (("session_id", "essential"), ("prefs", "preferences"), ("_ga", "analytics"), ("device_trust", "security"))
+        )
         rows["cookie_identifiers"].append(
-            {"id": kid, "account_id": a.id if a else None, "cookie_name": name,
-             "cookie_value": _hex(rng, 32), "purpose": purpose,
-             "first_seen_at": first, "last_seen_at": _ts(rng, first, end)}
+            {
+                "id": kid,
+                "account_id": a.id if a else None,
+                "cookie_name": name,
+                "cookie_value": _hex(rng, 32),
+                "purpose": purpose,
+                "first_seen_at": first,
+                "last_seen_at": _ts(rng, first, end),
+            }
         )
 
     # cloud_telemetry (SQL part; CloudTrail files live in S3)
@@ -365,12 +534,19 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         collected = _ts(rng, *a.window(now))
         owner = _person(rng)[0].split()[0].lower()
         rows["ec2_instance_snapshots"].append(
-            {"id": sid, "account_id": a.id, "aws_account_number": f"{rng.randint(10**11, 10**12 - 1)}",
-             "instance_id": f"i-{_hex(rng, 17)}", "instance_type": rng.choice(_INSTANCE_TYPES),
-             "region": rng.choice(_REGIONS), "platform": rng.choice(("Linux/UNIX", "Windows")),
-             "instance_tags": f'{{"owner": "{owner}", "team": "platform"}}',
-             "launch_time": collected - timedelta(hours=rng.randint(1, 24 * 400)),
-             "collected_at": collected, "hourly_cost_micros": rng.randint(5_000, 4_000_000)}
+            {
+                "id": sid,
+                "account_id": a.id,
+                "aws_account_number": f"{rng.randint(10**11, 10**12 - 1)}",
+                "instance_id": f"i-{_hex(rng, 17)}",
+                "instance_type": rng.choice(_INSTANCE_TYPES),
+                "region": rng.choice(_REGIONS),
+                "platform": rng.choice(("Linux/UNIX", "Windows")),
+                "instance_tags": f'{{"owner": "{owner}", "team": "platform"}}',
+                "launch_time": collected - timedelta(hours=rng.randint(1, 24 * 400)),
+                "collected_at": collected,
+                "hourly_cost_micros": rng.randint(5_000, 4_000_000),
+            }
         )
 
     # marketing_leads (information from other sources)
@@ -380,13 +556,20 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         name, email = _person(rng)
         line, city, postal, country = _address(rng)
         rows["marketing_leads"].append(
-            {"id": mid, "account_id": pick().id if converted else None,
-             "source": rng.choice(_LEAD_SOURCES), "full_name": name, "email": email,
-             "phone": rng.choice((None, _phone(rng))), "company": rng.choice(_COMPANIES),
-             "job_title": rng.choice(("FinOps lead", "CTO", "Cloud architect", "Controller", None)),
-             "physical_address": rng.choice((None, f"{line}, {postal} {city}, {country}")),
-             "stage": "converted" if converted else rng.choice(("new", "nurturing", "disqualified")),
-             "received_at": received, "last_activity_at": _ts(rng, received, now)}
+            {
+                "id": mid,
+                "account_id": pick().id if converted else None,
+                "source": rng.choice(_LEAD_SOURCES),
+                "full_name": name,
+                "email": email,
+                "phone": rng.choice((None, _phone(rng))),
+                "company": rng.choice(_COMPANIES),
+                "job_title": rng.choice(("FinOps lead", "CTO", "Cloud architect", "Controller", None)),
+                "physical_address": rng.choice((None, f"{line}, {postal} {city}, {country}")),
+                "stage": "converted" if converted else rng.choice(("new", "nurturing", "disqualified")),
+                "received_at": received,
+                "last_activity_at": _ts(rng, received, now),
+            }
         )
 
     # auth_credential_logs
@@ -396,11 +579,18 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         browser, major = rng.choice(_BROWSERS)
         cred = rng.choice(("password", "password", "sso", "api_key"))
         rows["sign_in_events"].append(
-            {"id": sid, "account_id": a.id, "occurred_at": _ts(rng, *a.window(now)),
-             "username": f"{name[0][0].lower()}{name[1].lower()}", "role": rng.choice(("admin", "viewer", "billing")),
-             "credential_type": cred, "mfa_method": rng.choice((None, "totp", "webauthn")) if cred == "password" else None,
-             "outcome": rng.choices(("success", "bad_password", "mfa_failed", "locked"), (85, 10, 4, 1))[0],
-             "ip_address": _ip(rng), "user_agent": f"Mozilla/5.0 {browser}/{major}{rng.randint(0, 9)}.0"}
+            {
+                "id": sid,
+                "account_id": a.id,
+                "occurred_at": _ts(rng, *a.window(now)),
+                "username": f"{name[0][0].lower()}{name[1].lower()}",
+                "role": rng.choice(("admin", "viewer", "billing")),
+                "credential_type": cred,
+                "mfa_method": rng.choice((None, "totp", "webauthn")) if cred == "password" else None,
+                "outcome": rng.choices(("success", "bad_password", "mfa_failed", "locked"), (85, 10, 4, 1))[0],
+                "ip_address": _ip(rng),
+                "user_agent": f"Mozilla/5.0 {browser}/{major}{rng.randint(0, 9)}.0",
+            }
         )
     return rows
 
@@ -436,9 +626,7 @@ def seed(
     with engine.begin() as conn:
         for table in schema.TABLES:
             if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one():
-                raise ValueError(
-                    f"table {table.name} already holds rows; seed an empty database or pass reset"
-                )
+                raise ValueError(f"table {table.name} already holds rows; seed an empty database or pass reset")
         for table in schema.TABLES:  # parents first
             batch = rows[table.name]
             for i in range(0, len(batch), 1000):
@@ -470,8 +658,12 @@ def _parse_now(text: str) -> datetime:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.seed", description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:///demo.db")
-    parser.add_argument("--now", type=_parse_now, default=None,
-                        help="the demo's 'now' as ISO 8601 with a zone (default: the current time)")
+    parser.add_argument(
+        "--now",
+        type=_parse_now,
+        default=None,
+        help="the demo's 'now' as ISO 8601 with a zone (default: the current time)",
+    )
     parser.add_argument("--rows", type=int, default=250, help="rows per table (default 250)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--reset", action="store_true", help="drop and recreate the demo tables first")

@@ -129,13 +129,19 @@ def configure_logging(level: str = "info", *, renderer: str | None = None) -> No
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, final])
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, final]
+    )
     stream = logging.StreamHandler(sys.stderr)
     handler: logging.Handler = stream
     if renderer == "journald":
         fallback = logging.StreamHandler(sys.stderr)
-        fallback.setFormatter(structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _journald_renderer]))
+        fallback.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=shared,
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _journald_renderer],
+            )
+        )
         handler = JournalHandler(fallback)
     handler.setFormatter(formatter)
     root = logging.getLogger()

@@ -34,7 +34,10 @@ def pg_admin() -> Iterator[sa.Engine]:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL does not answer at {_admin_url().render_as_string(hide_password=True)}: {exc.orig}", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL does not answer at {_admin_url().render_as_string(hide_password=True)}: {exc.orig}",
+            pytrace=False,
+        )
     yield engine
     engine.dispose()
 
@@ -96,5 +99,10 @@ def s3_client(s3_endpoint: str) -> Any:
     """A boto3 S3 client on the reset moto endpoint."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

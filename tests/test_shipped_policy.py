@@ -37,14 +37,31 @@ SHARED_NOTICE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_b
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 STRATEGIES = {"null", "redact", "hmac", "truncate_ip", "year", "month"}
 REQUIRED_CATEGORIES = {
-    "account_contact", "payment_information", "billing_records", "tax_identifiers",
-    "support_communications", "event_media", "clickstream", "network_connection",
-    "device_information", "cookie_identifiers", "cloud_telemetry", "marketing_leads",
+    "account_contact",
+    "payment_information",
+    "billing_records",
+    "tax_identifiers",
+    "support_communications",
+    "event_media",
+    "clickstream",
+    "network_connection",
+    "device_information",
+    "cookie_identifiers",
+    "cloud_telemetry",
+    "marketing_leads",
     "auth_credential_logs",
 }
 HOLD_KEYS = {
-    "id", "kind", "reason", "reference", "placed_by", "placed_at", "expires_at", "categories",
-    "subjects", "keep_younger_than",
+    "id",
+    "kind",
+    "reason",
+    "reference",
+    "placed_by",
+    "placed_at",
+    "expires_at",
+    "categories",
+    "subjects",
+    "keep_younger_than",
 }
 
 
@@ -140,7 +157,8 @@ class TestPolicyShape:
     def test_category_basics(self) -> None:
         """Each category has a description, a calendar retention period and a known action."""
         bad = [
-            name for name, c in _policy()["categories"].items()
+            name
+            for name, c in _policy()["categories"].items()
             if not c.get("description")
             or not re.fullmatch(r"[1-9][0-9]*(d|w|mo|y)", c.get("retain", ""))
             or c.get("action") not in ("delete", "anonymize")
@@ -179,12 +197,13 @@ class TestPolicyShape:
         assert "/var/lib/retentiond" == cfg["daemon"]["state_dir"]
         assert "holds.toml" == cfg["daemon"]["holds_file"]
         assert ("audit-hmac", "audit-signing") == (
-            cfg["audit"]["hmac_key_credential"], cfg["audit"]["signing_key_credential"]
+            cfg["audit"]["hmac_key_credential"],
+            cfg["audit"]["signing_key_credential"],
         )
         assert {"kind": "sql", "url_env": "RETENTIOND_APP_DB_URL"} == cfg["stores"]["app"]
-        assert {
-            "kind": "s3", "region": "us-east-1", "endpoint_url_env": "RETENTIOND_S3_ENDPOINT"
-        } == cfg["stores"]["files"]
+        assert {"kind": "s3", "region": "us-east-1", "endpoint_url_env": "RETENTIOND_S3_ENDPOINT"} == cfg["stores"][
+            "files"
+        ]
         assert "@" not in cfg["audit"].get("url", "")
 
     def test_anonymize_strategies_known(self) -> None:
@@ -276,20 +295,20 @@ class TestSchemaCoversPolicy:
             if "history" not in t:
                 continue
             h = t["history"]
-            fks = [
-                fk for fk in schema.metadata.tables[h["table"]].foreign_keys
-                if fk.column.table.name == t["table"]
-            ]
+            fks = [fk for fk in schema.metadata.tables[h["table"]].foreign_keys if fk.column.table.name == t["table"]]
             assert h["parent"] == [fk.parent.name for fk in fks]
             assert [None] == list({fk.ondelete for fk in fks})
         cascades = [
-            (table.name, fk.parent.name) for table in schema.TABLES for fk in table.foreign_keys
+            (table.name, fk.parent.name)
+            for table in schema.TABLES
+            for fk in table.foreign_keys
             if (fk.ondelete or "").upper() == "CASCADE"
         ]
         assert [] == cascades
 
     def test_indexes_on_age_and_subject_columns(self) -> None:
         """Every age, subject, history parent and superseded column leads an index."""
+
         def indexed(table_name: str) -> set[str]:
             table = schema.metadata.tables[table_name]
             return {next(iter(ix.columns)).name for ix in table.indexes}
@@ -310,7 +329,15 @@ class TestSchemaCoversPolicy:
         inspector = sa.inspect(engine)
         missing = []
         for _, t in _sql_targets():
-            wanted = {t["table"]: [*t["key"], t["age_column"], t["subject_column"], *t.get("match", {}), *t.get("anonymize", {})]}
+            wanted = {
+                t["table"]: [
+                    *t["key"],
+                    t["age_column"],
+                    t["subject_column"],
+                    *t.get("match", {}),
+                    *t.get("anonymize", {}),
+                ]
+            }
             if "history" in t:
                 h = t["history"]
                 wanted[h["table"]] = [*h["key"], *h["parent"], h["superseded_column"]]
@@ -329,7 +356,9 @@ class TestSeed:
         assert set(counts) == set(schema.metadata.tables)
         assert 2000 <= sum(counts.values()) <= 10000
         with engine.connect() as conn:
-            actual = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in schema.TABLES}
+            actual = {
+                t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in schema.TABLES
+            }
         assert counts == actual
         assert [] == [name for name, n in counts.items() if n == 0]
 
@@ -362,11 +391,15 @@ class TestSeed:
         """Open accounts, open tickets, instruments and tax ids in use have a NULL age."""
         engine, _ = seeded
         pairs = [
-            (schema.account_contacts, "closed_at"), (schema.support_tickets, "closed_at"),
-            (schema.payment_instruments, "removed_at"), (schema.tax_identifiers, "replaced_at"),
+            (schema.account_contacts, "closed_at"),
+            (schema.support_tickets, "closed_at"),
+            (schema.payment_instruments, "removed_at"),
+            (schema.tax_identifiers, "replaced_at"),
         ]
         with engine.connect() as conn:
-            nulls = {t.name: conn.execute(sa.select(sa.func.count()).where(t.c[c].is_(None))).scalar_one() for t, c in pairs}
+            nulls = {
+                t.name: conn.execute(sa.select(sa.func.count()).where(t.c[c].is_(None))).scalar_one() for t, c in pairs
+            }
         assert [] == [name for name, n in nulls.items() if n == 0]
 
     def test_reopened_tickets(self, seeded: tuple[sa.Engine, dict[str, int]]) -> None:
@@ -426,14 +459,15 @@ class TestSeed:
         with engine.connect() as conn:
             for hist, parent_col, parent in pairs:
                 orphans = conn.execute(
-                    sa.select(sa.func.count()).select_from(
-                        hist.outerjoin(parent, hist.c[parent_col] == parent.c.id)
-                    ).where(sa.or_(parent.c.id.is_(None), parent.c.account_id != hist.c.account_id))
+                    sa.select(sa.func.count())
+                    .select_from(hist.outerjoin(parent, hist.c[parent_col] == parent.c.id))
+                    .where(sa.or_(parent.c.id.is_(None), parent.c.account_id != hist.c.account_id))
                 ).scalar_one()
                 assert 0 == orphans, hist.name
 
     def test_deterministic(self, tmp_path: Path) -> None:
         """The same now and rng seed give identical databases; another seed gives other data."""
+
         def digest(name: str, rng_seed: int) -> str:
             engine = sa.create_engine(f"sqlite:///{tmp_path / name}")
             seed(engine, now=NOW, rows_per_table=40, rng_seed=rng_seed)
@@ -458,14 +492,18 @@ class TestSeed:
             seed(engine, now=NOW, rows_per_table=10)
         counts = seed(engine, now=NOW, rows_per_table=10, reset=True)
         with engine.connect() as conn:
-            assert counts["invoices"] == conn.execute(sa.select(sa.func.count()).select_from(schema.invoices)).scalar_one()
+            assert (
+                counts["invoices"] == conn.execute(sa.select(sa.func.count()).select_from(schema.invoices)).scalar_one()
+            )
         engine.dispose()
 
     def test_command_line(self, tmp_path: Path) -> None:
         """`python -m demo.seed --url ... --now ...` prints one summary line and exits 0."""
         out = io.StringIO()
         with redirect_stdout(out):
-            rc = seed_main(["--url", f"sqlite:///{tmp_path / 'cli.db'}", "--now", "2026-11-29T12:00:00Z", "--rows", "20"])
+            rc = seed_main(
+                ["--url", f"sqlite:///{tmp_path / 'cli.db'}", "--now", "2026-11-29T12:00:00Z", "--rows", "20"]
+            )
         assert 0 == rc
         lines = out.getvalue().splitlines()
         assert 1 == len(lines)
@@ -505,10 +543,9 @@ class TestHoldsFile:
     def test_commented_template_shows_every_key(self) -> None:
         """The commented example block for Legal sets every hold key, and parses once uncommented."""
         text = HOLDS_FILE.read_text(encoding="utf-8")
-        template = text[text.index("# [[hold]]"):]
+        template = text[text.index("# [[hold]]") :]
         uncommented = "\n".join(
-            line[2:] for line in template.splitlines()
-            if line.startswith("# ") and not line.startswith("# #")
+            line[2:] for line in template.splitlines() if line.startswith("# ") and not line.startswith("# #")
         )
         parsed = tomllib.loads(uncommented)["hold"][0]
         assert HOLD_KEYS == set(parsed)

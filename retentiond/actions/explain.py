@@ -7,7 +7,7 @@ the statements of a run implement the same function in SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,12 +41,20 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         """Return JSON-ready data."""
-        return {"store": self.store, "table": self.table, "found": self.found, "at": self.at.isoformat(), "categories": self.lines}
+        return {
+            "store": self.store,
+            "table": self.table,
+            "found": self.found,
+            "at": self.at.isoformat(),
+            "categories": self.lines,
+        }
 
     def render(self) -> str:
         """Return the explanation as sentences."""
         if not self.found:
-            return f"No row with that key in {self.store}/{self.table} (nothing to explain; see `retentiond audit find`)."
+            return (
+                f"No row with that key in {self.store}/{self.table} (nothing to explain; see `retentiond audit find`)."
+            )
         out = [f"Row of {self.store}/{self.table}, evaluated at {self.at.isoformat(timespec='seconds')}:"]
         for line in self.lines:
             out.append(
@@ -64,11 +72,15 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         TemporaryFailure: the store is unreachable.
     """
     settings = loaded.settings
-    claims = [(name, i, t) for name, c in settings.categories.items() for i, t in enumerate(c.sql)
-              if t.store == store and t.table == table]
+    claims = [
+        (name, i, t)
+        for name, c in settings.categories.items()
+        for i, t in enumerate(c.sql)
+        if t.store == store and t.table == table
+    ]
     if not claims:
         raise UsageError(f"no category names table {table!r} in store {store!r}")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cuts = cutoffs(loaded, now)
     engine = store_engine(loaded, store)
     handle = StoreHandle(store, engine, Outbox(engine))
@@ -94,10 +106,15 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
     for name, i, target in claims:
         b = bound[(name, i)]
         cut = cuts[name]
-        coverages[(name, i)] = Coverage(name, settings.categories[name].action, cut,
-                                        target.age_column, dict(target.match or {}))
-    facts = Row(values={k: _aware(v, first) for k, v in mapping.items()},
-                subject=None if first.subject is None or mapping.get(first.subject.name) is None else str(mapping[first.subject.name]))
+        coverages[(name, i)] = Coverage(
+            name, settings.categories[name].action, cut, target.age_column, dict(target.match or {})
+        )
+    facts = Row(
+        values={k: _aware(v, first) for k, v in mapping.items()},
+        subject=None
+        if first.subject is None or mapping.get(first.subject.name) is None
+        else str(mapping[first.subject.name]),
+    )
     for name, i, target in claims:
         acting = coverages[(name, i)]
         others = [c for k, c in coverages.items() if k != (name, i)]
@@ -105,16 +122,25 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         decision = decide(facts, acting, others, holds, now, has_subject=b.subject is not None)
         category = settings.categories[name]
         # "{action}d": delete -> deleted, anonymize -> anonymized.
-        words = _WORDS[decision.verdict].format(action=category.action, holds=", ".join(decision.holds),
-                                                kept_for=", ".join(decision.kept_for))
+        words = _WORDS[decision.verdict].format(
+            action=category.action, holds=", ".join(decision.holds), kept_for=", ".join(decision.kept_for)
+        )
         # As an aware UTC instant: SQLite (and naive columns) store wall time without a zone.
         age = _aware(mapping.get(target.age_column), b)
-        result.lines.append({
-            "category": name, "action": category.action, "retain": str(category.retain), "age_column": target.age_column,
-            "age": age.isoformat() if isinstance(age, datetime) else None, "cutoff": cuts[name].isoformat(timespec="seconds"),
-            "verdict": decision.verdict.value, "holds": list(decision.holds), "kept_for": list(decision.kept_for),
-            "decision": words,
-        })
+        result.lines.append(
+            {
+                "category": name,
+                "action": category.action,
+                "retain": str(category.retain),
+                "age_column": target.age_column,
+                "age": age.isoformat() if isinstance(age, datetime) else None,
+                "cutoff": cuts[name].isoformat(timespec="seconds"),
+                "verdict": decision.verdict.value,
+                "holds": list(decision.holds),
+                "kept_for": list(decision.kept_for),
+                "decision": words,
+            }
+        )
     return result
 
 
@@ -134,6 +160,6 @@ def _convert(column: sa.Column, text: str) -> Any:
 def _aware(value: Any, bound: Any) -> Any:
     """Return naive timestamps as aware instants in the target's zone (SQLite: UTC)."""
     if isinstance(value, datetime) and value.tzinfo is None:
-        zone = bound.age_zone or timezone.utc
-        return value.replace(tzinfo=zone).astimezone(timezone.utc)
+        zone = bound.age_zone or UTC
+        return value.replace(tzinfo=zone).astimezone(UTC)
     return value

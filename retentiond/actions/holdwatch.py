@@ -85,8 +85,15 @@ def _load(dumped: dict[str, Any]) -> Hold:
 class HoldWatcher:
     """Holds as they stand now, re-read when the file's content changes."""
 
-    def __init__(self, loaded: LoadedConfig, *, ledger: Any = None, refs: Any = None, run_id: str | None = None,
-                 record_changes: bool = True) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        ledger: Any = None,
+        refs: Any = None,
+        run_id: str | None = None,
+        record_changes: bool = True,
+    ) -> None:
         self.loaded = loaded
         self.path = loaded.holds_path
         self.categories = list(loaded.settings.categories)
@@ -129,8 +136,10 @@ class HoldWatcher:
             snapshot = load_holds(self.path, self.categories)
         except ConfigError as exc:
             self._fingerprint = None
-            raise HoldsUnavailable(f"holds file {self.path} is invalid: {len(exc.issues)} error(s); no deletion until it is fixed",
-                                   exc.issues) from None
+            raise HoldsUnavailable(
+                f"holds file {self.path} is invalid: {len(exc.issues)} error(s); no deletion until it is fixed",
+                exc.issues,
+            ) from None
         self._fingerprint = fingerprint
         self._holds = snapshot.holds
         self._digest = snapshot.digest
@@ -184,8 +193,11 @@ class HoldWatcher:
             return []
         state = _read_state(self.state_dir)
         current = {h.id for h in self._holds}
-        return [ReleasedHold(_load(dumped), now) for hold_id, dumped in state["seen"].items()
-                if hold_id not in current and hold_id not in state["released"]]
+        return [
+            ReleasedHold(_load(dumped), now)
+            for hold_id, dumped in state["seen"].items()
+            if hold_id not in current and hold_id not in state["released"]
+        ]
 
     def _record(self, now: datetime) -> None:
         """Diff the holds against the last seen set; audit and remember the changes."""
@@ -224,6 +236,12 @@ class HoldWatcher:
     def _placed(self, kind: type, hold: Hold) -> Any:
         subject_refs = tuple(self.refs.subject(s) for s in hold.subjects or ()) if self.refs is not None else ()
         definition = json.dumps(_dump(hold), sort_keys=True, separators=(",", ":")).encode()
-        return kind(hold_id=hold.id, kind=hold.kind, categories=tuple(hold.categories), placed_at=hold.placed_at,
-                    expires_at=hold.expires_at, hold_sha256=hashlib.sha256(definition).hexdigest(),
-                    subject_refs=subject_refs)
+        return kind(
+            hold_id=hold.id,
+            kind=hold.kind,
+            categories=tuple(hold.categories),
+            placed_at=hold.placed_at,
+            expires_at=hold.expires_at,
+            hold_sha256=hashlib.sha256(definition).hexdigest(),
+            subject_refs=subject_refs,
+        )

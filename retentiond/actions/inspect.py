@@ -92,7 +92,9 @@ def _located(loaded: LoadedConfig, issues: list[ConfigIssue]) -> list[ConfigIssu
     except (OSError, UnicodeDecodeError):
         return issues
     return [
-        issue if issue.file else replace(issue, file=str(loaded.path), line=find_line(index, issue.path) if issue.path else None)
+        issue
+        if issue.file
+        else replace(issue, file=str(loaded.path), line=find_line(index, issue.path) if issue.path else None)
         for issue in issues
     ]
 
@@ -112,13 +114,22 @@ def _inspect_sql_store(
     try:
         engine = make_engine(url)
     except sa.exc.ArgumentError:
-        raise ConfigError([ConfigIssue(path, "the store's URL is not a valid database URL (driver://user@host/db)")]) from None
+        raise ConfigError(
+            [ConfigIssue(path, "the store's URL is not a valid database URL (driver://user@host/db)")]
+        ) from None
     except sa.exc.NoSuchModuleError:
-        raise ConfigError([ConfigIssue(path, "the store's URL names a database driver that is not installed")]) from None
+        raise ConfigError(
+            [ConfigIssue(path, "the store's URL names a database driver that is not installed")]
+        ) from None
     try:
         if engine.dialect.name == "sqlite":
             database = engine.url.database
-            if database and database != ":memory:" and not database.startswith("file:") and not Path(database).is_file():
+            if (
+                database
+                and database != ":memory:"
+                and not database.startswith("file:")
+                and not Path(database).is_file()
+            ):
                 raise ConfigError([ConfigIssue(path, "SQLite database file does not exist")])
         try:
             conn = engine.connect()
@@ -138,7 +149,10 @@ def _inspect_sql_store(
                         raise TemporaryFailure(f"store {name!r}: connection lost while reading the schema") from None
                     sqlstate = getattr(exc.orig, "sqlstate", None) or type(exc.orig).__name__
                     report.issues.append(
-                        ConfigIssue(f"categories.{cname}.sql[{index}]", f"reading the schema of store {name!r} failed ({sqlstate})")
+                        ConfigIssue(
+                            f"categories.{cname}.sql[{index}]",
+                            f"reading the schema of store {name!r} failed ({sqlstate})",
+                        )
                     )
                     conn.rollback()
             conn.rollback()

@@ -41,9 +41,16 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRo
     appended = 0
     for row in rows:
         event = Batch(
-            batch_id=row.batch_id, category=row.category, store=row.store, target=row.target,
-            action=Action(row.action), outcome=Outcome(row.outcome), count=row.count, refs=_refs(row, refs),
-            prior_versions=row.prior_versions, prefix=getattr(row, "prefix", None),
+            batch_id=row.batch_id,
+            category=row.category,
+            store=row.store,
+            target=row.target,
+            action=Action(row.action),
+            outcome=Outcome(row.outcome),
+            count=row.count,
+            refs=_refs(row, refs),
+            prior_versions=row.prior_versions,
+            prefix=getattr(row, "prefix", None),
         )
         try:
             ledger.append(event, run_id=row.run_id)

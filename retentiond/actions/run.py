@@ -18,21 +18,33 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
-from retentiond.audit.events import Action, Batch, ConfigRejected, GuardDecision, GuardTripped, Outcome, Reconciled, RunFinished, RunInterrupted, RunStarted
-from retentiond.config.holds import Hold
-from retentiond.config.loader import LoadedConfig
-from retentiond.errors import ConfigError, ExitCode, HoldsUnavailable, RetentiondError, TemporaryFailure
-from retentiond.logs import get_logger
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
 from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
+from retentiond.audit.events import (
+    Action,
+    Batch,
+    ConfigRejected,
+    GuardDecision,
+    GuardTripped,
+    Outcome,
+    Reconciled,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+)
+from retentiond.config.holds import Hold
+from retentiond.config.loader import LoadedConfig
+from retentiond.errors import ConfigError, ExitCode, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.logs import get_logger
 from retentiond.stores.sql.outbox import Outbox, OutboxRow
 from retentiond.stores.sql.worker import Counts, Cursor, TargetWorker
 from retentiond.testing.crashpoints import crash_point
@@ -111,10 +123,12 @@ class RunReport:
 
 
 def _wall_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def check_clock(engine: sa.Engine, max_skew: timedelta, store: str, clock: Callable[[], datetime] = _wall_clock) -> None:
+def check_clock(
+    engine: sa.Engine, max_skew: timedelta, store: str, clock: Callable[[], datetime] = _wall_clock
+) -> None:
     """Refuse to compute cutoffs when the database clock differs from ``clock`` by more than ``max_skew``.
 
     ``clock`` is the run's clock (``run_start`` plus the time elapsed since): cutoffs come
@@ -166,7 +180,7 @@ class Runner:
         self.categories = list(categories) or list(settings.categories)
         self.mode = mode
         self.allow_large = allow_large
-        self.run_start = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self.run_start = (now or datetime.now(UTC)).astimezone(UTC)
         # The run's clock: run_start plus monotonic time elapsed. Hold expiry and release grace
         # are judged on it, so a run started with ``now=`` (tests, replays) is consistent.
         self._started_monotonic = time.monotonic()
@@ -209,11 +223,19 @@ class Runner:
                 assert self.audit is not None
                 cuts = cutoffs(self.loaded, self.run_start)
                 self.audit.ledger.append(
-                    RunStarted(run_start=self.run_start, cutoffs={c: cuts[c] for c in self.categories},
-                               config_sha256=self.loaded.sha256),
+                    RunStarted(
+                        run_start=self.run_start,
+                        cutoffs={c: cuts[c] for c in self.categories},
+                        config_sha256=self.loaded.sha256,
+                    ),
                     run_id=self.run_id,
                 )
-                log.info("run started", run_id=self.run_id, categories=len(self.categories), run_start=self.run_start.isoformat())
+                log.info(
+                    "run started",
+                    run_id=self.run_id,
+                    categories=len(self.categories),
+                    run_start=self.run_start.isoformat(),
+                )
             for category in self.categories:
                 if self.stop.is_set():
                     break
@@ -280,9 +302,12 @@ class Runner:
             try:
                 if self.relay is not None:
                     self.relay.flush()
-                self.audit.ledger.append(ConfigRejected(source="holds", file_sha256=None, issue_count=len(exc.issues)),
-                                         run_id=self.run_id)
-                self.audit.ledger.append(RunInterrupted(reason="holds_invalid", counts=self.report.totals()), run_id=self.run_id)
+                self.audit.ledger.append(
+                    ConfigRejected(source="holds", file_sha256=None, issue_count=len(exc.issues)), run_id=self.run_id
+                )
+                self.audit.ledger.append(
+                    RunInterrupted(reason="holds_invalid", counts=self.report.totals()), run_id=self.run_id
+                )
                 self.audit.checkpoint(run_id=self.run_id)
             except RetentiondError:
                 log.error("could not audit the holds failure", run_id=self.run_id)
@@ -297,8 +322,15 @@ class Runner:
             if not pending:
                 continue
             completed = self._relay(journal, pending)
-            self.audit.ledger.append(Reconciled(intents=len(pending), completed=completed, abandoned=0), run_id=self.run_id)
-            log.warning("reconciled outcomes of an interrupted run", store=journal.store_name, batches=len(pending), appended=completed)
+            self.audit.ledger.append(
+                Reconciled(intents=len(pending), completed=completed, abandoned=0), run_id=self.run_id
+            )
+            log.warning(
+                "reconciled outcomes of an interrupted run",
+                store=journal.store_name,
+                batches=len(pending),
+                appended=completed,
+            )
 
     def _relay(self, outbox: Any, rows: list[OutboxRow]) -> int:
         """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
@@ -321,24 +353,43 @@ class Runner:
             if self.writes:
                 assert self.audit is not None
                 self.audit.ledger.append(
-                    GuardTripped(category=category, store=r.store, target=r.target, would_act=r.eligible, total=r.total,
-                                 limit=int(self.settings.daemon.max_fraction_per_run * r.total),
-                                 decision=GuardDecision.ALLOWED if r.guard == "allowed" else GuardDecision.STOPPED),
+                    GuardTripped(
+                        category=category,
+                        store=r.store,
+                        target=r.target,
+                        would_act=r.eligible,
+                        total=r.total,
+                        limit=int(self.settings.daemon.max_fraction_per_run * r.total),
+                        decision=GuardDecision.ALLOWED if r.guard == "allowed" else GuardDecision.STOPPED,
+                    ),
                     run_id=self.run_id,
                 )
-            log.warning("blast-radius guard", category=category, target=r.target, would_act=r.eligible, total=r.total,
-                        allowed=r.guard == "allowed")
+            log.warning(
+                "blast-radius guard",
+                category=category,
+                target=r.target,
+                would_act=r.eligible,
+                total=r.total,
+                allowed=r.guard == "allowed",
+            )
         if self.mode == "plan":
             return  # the plan shows the guard per target; only a run fails on it
         if any(r.guard == "tripped" for r in tripped):
-            self.report.failed[category] = "guard_tripped: would act on more than max_fraction_per_run; rerun with --allow-large to allow it once"
+            self.report.failed[category] = (
+                "guard_tripped: would act on more than max_fraction_per_run; rerun with --allow-large to allow it once"
+            )
             return
         for worker, report in reports:
             self._drain(worker, report, holds)
             if self.stop.is_set():
                 return
-        log.info("category done", category=category, action=cat.action,
-                 acted=sum(r.acted for _, r in reports), prior_versions=sum(r.prior_versions_deleted for _, r in reports))
+        log.info(
+            "category done",
+            category=category,
+            action=cat.action,
+            acted=sum(r.acted for _, r in reports),
+            prior_versions=sum(r.prior_versions_deleted for _, r in reports),
+        )
 
     def _workers(self, category: str) -> list[Any]:
         """Return the workers of every target of ``category`` (SQL, then S3)."""
@@ -348,9 +399,16 @@ class Runner:
 
     def _target_report(self, worker: TargetWorker, counts: Counts) -> TargetReport:
         report = TargetReport(
-            category=worker.category, store=worker.store, target=worker.target_name, action=worker.action,
-            cutoff=worker.cutoff, total=counts.total, eligible=counts.eligible, held=counts.held,
-            prior_versions_eligible=counts.history_expired, blocked=getattr(counts, "blocked", 0),
+            category=worker.category,
+            store=worker.store,
+            target=worker.target_name,
+            action=worker.action,
+            cutoff=worker.cutoff,
+            total=counts.total,
+            eligible=counts.eligible,
+            held=counts.held,
+            prior_versions_eligible=counts.history_expired,
+            blocked=getattr(counts, "blocked", 0),
             prefix=getattr(worker, "prefix", None) or None,
         )
         limit = self.settings.daemon.max_fraction_per_run
@@ -369,7 +427,9 @@ class Runner:
             while not self.stop.is_set():
                 holds = self._holds()
                 if history:
-                    result = worker.run_history_batch(cursor, holds, self.run_start, self.run_id, dry_run=not self.writes)
+                    result = worker.run_history_batch(
+                        cursor, holds, self.run_start, self.run_id, dry_run=not self.writes
+                    )
                 else:
                     result = worker.run_batch(cursor, holds, self.run_start, self.run_id, dry_run=not self.writes)
                 if result.selected:
@@ -402,9 +462,17 @@ class Runner:
         report.held = worker.held_counts(holds, self.run_start)
         for hold_id, count in sorted(report.held.items()):
             self.audit.ledger.append(
-                Batch(batch_id=str(uuid.uuid4()), category=worker.category, store=worker.store, target=worker.target_name,
-                      action=Action(worker.action), outcome=Outcome.HELD, count=count, holds=(hold_id,),
-                      prefix=getattr(worker, "prefix", None) or None),
+                Batch(
+                    batch_id=str(uuid.uuid4()),
+                    category=worker.category,
+                    store=worker.store,
+                    target=worker.target_name,
+                    action=Action(worker.action),
+                    outcome=Outcome.HELD,
+                    count=count,
+                    holds=(hold_id,),
+                    prefix=getattr(worker, "prefix", None) or None,
+                ),
                 run_id=self.run_id,
             )
             crash_point("held_between_entries")
@@ -418,19 +486,39 @@ class Runner:
         reason = type(exc).__name__
         message = str(exc) if isinstance(exc, RetentiondError) else reason
         self.report.failed[category] = message
-        log.error("category failed", category=category, error=reason, detail=message if isinstance(exc, RetentiondError) else None)
+        log.error(
+            "category failed",
+            category=category,
+            error=reason,
+            detail=message if isinstance(exc, RetentiondError) else None,
+        )
         if self.writes and self.audit is not None:
             cat = self.settings.categories[category]
             for target in cat.sql or []:
                 self.audit.ledger.append(
-                    Batch(batch_id=str(uuid.uuid4()), category=category, store=target.store, target=target.table,
-                          action=Action(cat.action), outcome=Outcome.FAILED, count=0),
+                    Batch(
+                        batch_id=str(uuid.uuid4()),
+                        category=category,
+                        store=target.store,
+                        target=target.table,
+                        action=Action(cat.action),
+                        outcome=Outcome.FAILED,
+                        count=0,
+                    ),
                     run_id=self.run_id,
                 )
             for s3 in cat.s3:
                 self.audit.ledger.append(
-                    Batch(batch_id=str(uuid.uuid4()), category=category, store=s3.store, target=s3.bucket,
-                          action=Action(cat.action), outcome=Outcome.FAILED, count=0, prefix=s3.prefix or None),
+                    Batch(
+                        batch_id=str(uuid.uuid4()),
+                        category=category,
+                        store=s3.store,
+                        target=s3.bucket,
+                        action=Action(cat.action),
+                        outcome=Outcome.FAILED,
+                        count=0,
+                        prefix=s3.prefix or None,
+                    ),
                     run_id=self.run_id,
                 )
 
@@ -442,14 +530,24 @@ class Runner:
         duration_ms = int((time.monotonic() - started) * 1000)
         if self.stop.is_set():
             self.report.interrupted = True
-            self.audit.ledger.append(RunInterrupted(reason="stop_requested", counts=self.report.totals()), run_id=self.run_id)
+            self.audit.ledger.append(
+                RunInterrupted(reason="stop_requested", counts=self.report.totals()), run_id=self.run_id
+            )
             log.warning("run interrupted", run_id=self.run_id, **self.report.totals())
         else:
             crash_point("before_run_finished")
             self.audit.ledger.append(
-                RunFinished(counts=self.report.totals(), failed_categories=tuple(self.report.failed), duration_ms=duration_ms),
+                RunFinished(
+                    counts=self.report.totals(), failed_categories=tuple(self.report.failed), duration_ms=duration_ms
+                ),
                 run_id=self.run_id,
             )
-            log.info("run finished", run_id=self.run_id, duration_ms=duration_ms, failed=len(self.report.failed), **self.report.totals())
+            log.info(
+                "run finished",
+                run_id=self.run_id,
+                duration_ms=duration_ms,
+                failed=len(self.report.failed),
+                **self.report.totals(),
+            )
         crash_point("before_checkpoint")
         self.audit.checkpoint(run_id=self.run_id)

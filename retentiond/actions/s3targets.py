@@ -142,10 +142,20 @@ def s3_workers(runner: Any, category: str) -> list[S3Worker]:
                     others.append(_claim(runner, other_name, other_target))
         store = handle.store
         worker = S3Worker(
-            client=handle.client, pool=handle.pool, journal=handle.journal, store_name=target.store, bucket=target.bucket,
-            acting=_claim(runner, category, target), others=others, subject_pattern=target.subject_pattern, info=info,
-            batch_size=settings.daemon.batch_size, max_workers=store.max_workers, verify_deletes=store.verify_deletes,
-            spool_dir=runner.loaded.state_dir if runner.writes else None, refs_of=handle.refs_of,
+            client=handle.client,
+            pool=handle.pool,
+            journal=handle.journal,
+            store_name=target.store,
+            bucket=target.bucket,
+            acting=_claim(runner, category, target),
+            others=others,
+            subject_pattern=target.subject_pattern,
+            info=info,
+            batch_size=settings.daemon.batch_size,
+            max_workers=store.max_workers,
+            verify_deletes=store.verify_deletes,
+            spool_dir=runner.loaded.state_dir if runner.writes else None,
+            refs_of=handle.refs_of,
         )
         handle.workers.append(worker)
         workers.append(worker)

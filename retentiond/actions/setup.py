@@ -40,7 +40,14 @@ def hmac_key(loaded: LoadedConfig) -> bytes:
     """
     key = read_secret(loaded.settings.audit, "hmac_key", "audit", base_dir=loaded.directory)
     if not key:
-        raise ConfigError([ConfigIssue("audit.hmac_key_credential", "required: the key of record refs (hmac_key_env, hmac_key_credential or hmac_key_file)")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "audit.hmac_key_credential",
+                    "required: the key of record refs (hmac_key_env, hmac_key_credential or hmac_key_file)",
+                )
+            ]
+        )
     return key
 
 
@@ -52,7 +59,14 @@ def signer(loaded: LoadedConfig) -> Signer:
     """
     pem = read_secret(loaded.settings.audit, "signing_key", "audit", base_dir=loaded.directory)
     if not pem:
-        raise ConfigError([ConfigIssue("audit.signing_key_credential", "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential or signing_key_file; `retentiond audit keygen` makes one)")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "audit.signing_key_credential",
+                    "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential or signing_key_file; `retentiond audit keygen` makes one)",
+                )
+            ]
+        )
     try:
         return Signer.from_pem(pem)
     except (ValueError, TypeError) as exc:
@@ -134,4 +148,6 @@ def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
     try:
         return make_engine(url, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigError([ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]) from None
+        raise ConfigError(
+            [ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]
+        ) from None

@@ -107,15 +107,20 @@ def sql_workers(
         others: list[Claim] = []
         for other_name, other in settings.categories.items():
             for j, other_target in enumerate(other.sql):
-                if (other_target.store == target.store and (other_name, j) != (category, index)
-                        and _same_table(handle, other_target.table, target.table)):
+                if (
+                    other_target.store == target.store
+                    and (other_name, j) != (category, index)
+                    and _same_table(handle, other_target.table, target.table)
+                ):
                     others.append(Claim(handle.bind(other_name, j, loaded), other.action, cuts[other_name]))
         store = settings.stores[target.store]
         assert isinstance(store, SqlStore)
         prior = cat.prior_versions.before(run_start) if cat.prior_versions is not None else None
         workers.append(
             TargetWorker(
-                handle.engine, acting, others,
+                handle.engine,
+                acting,
+                others,
                 batch_size=daemon.batch_size,
                 lock_timeout=store.lock_timeout,
                 statement_timeout=store.statement_timeout,
@@ -167,7 +172,9 @@ def s3_workers(runner: Any, category: str) -> list[Any]:
     try:
         from retentiond.actions.s3targets import s3_workers as build
     except ModuleNotFoundError:
-        raise ConfigError([ConfigIssue(f"categories.{category}.s3", "S3 targets are not supported by this build yet")]) from None
+        raise ConfigError(
+            [ConfigIssue(f"categories.{category}.s3", "S3 targets are not supported by this build yet")]
+        ) from None
     return list(build(runner, category))
 
 

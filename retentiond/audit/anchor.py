@@ -58,7 +58,9 @@ class Anchor:
                 ObjectLockRetainUntilDate=until,
             )
         except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated classes; all mean "not anchored"
-            raise TemporaryFailure(f"checkpoint seq {checkpoint.seq} committed but not anchored in s3://{self.bucket}: {exc.__class__.__name__}") from None
+            raise TemporaryFailure(
+                f"checkpoint seq {checkpoint.seq} committed but not anchored in s3://{self.bucket}: {exc.__class__.__name__}"
+            ) from None
         return key
 
     def latest(self) -> TrustedCheckpoint | None:
@@ -79,12 +81,19 @@ class Anchor:
                 return None
             data = self._s3.get_object(Bucket=self.bucket, Key=newest)["Body"].read()
         except Exception as exc:  # noqa: BLE001 - any botocore failure means "anchor unreadable"
-            raise TemporaryFailure(f"cannot read the anchor bucket s3://{self.bucket}: {exc.__class__.__name__}") from None
+            raise TemporaryFailure(
+                f"cannot read the anchor bucket s3://{self.bucket}: {exc.__class__.__name__}"
+            ) from None
         return TrustedCheckpoint.from_json(canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}")
 
 
 def checkpoint_and_anchor(
-    ledger: Any, signer: Any, anchor: Anchor | None, *, run_id: str | None = None, if_older_than: timedelta | None = None
+    ledger: Any,
+    signer: Any,
+    anchor: Anchor | None,
+    *,
+    run_id: str | None = None,
+    if_older_than: timedelta | None = None,
 ) -> Entry | None:
     """Write a checkpoint (see :meth:`Ledger.checkpoint`) and, when ``anchor`` is set, anchor it.
 

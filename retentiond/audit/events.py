@@ -236,7 +236,9 @@ def _coerce(annotation: Any, value: Any, name: str) -> Any:
             raise TypeError(f"{name}: expected a mapping")
         if len(value) > 1000:
             raise ValueError(f"{name}: at most 1000 items")
-        return types.MappingProxyType({_coerce(key_type, k, name): _coerce(value_type, v, name) for k, v in value.items()})
+        return types.MappingProxyType(
+            {_coerce(key_type, k, name): _coerce(value_type, v, name) for k, v in value.items()}
+        )
     if annotation is int:
         if type(value) is not int:
             raise TypeError(f"{name}: expected an int, got {type(value).__name__}")

@@ -137,8 +137,18 @@ class Entry:
 
     def as_row(self) -> Row:
         """Return the tuple verify and export work on."""
-        return (self.seq, self.time, self.event, self.run_id, self.category, self.batch_id,
-                self.fields_json, self.refs_blob, self.prev_hash, self.hash)
+        return (
+            self.seq,
+            self.time,
+            self.event,
+            self.run_id,
+            self.category,
+            self.batch_id,
+            self.fields_json,
+            self.refs_blob,
+            self.prev_hash,
+            self.hash,
+        )
 
     @cached_property
     def fields(self) -> dict[str, Any]:
@@ -220,7 +230,9 @@ class Ledger:
             raise ConfigError([ConfigIssue("audit.url", "not a valid SQLAlchemy database URL")]) from None
         backend = parsed.get_backend_name()
         if backend not in ("postgresql", "sqlite"):
-            raise ConfigError([ConfigIssue("audit.url", f"the audit ledger supports postgresql and sqlite, not {backend}")])
+            raise ConfigError(
+                [ConfigIssue("audit.url", f"the audit ledger supports postgresql and sqlite, not {backend}")]
+            )
         try:
             if backend == "sqlite":
                 engine = create_engine(parsed, connect_args={"timeout": 60})
@@ -256,10 +268,16 @@ class Ledger:
             if row is None:
                 if not create:
                     raise ConfigError([ConfigIssue("audit.url", "the audit ledger has no head row")])
-                conn.execute(insert(head_table).values(id=1, ledger_id=self.ledger_id, seq=0, hash=self.genesis, time=None))
+                conn.execute(
+                    insert(head_table).values(id=1, ledger_id=self.ledger_id, seq=0, hash=self.genesis, time=None)
+                )
             elif row.ledger_id != self.ledger_id:
                 raise ConfigError(
-                    [ConfigIssue("audit.ledger_id", f"this database holds ledger {row.ledger_id!r}, not {self.ledger_id!r}")]
+                    [
+                        ConfigIssue(
+                            "audit.ledger_id", f"this database holds ledger {row.ledger_id!r}, not {self.ledger_id!r}"
+                        )
+                    ]
                 )
 
     def close(self) -> None:
@@ -334,13 +352,29 @@ class Ledger:
     ) -> AppendedEntry:
         seq = head.seq + 1
         now = time or utcnow_text()
-        body = entry_body(seq=seq, time=now, event=event_name, run_id=run_id, category=category,
-                          batch_id=batch_id, fields=fields, refs=refs)
+        body = entry_body(
+            seq=seq,
+            time=now,
+            event=event_name,
+            run_id=run_id,
+            category=category,
+            batch_id=batch_id,
+            fields=fields,
+            refs=refs,
+        )
         digest = chain_hash(head.hash, body)
         conn.execute(
             insert(entries_table).values(
-                seq=seq, time=now, event=event_name, run_id=run_id, category=category, batch_id=batch_id,
-                fields=fields, refs=refs, prev_hash=head.hash, hash=digest,
+                seq=seq,
+                time=now,
+                event=event_name,
+                run_id=run_id,
+                category=category,
+                batch_id=batch_id,
+                fields=fields,
+                refs=refs,
+                prev_hash=head.hash,
+                hash=digest,
             )
         )
         if refs:
@@ -362,7 +396,9 @@ class Ledger:
         conn.execute(update(head_table).where(head_table.c.id == 1).values(seq=seq, hash=digest, time=now))
         return AppendedEntry(seq, digest, now)
 
-    def checkpoint(self, signer: Signer, *, run_id: str | None = None, if_older_than: timedelta | None = None) -> Entry | None:
+    def checkpoint(
+        self, signer: Signer, *, run_id: str | None = None, if_older_than: timedelta | None = None
+    ) -> Entry | None:
         """Sign ``(ledger id, head seq, head hash, time)`` and append it as a checkpoint entry.
 
         With ``if_older_than``, does nothing (returns None) when the newest checkpoint is
@@ -387,12 +423,18 @@ class Ledger:
                         return None
                 signature = signer.sign(checkpoint_message(self.ledger_id, head.seq, head.hash.hex(), now))
                 event = Checkpoint(
-                    ledger_id=self.ledger_id, covered_seq=head.seq, covered_hash=head.hash.hex(),
-                    signed_at=parse_time(now), key_fingerprint=signer.fingerprint, signature=signature,
+                    ledger_id=self.ledger_id,
+                    covered_seq=head.seq,
+                    covered_hash=head.hash.hex(),
+                    signed_at=parse_time(now),
+                    key_fingerprint=signer.fingerprint,
+                    signature=signature,
                 )
                 fields = canonical_dumps(event.json_fields())
                 appended = self._insert(conn, head, event.event_name, run, None, None, fields, b"", time=now)
-                return Entry(appended.seq, now, event.event_name, run, None, None, fields, b"", head.hash, appended.hash)
+                return Entry(
+                    appended.seq, now, event.event_name, run, None, None, fields, b"", head.hash, appended.hash
+                )
         except OperationalError as exc:
             raise _temporary(exc) from None
 
@@ -416,7 +458,9 @@ class Ledger:
         """
         try:
             with self._read() as conn:
-                row = conn.execute(select(head_table.c.seq, head_table.c.hash, head_table.c.time).where(head_table.c.id == 1)).one()
+                row = conn.execute(
+                    select(head_table.c.seq, head_table.c.hash, head_table.c.time).where(head_table.c.id == 1)
+                ).one()
         except OperationalError as exc:
             raise _temporary(exc) from None
         return Head(row.seq, bytes(row.hash), row.time)
@@ -438,7 +482,9 @@ class Ledger:
         Raises:
             TemporaryFailure: the database is unreachable.
         """
-        return list(self.iter_entries(since=since, until=until, category=category, event=event, limit=limit, from_seq=from_seq))
+        return list(
+            self.iter_entries(since=since, until=until, category=category, event=event, limit=limit, from_seq=from_seq)
+        )
 
     def iter_entries(
         self,
@@ -521,12 +567,19 @@ class Ledger:
         bid = str(BatchId(batch_id))
         try:
             with self._read() as conn:
-                return conn.execute(select(entries_table.c.seq).where(entries_table.c.batch_id == bid)).first() is not None
+                return (
+                    conn.execute(select(entries_table.c.seq).where(entries_table.c.batch_id == bid)).first() is not None
+                )
         except OperationalError as exc:
             raise _temporary(exc) from None
 
     def verify(
-        self, keys: KeyRing | None, *, trusted: Sequence[TrustedCheckpoint] = (), check_index: bool = True, deep: bool = False
+        self,
+        keys: KeyRing | None,
+        *,
+        trusted: Sequence[TrustedCheckpoint] = (),
+        check_index: bool = True,
+        deep: bool = False,
     ) -> VerifyResult:
         """Verify the whole ledger in one consistent snapshot and return the result.
 
@@ -541,10 +594,15 @@ class Ledger:
         try:
             with self._read() as conn:
                 head = conn.execute(select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)).one()
-                result_rows = conn.execution_options(yield_per=5000).execute(select(*_ROW_COLUMNS).order_by(entries_table.c.seq))
+                result_rows = conn.execution_options(yield_per=5000).execute(
+                    select(*_ROW_COLUMNS).order_by(entries_table.c.seq)
+                )
                 result = verify_rows(
                     result_rows,  # type: ignore[arg-type]  # Rows unpack like the Row tuples
-                    ledger_id=self.ledger_id, keys=keys, trusted=list(trusted), head=(head.seq, bytes(head.hash)),
+                    ledger_id=self.ledger_id,
+                    keys=keys,
+                    trusted=list(trusted),
+                    head=(head.seq, bytes(head.hash)),
                 )
                 result_rows.close()
                 if result.ok and check_index:
@@ -552,8 +610,11 @@ class Ledger:
                     if indexed != result.refs:
                         from retentiond.audit.verify import Damage, DamageKind
 
-                        result.damage = Damage(None, DamageKind.INDEX_MISMATCH,
-                                               f"the refs index holds {indexed} rows but the entries carry {result.refs} refs")
+                        result.damage = Damage(
+                            None,
+                            DamageKind.INDEX_MISMATCH,
+                            f"the refs index holds {indexed} rows but the entries carry {result.refs} refs",
+                        )
                 if result.ok and deep:
                     carried = _multiset_digest(
                         (seq, blob[i : i + REF_SIZE])
@@ -564,13 +625,18 @@ class Ledger:
                     )
                     indexed_digest = _multiset_digest(
                         (seq, bytes(ref))
-                        for ref, seq in conn.execution_options(yield_per=20000).execute(select(refs_table.c.ref, refs_table.c.seq))
+                        for ref, seq in conn.execution_options(yield_per=20000).execute(
+                            select(refs_table.c.ref, refs_table.c.seq)
+                        )
                     )
                     if carried != indexed_digest:
                         from retentiond.audit.verify import Damage, DamageKind
 
-                        result.damage = Damage(None, DamageKind.INDEX_MISMATCH,
-                                               "the refs index does not hold exactly the refs the entries carry")
+                        result.damage = Damage(
+                            None,
+                            DamageKind.INDEX_MISMATCH,
+                            "the refs index does not hold exactly the refs the entries carry",
+                        )
         except OperationalError as exc:
             raise _temporary(exc) from None
         return result

@@ -87,32 +87,56 @@ POSTGRES_TRIGGERS: tuple[str, ...] = (
     END
     $fn$
     """,
-    ("CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries"
-     " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"),
-    ("CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries"
-     " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"),
-    ("CREATE TRIGGER audit_refs_append_only BEFORE UPDATE OR DELETE ON audit_refs"
-     " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"),
-    ("CREATE TRIGGER audit_refs_no_truncate BEFORE TRUNCATE ON audit_refs"
-     " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"),
-    ("CREATE TRIGGER audit_head_forward_only BEFORE UPDATE OR DELETE ON audit_head"
-     " FOR EACH ROW EXECUTE FUNCTION audit_head_forward_only()"),
-    ("CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head"
-     " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"),
+    (
+        "CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries"
+        " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
+    ),
+    (
+        "CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries"
+        " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
+    ),
+    (
+        "CREATE TRIGGER audit_refs_append_only BEFORE UPDATE OR DELETE ON audit_refs"
+        " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
+    ),
+    (
+        "CREATE TRIGGER audit_refs_no_truncate BEFORE TRUNCATE ON audit_refs"
+        " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
+    ),
+    (
+        "CREATE TRIGGER audit_head_forward_only BEFORE UPDATE OR DELETE ON audit_head"
+        " FOR EACH ROW EXECUTE FUNCTION audit_head_forward_only()"
+    ),
+    (
+        "CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head"
+        " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
+    ),
 )
 
 SQLITE_TRIGGERS: tuple[str, ...] = (
-    ("CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries"
-     " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"),
-    ("CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries"
-     " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"),
-    ("CREATE TRIGGER IF NOT EXISTS audit_refs_no_update BEFORE UPDATE ON audit_refs"
-     " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"),
-    ("CREATE TRIGGER IF NOT EXISTS audit_refs_no_delete BEFORE DELETE ON audit_refs"
-     " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"),
-    ("CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head"
-     " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"),
-    ("CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head"
-     " WHEN NEW.seq <> OLD.seq + 1 OR NEW.id <> OLD.id OR NEW.ledger_id <> OLD.ledger_id"
-     " BEGIN SELECT RAISE(ABORT, 'retentiond audit head only moves forward one entry at a time'); END"),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_refs_no_update BEFORE UPDATE ON audit_refs"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_refs_no_delete BEFORE DELETE ON audit_refs"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head"
+        " WHEN NEW.seq <> OLD.seq + 1 OR NEW.id <> OLD.id OR NEW.ledger_id <> OLD.ledger_id"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit head only moves forward one entry at a time'); END"
+    ),
 )

@@ -202,8 +202,14 @@ def _diagnose(row: Row, n: int, prev: bytes, recent: dict[bytes, int], rows: Ite
         # Exactly as written, but it was written after a different predecessor.
         j = recent.get(row[8])
         if j is not None and j < n - 1:
-            return Damage(j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n - 1} were not in the chain when seq {n} was written")
-        return Damage(n - 1, DamageKind.MODIFIED, f"seq {n - 1} was rewritten with a recomputed hash (seq {n} chains from another entry)")
+            return Damage(
+                j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n - 1} were not in the chain when seq {n} was written"
+            )
+        return Damage(
+            n - 1,
+            DamageKind.MODIFIED,
+            f"seq {n - 1} was rewritten with a recomputed hash (seq {n} chains from another entry)",
+        )
     for distance in range(1, _LOOKAHEAD + 64):
         if _intact_as(row, n + distance):
             if appears_later(n):
@@ -212,13 +218,19 @@ def _diagnose(row: Row, n: int, prev: bytes, recent: dict[bytes, int], rows: Ite
         if n - distance >= 1 and _intact_as(row, n - distance):
             j = recent.get(row[8])
             start = j + 1 if j is not None else n - distance
-            return Damage(start, DamageKind.INSERTED, f"entries {start}..{n - 1} were inserted before the entry written as seq {n - distance}")
+            return Damage(
+                start,
+                DamageKind.INSERTED,
+                f"entries {start}..{n - 1} were inserted before the entry written as seq {n - distance}",
+            )
     if row[8] != prev:
         return Damage(n, DamageKind.MODIFIED, "the stored prev_hash or hash was changed")
     return Damage(n, DamageKind.MODIFIED, "the entry's fields no longer match its hash")
 
 
-def _check_checkpoint(row: Row, n: int, prev: bytes, ledger_id: str, keys: KeyRing | None, last_good_cp: int) -> Damage | None:
+def _check_checkpoint(
+    row: Row, n: int, prev: bytes, ledger_id: str, keys: KeyRing | None, last_good_cp: int
+) -> Damage | None:
     try:
         f = canonical_loads(row[6])
         covered_seq = f["covered_seq"]
@@ -230,11 +242,19 @@ def _check_checkpoint(row: Row, n: int, prev: bytes, ledger_id: str, keys: KeyRi
     if keys is not None:
         problem = keys.verify(fp, sig, message)
         if problem is not None:
-            return Damage(n, DamageKind.BAD_SIGNATURE, f"checkpoint {problem}: it or the entries {last_good_cp + 1}..{n - 1} it covers were forged")
+            return Damage(
+                n,
+                DamageKind.BAD_SIGNATURE,
+                f"checkpoint {problem}: it or the entries {last_good_cp + 1}..{n - 1} it covers were forged",
+            )
     if cp_ledger != ledger_id:
         return Damage(n, DamageKind.ROLLED_BACK_CHECKPOINT, "checkpoint signed for another ledger")
     if covered_seq != n - 1:
-        return Damage(n, DamageKind.ROLLED_BACK_CHECKPOINT, f"checkpoint signs seq {covered_seq}, not seq {n - 1} before it (replayed or moved)")
+        return Damage(
+            n,
+            DamageKind.ROLLED_BACK_CHECKPOINT,
+            f"checkpoint signs seq {covered_seq}, not seq {n - 1} before it (replayed or moved)",
+        )
     if covered_hash != prev.hex():
         return Damage(
             last_good_cp + 1,
@@ -259,13 +279,17 @@ def verify_rows(
     ``(seq, prev_hash)`` to start from instead of ``(1, genesis)`` (partial exports).
     ``trusted`` checkpoints must each be found, unchanged, in the ledger.
     """
-    result = VerifyResult(ledger_id=ledger_id, fingerprints=keys.fingerprints() if keys else [], signatures_checked=keys is not None)
+    result = VerifyResult(
+        ledger_id=ledger_id, fingerprints=keys.fingerprints() if keys else [], signatures_checked=keys is not None
+    )
     for t in trusted:
         if t.ledger_id != ledger_id:
             result.damage = Damage(None, DamageKind.MALFORMED, f"{t.source} belongs to ledger {t.ledger_id!r}")
             return result
         if keys is not None:
-            problem = keys.verify(t.key_fingerprint, t.signature, checkpoint_message(t.ledger_id, t.covered_seq, t.covered_hash, t.time))
+            problem = keys.verify(
+                t.key_fingerprint, t.signature, checkpoint_message(t.ledger_id, t.covered_seq, t.covered_hash, t.time)
+            )
             if problem is not None:
                 result.damage = Damage(t.seq, DamageKind.BAD_SIGNATURE, f"{t.source}: {problem}")
                 return result
@@ -318,9 +342,15 @@ def verify_rows(
                 if following is not None and following[9] == tc.hash:
                     recent = {r[0]: r[1] for r in ring if r is not None}
                     j = recent.get(following[8], n - 1)
-                    result.damage = Damage(j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n} were inserted before the {tc.source}")
+                    result.damage = Damage(
+                        j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n} were inserted before the {tc.source}"
+                    )
                 else:
-                    result.damage = Damage(n, DamageKind.CHAIN_REBUILT, f"entry differs from the {tc.source} (the ledger was rebuilt or rolled back)")
+                    result.damage = Damage(
+                        n,
+                        DamageKind.CHAIN_REBUILT,
+                        f"entry differs from the {tc.source} (the ledger was rebuilt or rolled back)",
+                    )
                 return _finish(result, n - 1, prev)
         ring[n % _RING] = (h, n)
         refs_bytes += len(refs)
@@ -331,15 +361,23 @@ def verify_rows(
     last = n - 1
     for t in trusted:
         if t.seq > last:
-            result.damage = Damage(last + 1, DamageKind.TRUNCATED, f"the ledger ends at seq {last} but the {t.source} has seq {t.seq}")
+            result.damage = Damage(
+                last + 1, DamageKind.TRUNCATED, f"the ledger ends at seq {last} but the {t.source} has seq {t.seq}"
+            )
             return _finish(result, last, prev)
         result.trusted_checked.append(f"{t.source}@{t.seq}")
     if head is not None:
         head_seq, head_hash = head
         if head_seq > last:
-            result.damage = Damage(last + 1, DamageKind.TRUNCATED, f"the ledger ends at seq {last} but its head row records seq {head_seq}")
+            result.damage = Damage(
+                last + 1, DamageKind.TRUNCATED, f"the ledger ends at seq {last} but its head row records seq {head_seq}"
+            )
         elif head_seq < last:
-            result.damage = Damage(head_seq + 1, DamageKind.INSERTED, f"entries {head_seq + 1}..{last} were added without moving the head row")
+            result.damage = Damage(
+                head_seq + 1,
+                DamageKind.INSERTED,
+                f"entries {head_seq + 1}..{last} were added without moving the head row",
+            )
         elif head_hash != prev:
             result.damage = Damage(last, DamageKind.MODIFIED, "the last entry does not match the head row")
     return _finish(result, last, prev)
@@ -430,9 +468,13 @@ def verify_export(
             raise ValueError("not a retentiond audit export")
         file_ledger = str(header["ledger_id"])
     except (ValueError, AttributeError, KeyError):
-        return VerifyResult(ledger_id=ledger_id or "?", damage=Damage(None, DamageKind.MALFORMED, "line 1 is not an export header"))
+        return VerifyResult(
+            ledger_id=ledger_id or "?", damage=Damage(None, DamageKind.MALFORMED, "line 1 is not an export header")
+        )
     if ledger_id is not None and file_ledger != ledger_id:
-        return VerifyResult(ledger_id=ledger_id, damage=Damage(None, DamageKind.MALFORMED, f"export of ledger {file_ledger!r}"))
+        return VerifyResult(
+            ledger_id=ledger_id, damage=Damage(None, DamageKind.MALFORMED, f"export of ledger {file_ledger!r}")
+        )
     state: dict[str, Any] = {}
 
     def rows() -> Iterator[Row]:

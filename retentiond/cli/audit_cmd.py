@@ -97,14 +97,36 @@ def _read_trusted(path: str) -> TrustedCheckpoint:
 
 
 @command_with_options(audit_group, "verify")
-@click.option("--pubkey", "pubkeys", multiple=True, type=click.Path(dir_okay=False), help="Ed25519 public key (PEM) that signs checkpoints; repeat after a key rotation. Default: the public half of the configured signing key.")
-@click.option("--trusted-checkpoint", "trusted_path", type=click.Path(dir_okay=False), help="A checkpoint entry saved earlier (audit show --event checkpoint --format json --limit 1); the ledger must still contain it.")
-@click.option("--file", "export_path", type=click.Path(dir_okay=False), help="Verify this JSON-lines export offline instead of the database.")
+@click.option(
+    "--pubkey",
+    "pubkeys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Ed25519 public key (PEM) that signs checkpoints; repeat after a key rotation. Default: the public half of the configured signing key.",
+)
+@click.option(
+    "--trusted-checkpoint",
+    "trusted_path",
+    type=click.Path(dir_okay=False),
+    help="A checkpoint entry saved earlier (audit show --event checkpoint --format json --limit 1); the ledger must still contain it.",
+)
+@click.option(
+    "--file",
+    "export_path",
+    type=click.Path(dir_okay=False),
+    help="Verify this JSON-lines export offline instead of the database.",
+)
 @click.option("--no-anchor", is_flag=True, help="Do not read the newest checkpoint from the [audit.anchor] bucket.")
 @click.option("--deep", is_flag=True, help="Also compare the contents of the refs index with the entries (slower).")
 @pass_app
-def verify_cmd(app: AppContext, pubkeys: tuple[str, ...], trusted_path: str | None, export_path: str | None, no_anchor: bool,
-               deep: bool) -> int:
+def verify_cmd(
+    app: AppContext,
+    pubkeys: tuple[str, ...],
+    trusted_path: str | None,
+    export_path: str | None,
+    no_anchor: bool,
+    deep: bool,
+) -> int:
     """Recompute the hash chain and check every checkpoint signature.
 
     Exit 0 with a one-line summary, or 65 naming the first bad seq and the kind of damage.
@@ -131,7 +153,10 @@ def verify_cmd(app: AppContext, pubkeys: tuple[str, ...], trusted_path: str | No
         with _open_ledger(app) as ledger:
             result = ledger.verify(keys, trusted=trusted, deep=deep)
     if keys is None:
-        click.echo("retentiond: warning: no public key (--pubkey or audit.signing_key_*): checkpoint signatures NOT checked", err=True)
+        click.echo(
+            "retentiond: warning: no public key (--pubkey or audit.signing_key_*): checkpoint signatures NOT checked",
+            err=True,
+        )
     return _report(app, result)
 
 
@@ -171,7 +196,14 @@ def _summary(entry: Entry) -> str:
 @click.option("--event", type=click.Choice(sorted(EVENT_TYPES)), help="Only entries of this event.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N matching entries.")
 @pass_app
-def show_cmd(app: AppContext, since: datetime | None, until: datetime | None, category: str | None, event: str | None, limit: int | None) -> int:
+def show_cmd(
+    app: AppContext,
+    since: datetime | None,
+    until: datetime | None,
+    category: str | None,
+    event: str | None,
+    limit: int | None,
+) -> int:
     """Show ledger entries: a table, or JSON lines (one entry per line) with --format json."""
     with _open_ledger(app) as ledger:
         entries = ledger.iter_entries(since=since, until=until, category=category, event=event, limit=limit)
@@ -183,7 +215,9 @@ def show_cmd(app: AppContext, since: datetime | None, until: datetime | None, ca
             (e.seq, e.time, e.event, (e.run_id or "")[:8], e.category or "", e.ref_count or "", _summary(e))
             for e in entries
         ]
-    click.echo(table(("SEQ", "TIME (UTC)", "EVENT", "RUN", "CATEGORY", "REFS", "DETAIL"), rows) if rows else "no entries")
+    click.echo(
+        table(("SEQ", "TIME (UTC)", "EVENT", "RUN", "CATEGORY", "REFS", "DETAIL"), rows) if rows else "no entries"
+    )
     return ExitCode.OK
 
 
@@ -208,20 +242,35 @@ def _key_columns(app: AppContext, store: str, table_name: str) -> int | None:
     return None
 
 
-_VERBS = {"deleted": "deleted", "anonymized": "anonymized", "held": "kept (held)", "blocked": "blocked (object lock)",
-          "failed": "failed", "skipped": "skipped"}
+_VERBS = {
+    "deleted": "deleted",
+    "anonymized": "anonymized",
+    "held": "kept (held)",
+    "blocked": "blocked (object lock)",
+    "failed": "failed",
+    "skipped": "skipped",
+}
 
 
 @command_with_options(audit_group, "find")
 @click.option("--store", required=True, help="Store name of [stores].")
 @click.option("--table", "table_name", help="SQL table (as in the config, optionally schema-qualified).")
-@click.option("--key", "keys", multiple=True, help="Primary key value in canonical text; repeat (or use a,b) for composite keys.")
+@click.option(
+    "--key", "keys", multiple=True, help="Primary key value in canonical text; repeat (or use a,b) for composite keys."
+)
 @click.option("--bucket", help="S3 bucket.")
 @click.option("--object-key", help="S3 object key.")
 @click.option("--version-id", help="S3 version id (default: the unversioned 'null' version).")
 @pass_app
-def find_cmd(app: AppContext, store: str, table_name: str | None, keys: tuple[str, ...], bucket: str | None,
-             object_key: str | None, version_id: str | None) -> int:
+def find_cmd(
+    app: AppContext,
+    store: str,
+    table_name: str | None,
+    keys: tuple[str, ...],
+    bucket: str | None,
+    object_key: str | None,
+    version_id: str | None,
+) -> int:
     """Say what happened to one record: "deleted on … by run … under category …" or "no record"."""
     maker = _hmac_maker(app)
     try:
@@ -241,7 +290,9 @@ def find_cmd(app: AppContext, store: str, table_name: str | None, keys: tuple[st
     with _open_ledger(app) as ledger:
         hits = ledger.find(ref)
     if app.json:
-        click.echo(json.dumps({"ref": ref.hex(), "entries": [e.to_json() | {"refs": None} for e in hits]}, sort_keys=True))
+        click.echo(
+            json.dumps({"ref": ref.hex(), "entries": [e.to_json() | {"refs": None} for e in hits]}, sort_keys=True)
+        )
         return ExitCode.OK
     if not hits:
         click.echo(f"no record: the ledger has no entry for this {what} (ref {ref.hex()[:16]})")
@@ -249,26 +300,57 @@ def find_cmd(app: AppContext, store: str, table_name: str | None, keys: tuple[st
     for e in hits:
         f = e.fields
         verb = _VERBS.get(str(f.get("outcome")), str(f.get("outcome")))
-        click.echo(f"{verb} on {e.time} by run {e.run_id or '-'} under category {e.category or '-'} "
-                   f"(seq {e.seq}, batch {e.batch_id or '-'}, action {f.get('action', '-')})")
+        click.echo(
+            f"{verb} on {e.time} by run {e.run_id or '-'} under category {e.category or '-'} "
+            f"(seq {e.seq}, batch {e.batch_id or '-'}, action {f.get('action', '-')})"
+        )
     return ExitCode.OK
 
 
 # --- export -------------------------------------------------------------------------------------
 
 
-CSV_COLUMNS = ("seq", "time", "event", "run_id", "category", "batch_id", "store", "target", "action", "outcome",
-               "count", "ref_count", "fields", "hash")
+CSV_COLUMNS = (
+    "seq",
+    "time",
+    "event",
+    "run_id",
+    "category",
+    "batch_id",
+    "store",
+    "target",
+    "action",
+    "outcome",
+    "count",
+    "ref_count",
+    "fields",
+    "hash",
+)
 
 
 @audit_group.command("export")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Configuration file.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), required=True, help="jsonl: verifiable offline; csv: for spreadsheets.")
+@click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Configuration file."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    required=True,
+    help="jsonl: verifiable offline; csv: for spreadsheets.",
+)
 @click.option("--since", type=INSTANT, help="Entries at or after this time.")
 @click.option("--until", type=INSTANT, help="Entries before this time.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @pass_app
-def export_cmd(app: AppContext, config_path: str | None, fmt: str, since: datetime | None, until: datetime | None, out_path: str | None) -> int:
+def export_cmd(
+    app: AppContext,
+    config_path: str | None,
+    fmt: str,
+    since: datetime | None,
+    until: datetime | None,
+    out_path: str | None,
+) -> int:
     """Export entries as JSON lines (header line, then one entry per line) or CSV."""
     if config_path is not None:
         app.config_path = config_path
@@ -299,9 +381,24 @@ def _write_export(ledger: Ledger, stream: TextIO, fmt: str, since: datetime | No
     writer.writerow(CSV_COLUMNS)
     for e in entries:
         f = e.fields
-        writer.writerow([e.seq, e.time, e.event, e.run_id or "", e.category or "", e.batch_id or "", f.get("store", ""),
-                         f.get("target", ""), f.get("action", ""), f.get("outcome", ""), f.get("count", ""),
-                         e.ref_count, e.fields_json, e.hash.hex()])
+        writer.writerow(
+            [
+                e.seq,
+                e.time,
+                e.event,
+                e.run_id or "",
+                e.category or "",
+                e.batch_id or "",
+                f.get("store", ""),
+                f.get("target", ""),
+                f.get("action", ""),
+                f.get("outcome", ""),
+                f.get("count", ""),
+                e.ref_count,
+                e.fields_json,
+                e.hash.hex(),
+            ]
+        )
         count += 1
     return count
 
@@ -310,7 +407,12 @@ def _write_export(ledger: Ledger, stream: TextIO, fmt: str, since: datetime | No
 
 
 @command_with_options(audit_group, "checkpoint")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also save the checkpoint entry here (a trusted checkpoint file).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Also save the checkpoint entry here (a trusted checkpoint file).",
+)
 @pass_app
 def checkpoint_cmd(app: AppContext, out_path: str | None) -> int:
     """Sign the ledger's head now (and anchor it when [audit.anchor] is set)."""
@@ -327,13 +429,25 @@ def checkpoint_cmd(app: AppContext, out_path: str | None) -> int:
     if app.json:
         click.echo(text)
     else:
-        click.echo(f"checkpoint seq {entry.seq} signs seq {entry.fields['covered_seq']} head {entry.fields['covered_hash']} at {entry.time}")
+        click.echo(
+            f"checkpoint seq {entry.seq} signs seq {entry.fields['covered_seq']} head {entry.fields['covered_hash']} at {entry.time}"
+        )
     return ExitCode.OK
 
 
 @audit_group.command("keygen")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False), help="Directory for the key pair (created if missing).")
-@click.option("--name", default="audit-signing", show_default=True, help="File name stem: NAME.pem (private, 0600) and NAME.pub.pem.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the key pair (created if missing).",
+)
+@click.option(
+    "--name",
+    default="audit-signing",
+    show_default=True,
+    help="File name stem: NAME.pem (private, 0600) and NAME.pub.pem.",
+)
 def keygen_cmd(out_dir: str, name: str) -> int:
     """Write a new Ed25519 key pair for signing checkpoints and print the public key's fingerprint."""
     directory = Path(out_dir)
@@ -349,7 +463,9 @@ def keygen_cmd(out_dir: str, name: str) -> int:
         handle.write(private_pem)
     os.chmod(private_path, 0o600)
     public_path.write_bytes(public_pem)
-    click.echo(f"private key: {private_path} (mode 0600; give it to the daemon as audit.signing_key_credential)", err=True)
+    click.echo(
+        f"private key: {private_path} (mode 0600; give it to the daemon as audit.signing_key_credential)", err=True
+    )
     click.echo(f"public key:  {public_path} (give it to auditors: audit verify --pubkey)", err=True)
     click.echo(f"fingerprint: {fp}")
     return ExitCode.OK

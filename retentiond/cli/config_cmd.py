@@ -53,16 +53,31 @@ def validate(app: AppContext, connect: bool) -> int:
                 "holds_file": str(loaded.holds_path),
                 "holds": holds_count,
                 "categories": {
-                    name: {"retain": str(c.retain), "action": c.action, "sql_targets": len(c.sql), "s3_targets": len(c.s3)}
+                    name: {
+                        "retain": str(c.retain),
+                        "action": c.action,
+                        "sql_targets": len(c.sql),
+                        "s3_targets": len(c.s3),
+                    }
                     for name, c in settings.categories.items()
                 },
                 "connect": findings if connect else None,
             }
         )
         return ExitCode.OK
-    click.echo(f"{loaded.path}: valid ({len(settings.categories)} categories, {holds_count} holds in {loaded.holds_path})")
+    click.echo(
+        f"{loaded.path}: valid ({len(settings.categories)} categories, {holds_count} holds in {loaded.holds_path})"
+    )
     rows = [
-        (name, str(c.retain), c.action, str(c.prior_versions or "-"), len(c.sql), len(c.s3), c.schedule or settings.daemon.schedule)
+        (
+            name,
+            str(c.retain),
+            c.action,
+            str(c.prior_versions or "-"),
+            len(c.sql),
+            len(c.s3),
+            c.schedule or settings.daemon.schedule,
+        )
         for name, c in settings.categories.items()
     ]
     click.echo(table(["category", "retain", "action", "prior versions", "sql", "s3", "schedule"], rows))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -69,13 +70,35 @@ def common_options(func: F) -> F:
     --format json``); the one nearest the command wins.
     """
     options = [
-        click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None, expose_value=False,
-                      callback=_set("config_path"), is_eager=True,
-                      help=f"Configuration file (default: $RETENTIOND_CONFIG or {DEFAULT_CONFIG})."),
-        click.option("--format", "output_format", type=click.Choice(["text", "json"]), default=None, expose_value=False,
-                      callback=_set("output_format"), help="Output format on stdout."),
-        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, expose_value=False,
-                      callback=_set("log_level"), is_eager=True, help="Log level on stderr."),
+        click.option(
+            "-c",
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            expose_value=False,
+            callback=_set("config_path"),
+            is_eager=True,
+            help=f"Configuration file (default: $RETENTIOND_CONFIG or {DEFAULT_CONFIG}).",
+        ),
+        click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            expose_value=False,
+            callback=_set("output_format"),
+            help="Output format on stdout.",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default=None,
+            expose_value=False,
+            callback=_set("log_level"),
+            is_eager=True,
+            help="Log level on stderr.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

@@ -9,8 +9,13 @@ from retentiond.cli.context import AppContext, common_options, pass_app
 
 @click.command("daemon")
 @common_options
-@click.option("--tick-seconds", type=click.FloatRange(min=0.1), default=None, hidden=True,
-              help="TEST ONLY: replace every cron schedule with a tick every N seconds (cron is minute-granular).")
+@click.option(
+    "--tick-seconds",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    hidden=True,
+    help="TEST ONLY: replace every cron schedule with a tick every N seconds (cron is minute-granular).",
+)
 @pass_app
 def daemon_command(app: AppContext, tick_seconds: float | None) -> int:
     """Run the scheduler: one job per category, reload on SIGHUP, stop cleanly on SIGTERM.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import click
 
+from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.cli.context import AppContext, command_with_options, pass_app
 from retentiond.cli.render import table
-from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.errors import ConfigError, ConfigIssue, ExitCode, HoldsUnavailable
 
 
@@ -23,11 +23,11 @@ class InstantParam(click.ParamType):
         text = str(value).strip()
         try:
             if len(text) == 10:
-                return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=timezone.utc)
+                return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             self.fail(f"{text!r} is not a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z)", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 INSTANT = InstantParam()
@@ -44,7 +44,7 @@ def holds_group() -> None:
 def list_holds(app: AppContext, at: datetime | None) -> int:
     """List holds as the daemon sees them: active, expiring, in release grace, expired, not yet active."""
     loaded = app.config()
-    when = at or datetime.now(timezone.utc)
+    when = at or datetime.now(UTC)
     try:
         views = HoldWatcher(loaded, record_changes=False).views(when)
     except HoldsUnavailable as exc:
@@ -90,5 +90,7 @@ def list_holds(app: AppContext, at: datetime | None) -> int:
         for v in views
     ]
     click.echo(f"holds at {when.isoformat(timespec='seconds')} from {loaded.holds_path}")
-    click.echo(table(["id", "kind", "state", "categories", "subjects", "younger than", "placed", "protects until"], rows))
+    click.echo(
+        table(["id", "kind", "state", "categories", "subjects", "younger than", "placed", "protects until"], rows)
+    )
     return ExitCode.OK

@@ -19,12 +19,19 @@ def _held(held: dict[str, int]) -> str:
 def _render(report: Any, *, planned: bool) -> str:
     rows = []
     for t in report.targets:
-        rows.append((
-            t.category, f"{t.store}/{t.target}" + (f"/{t.prefix}" if t.prefix else ""), t.action, t.cutoff.isoformat(timespec="seconds"), t.total, t.eligible,
-            _held(t.held) + (f"; blocked {t.blocked}" if getattr(t, "blocked", 0) else ""),
-            t.prior_versions_eligible if planned else t.prior_versions_deleted,
-            t.guard if planned else t.acted,
-        ))
+        rows.append(
+            (
+                t.category,
+                f"{t.store}/{t.target}" + (f"/{t.prefix}" if t.prefix else ""),
+                t.action,
+                t.cutoff.isoformat(timespec="seconds"),
+                t.total,
+                t.eligible,
+                _held(t.held) + (f"; blocked {t.blocked}" if getattr(t, "blocked", 0) else ""),
+                t.prior_versions_eligible if planned else t.prior_versions_deleted,
+                t.guard if planned else t.acted,
+            )
+        )
     last = "guard" if planned else "acted"
     prior = "prior versions eligible" if planned else "prior versions deleted"
     head = ["category", "target", "action", "cutoff", "rows", "eligible", "held (per hold)", prior, last]
@@ -32,7 +39,9 @@ def _render(report: Any, *, planned: bool) -> str:
     totals = report.totals()
     lines = [text, ""]
     if not planned:
-        lines.append(f"run {report.run_id} ({report.mode}): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+        lines.append(
+            f"run {report.run_id} ({report.mode}): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
+        )
     for category, reason in sorted(report.failed.items()):
         lines.append(f"FAILED {category}: {reason}")
     if report.interrupted:
@@ -75,8 +84,13 @@ def run_command(app: AppContext, categories: tuple[str, ...], dry_run: bool, all
             assert bar is not None
             bar.update(n)
 
-    runner = Runner(app.config(), categories=categories, mode="dry-run" if dry_run else "run",
-                    allow_large=allow_large, progress=progress)
+    runner = Runner(
+        app.config(),
+        categories=categories,
+        mode="dry-run" if dry_run else "run",
+        allow_large=allow_large,
+        progress=progress,
+    )
     report = runner.execute()
     if bar is not None:
         bar.render_finish()
@@ -95,8 +109,14 @@ def run_command(app: AppContext, categories: tuple[str, ...], dry_run: bool, all
 @click.option("--bucket", help="S3: bucket.")
 @click.option("--object-key", "object_key", help="S3: object key (every version of it is explained).")
 @pass_app
-def explain_command(app: AppContext, store: str, table_name: str | None, key: tuple[str, ...], bucket: str | None,
-                    object_key: str | None) -> int:
+def explain_command(
+    app: AppContext,
+    store: str,
+    table_name: str | None,
+    key: tuple[str, ...],
+    bucket: str | None,
+    object_key: str | None,
+) -> int:
     """Explain why one record is kept or would be acted on: categories, age, cutoffs, holds, decision."""
     from retentiond.errors import UsageError
 

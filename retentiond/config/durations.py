@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 
@@ -72,7 +72,7 @@ class RetentionPeriod:
         """
         if instant.tzinfo is None:
             raise ValueError("instant must be timezone-aware")
-        return instant.astimezone(timezone.utc) - self.delta
+        return instant.astimezone(UTC) - self.delta
 
     def approximate_days(self) -> float:
         """Return the average length in days; for ordering periods only."""

@@ -7,7 +7,7 @@ A local date-time without an offset is refused: Legal must say which zone they m
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, StrictStr, field_validator, model_validator
@@ -30,9 +30,9 @@ def _to_instant(value: object, *, end_of_day: bool) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("a date-time needs an offset (2027-12-31T17:00:00Z) or write a plain date (2027-12-31)")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     if isinstance(value, date):
-        start = datetime.combine(value, time(0), tzinfo=timezone.utc)
+        start = datetime.combine(value, time(0), tzinfo=UTC)
         return start + timedelta(days=1) if end_of_day else start
     raise ValueError("must be a TOML date (2026-10-01) or an offset date-time (2026-10-01T09:00:00Z)")
 
@@ -51,11 +51,15 @@ class Hold(StrictModel):
     placed_by: StrictStr = Field(min_length=1, description="Who placed the hold.")
     placed_at: StartInstant = Field(description="Date (or offset date-time) the hold starts.")
     expires_at: EndInstant | None = Field(None, description="Last day of the hold (inclusive); absent = until removed.")
-    categories: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="Category names, or [\"*\"] for all.")
+    categories: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description='Category names, or ["*"] for all.'
+    )
     subjects: list[Annotated[StrictStr, Field(min_length=1, max_length=256)]] | None = Field(
         None, min_length=1, description="Subject ids; absent = every subject of those categories."
     )
-    keep_younger_than: Retention | None = Field(None, description="Only records younger than this are held (tax floors).")
+    keep_younger_than: Retention | None = Field(
+        None, description="Only records younger than this are held (tax floors)."
+    )
 
     @field_validator("reason", "placed_by")
     @classmethod

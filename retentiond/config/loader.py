@@ -7,8 +7,8 @@ Every section is validated on its own and every problem is collected, so one run
 from __future__ import annotations
 
 import difflib
-import re
 import hashlib
+import re
 import tomllib
 import types
 import typing
@@ -47,8 +47,15 @@ _TYPE_MESSAGES = {
     "date_type": "must be a date",
 }
 _TOML_TYPES = {
-    "str": "a string", "int": "an integer", "bool": "a boolean", "float": "a float", "list": "an array",
-    "dict": "a table", "date": "a date", "datetime": "a date-time", "time": "a time",
+    "str": "a string",
+    "int": "an integer",
+    "bool": "a boolean",
+    "float": "a float",
+    "list": "an array",
+    "dict": "a table",
+    "date": "a date",
+    "datetime": "a date-time",
+    "time": "a time",
 }
 
 
@@ -174,7 +181,9 @@ def _issues_from(
             unknown = str(loc[-1])
             allowed = _known_keys(models, loc[:-1])
             close = difflib.get_close_matches(unknown, allowed, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(allowed)}" if allowed else "")
+            hint = (
+                f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(allowed)}" if allowed else "")
+            )
             message = f"unknown key{hint}"
         elif err["type"] == "missing":
             message = "required key is missing"
@@ -215,7 +224,12 @@ def load_config(path: str | Path) -> LoadedConfig:
     for key in data:
         if key not in sections:
             close = difflib.get_close_matches(key, sorted(sections), n=1, cutoff=0.6)
-            add(key, f"unknown key; did you mean {close[0]!r}?" if close else f"unknown key; known keys: {', '.join(sorted(sections))}")
+            add(
+                key,
+                f"unknown key; did you mean {close[0]!r}?"
+                if close
+                else f"unknown key; known keys: {', '.join(sorted(sections))}",
+            )
 
     def validate(model: Any, value: Any, prefix: tuple[Any, ...], models: list[type[BaseModel]]) -> Any:
         try:
@@ -254,7 +268,10 @@ def load_config(path: str | Path) -> LoadedConfig:
         raw_categories = {}
     for name, raw in raw_categories.items():
         if not _valid_name(name):
-            add(f"categories.{name}", "invalid category name: use ASCII letters, digits, '_' or '-', starting with a letter")
+            add(
+                f"categories.{name}",
+                "invalid category name: use ASCII letters, digits, '_' or '-', starting with a letter",
+            )
             continue
         category = validate(Category, raw, ("categories", name), [Category])
         if category is not None:
@@ -372,7 +389,14 @@ def load_holds(path: str | Path, known_categories: typing.Iterable[str]) -> Hold
         for i, hold in enumerate(parsed.hold):
             hpath = f"hold[{i}]"
             if hold.id in where:
-                issues.append(ConfigIssue(f"{hpath}.id", f"duplicate hold id {hold.id!r} (also in {where[hold.id]})", file=label, line=find_line(index, f"{hpath}.id")))
+                issues.append(
+                    ConfigIssue(
+                        f"{hpath}.id",
+                        f"duplicate hold id {hold.id!r} (also in {where[hold.id]})",
+                        file=label,
+                        line=find_line(index, f"{hpath}.id"),
+                    )
+                )
                 continue
             where[hold.id] = f"{label}"
             for j, name in enumerate(hold.categories):
@@ -380,7 +404,12 @@ def load_holds(path: str | Path, known_categories: typing.Iterable[str]) -> Hold
                     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
                     cpath = f"{hpath}.categories[{j}]"
                     issues.append(
-                        ConfigIssue(cpath, f"unknown category {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""), file=label, line=find_line(index, f"{hpath}.categories"))
+                        ConfigIssue(
+                            cpath,
+                            f"unknown category {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                            file=label,
+                            line=find_line(index, f"{hpath}.categories"),
+                        )
                     )
             holds.append(hold)
     if issues:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
@@ -40,7 +40,9 @@ class StrictModel(BaseModel):
 
 def _exactly_one_source(model: BaseModel, field: str, *, required: bool) -> None:
     """Raise when more than one (or, if required, none) of ``field``, ``field_env``, ``field_credential``, ``field_file`` is set."""
-    names = [n for n in (field, f"{field}_env", f"{field}_credential", f"{field}_file") if n in type(model).model_fields]
+    names = [
+        n for n in (field, f"{field}_env", f"{field}_credential", f"{field}_file") if n in type(model).model_fields
+    ]
     given = [n for n in names if getattr(model, n) is not None]
     if len(given) > 1:
         raise ValueError(f"give only one of {', '.join(given)}")
@@ -60,8 +62,7 @@ def _check_inline_url(url: str | None) -> str | None:
         raise ValueError("is not a valid database URL (driver://user@host/db)") from None
     if parsed.password is not None:
         raise ValueError(
-            "carries a password; secrets never live in the config file: "
-            "use url_env or url_credential instead"
+            "carries a password; secrets never live in the config file: use url_env or url_credential instead"
         )
     return url
 
@@ -69,22 +70,40 @@ def _check_inline_url(url: str | None) -> str | None:
 class DaemonSettings(StrictModel):
     """``[daemon]``: scheduling, batching and the safety limits shared by every category."""
 
-    timezone: TimeZoneName = Field("UTC", description="IANA zone for cron schedules only; cutoffs are always UTC instants.")
+    timezone: TimeZoneName = Field(
+        "UTC", description="IANA zone for cron schedules only; cutoffs are always UTC instants."
+    )
     schedule: Cron = Field("15 3 * * *", description="Default 5-field cron schedule of every category.")
-    batch_size: StrictInt = Field(5000, ge=1, le=100_000, description="Rows or keys per batch (S3: at most 1,000 per request).")
-    pause_between_batches: Operational = Field(timedelta(0), description="Pause after each batch, to protect production load.")
+    batch_size: StrictInt = Field(
+        5000, ge=1, le=100_000, description="Rows or keys per batch (S3: at most 1,000 per request)."
+    )
+    pause_between_batches: Operational = Field(
+        timedelta(0), description="Pause after each batch, to protect production load."
+    )
     max_fraction_per_run: float = Field(
         0.25, gt=0, le=1, description="A run that would act on more than this fraction of a target stops before acting."
     )
-    min_retention: Retention = Field(RetentionPeriod(1, "d"), description="Any category retaining less than this is a config error.")
-    hold_release_grace: Retention = Field(
-        RetentionPeriod(7, "d"), description="A hold that disappears from the holds file keeps protecting for this long."
+    min_retention: Retention = Field(
+        RetentionPeriod(1, "d"), description="Any category retaining less than this is a config error."
     )
-    holds_file: StrictStr = Field("holds.toml", min_length=1, description="Legal's holds file or a directory of *.toml, relative to this file.")
-    state_dir: StrictStr = Field("/var/lib/retentiond", min_length=1, description="Where retentiond keeps its state (last seen holds, last success, locks).")
-    metrics_listen: StrictStr = Field("127.0.0.1:9464", description="host:port for /metrics, /healthz, /readyz; empty disables.")
+    hold_release_grace: Retention = Field(
+        RetentionPeriod(7, "d"),
+        description="A hold that disappears from the holds file keeps protecting for this long.",
+    )
+    holds_file: StrictStr = Field(
+        "holds.toml", min_length=1, description="Legal's holds file or a directory of *.toml, relative to this file."
+    )
+    state_dir: StrictStr = Field(
+        "/var/lib/retentiond",
+        min_length=1,
+        description="Where retentiond keeps its state (last seen holds, last success, locks).",
+    )
+    metrics_listen: StrictStr = Field(
+        "127.0.0.1:9464", description="host:port for /metrics, /healthz, /readyz; empty disables."
+    )
     misfire_grace_time: PositiveOperational = Field(
-        timedelta(hours=6), description="How late a scheduled run may still start (APScheduler's 1 s default would drop runs)."
+        timedelta(hours=6),
+        description="How late a scheduled run may still start (APScheduler's 1 s default would drop runs).",
     )
     max_clock_skew: PositiveOperational = Field(
         timedelta(minutes=5), description="Refuse to run when a database clock differs from ours by more than this."
@@ -97,7 +116,9 @@ class DaemonSettings(StrictModel):
             return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"invalid listen address {value!r}: use host:port, e.g. '127.0.0.1:9464', or '' to disable")
+            raise ValueError(
+                f"invalid listen address {value!r}: use host:port, e.g. '127.0.0.1:9464', or '' to disable"
+            )
         return value
 
 
@@ -107,23 +128,35 @@ class AnchorSettings(StrictModel):
     store: Name = Field(description="An S3 store of [stores].")
     bucket: BucketName = Field(description="Bucket created with Object Lock enabled.")
     prefix: StrictStr = Field("retentiond/", description="Key prefix of the checkpoint objects.")
-    retain_days: StrictInt = Field(2557, ge=1, le=36_500, description="COMPLIANCE-mode retention of each checkpoint object, in days.")
+    retain_days: StrictInt = Field(
+        2557, ge=1, le=36_500, description="COMPLIANCE-mode retention of each checkpoint object, in days."
+    )
 
 
 class AuditSettings(StrictModel):
     """``[audit]``: where the tamper-evident ledger lives and which keys sign and key it."""
 
     ledger_id: Name = Field("retentiond", description="Names the ledger; part of its genesis hash.")
-    url: StrictStr | None = Field(None, description="SQLAlchemy URL without a password; default: sqlite file audit.db in state_dir.")
+    url: StrictStr | None = Field(
+        None, description="SQLAlchemy URL without a password; default: sqlite file audit.db in state_dir."
+    )
     url_env: EnvName | None = Field(None, description="Environment variable holding the ledger URL.")
     url_credential: CredentialName | None = Field(None, description="systemd credential holding the ledger URL.")
     hmac_key_env: EnvName | None = Field(None, description="Environment variable holding the key of record refs.")
-    hmac_key_credential: CredentialName | None = Field(None, description="systemd credential holding the key of record refs.")
+    hmac_key_credential: CredentialName | None = Field(
+        None, description="systemd credential holding the key of record refs."
+    )
     hmac_key_file: StrictStr | None = Field(None, description="File holding the key of record refs.")
-    signing_key_env: EnvName | None = Field(None, description="Environment variable holding the Ed25519 private key (PEM).")
-    signing_key_credential: CredentialName | None = Field(None, description="systemd credential holding the Ed25519 private key (PEM).")
+    signing_key_env: EnvName | None = Field(
+        None, description="Environment variable holding the Ed25519 private key (PEM)."
+    )
+    signing_key_credential: CredentialName | None = Field(
+        None, description="systemd credential holding the Ed25519 private key (PEM)."
+    )
     signing_key_file: StrictStr | None = Field(None, description="File holding the Ed25519 private key (PEM).")
-    checkpoint_interval: PositiveOperational = Field(timedelta(hours=1), description="A signed checkpoint at least this often, even when idle.")
+    checkpoint_interval: PositiveOperational = Field(
+        timedelta(hours=1), description="A signed checkpoint at least this often, even when idle."
+    )
     anchor: AnchorSettings | None = Field(None, description="Optional WORM copy of each checkpoint.")
 
     @field_validator("url")
@@ -147,7 +180,9 @@ class SqlStore(StrictModel):
     url_env: EnvName | None = Field(None, description="Environment variable holding the URL.")
     url_credential: CredentialName | None = Field(None, description="systemd credential holding the URL.")
     lock_timeout: PositiveOperational = Field(timedelta(seconds=2), description="PostgreSQL lock_timeout per batch.")
-    statement_timeout: PositiveOperational = Field(timedelta(seconds=60), description="PostgreSQL statement_timeout per batch.")
+    statement_timeout: PositiveOperational = Field(
+        timedelta(seconds=60), description="PostgreSQL statement_timeout per batch."
+    )
 
     @field_validator("url")
     @classmethod
@@ -167,9 +202,13 @@ class S3Store(StrictModel):
     region: StrictStr = Field("us-east-1", min_length=1, description="AWS region.")
     endpoint_url: StrictStr | None = Field(None, description="Endpoint of an S3-compatible store.")
     endpoint_url_env: EnvName | None = Field(None, description="Environment variable holding the endpoint URL.")
-    profile: StrictStr | None = Field(None, description="AWS shared-config profile; default: boto3's standard credential chain.")
+    profile: StrictStr | None = Field(
+        None, description="AWS shared-config profile; default: boto3's standard credential chain."
+    )
     max_workers: StrictInt = Field(4, ge=1, le=64, description="Threads listing and deleting concurrently.")
-    verify_deletes: StrictBool = Field(False, description="After each request, list again to confirm the versions are gone.")
+    verify_deletes: StrictBool = Field(
+        False, description="After each request, list again to confirm the versions are gone."
+    )
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> S3Store:
@@ -178,7 +217,7 @@ class S3Store(StrictModel):
         return self
 
 
-Store = Annotated[Union[SqlStore, S3Store], Field(discriminator="kind")]
+Store = Annotated[SqlStore | S3Store, Field(discriminator="kind")]
 
 
 class HistoryTable(StrictModel):
@@ -186,7 +225,9 @@ class HistoryTable(StrictModel):
 
     table: TableName = Field(description="History table, optionally schema-qualified.")
     key: list[Identifier] = Field(min_length=1, description="Primary key column(s) of the history table.")
-    parent: list[Identifier] = Field(min_length=1, description="Column(s) referring to the record's key, in the key's order.")
+    parent: list[Identifier] = Field(
+        min_length=1, description="Column(s) referring to the record's key, in the key's order."
+    )
     superseded_column: Identifier = Field(description="When the version was superseded (timestamptz).")
 
 
@@ -205,8 +246,12 @@ class SqlTarget(StrictModel):
     store: Name = Field(description="A store of kind 'sql'.")
     table: TableName = Field(description="Table, optionally schema-qualified ('app.support_tickets').")
     key: list[Identifier] = Field(min_length=1, description="Primary key column(s).")
-    age_column: Identifier = Field(description="Timestamp that starts the retention clock; NULL means not started (keep).")
-    age_timezone: TimeZoneName | None = Field(None, description="Zone of a column without time zone; required for such columns.")
+    age_column: Identifier = Field(
+        description="Timestamp that starts the retention clock; NULL means not started (keep)."
+    )
+    age_timezone: TimeZoneName | None = Field(
+        None, description="Zone of a column without time zone; required for such columns."
+    )
     subject_column: Identifier | None = Field(None, description="Whose data the row is (holds by subject).")
     match: dict[Identifier, StrictStr | StrictInt | StrictBool] | None = Field(
         None, description="Equality filters, always bound as parameters."
@@ -251,10 +296,16 @@ class S3Target(StrictModel):
 
     store: Name = Field(description="A store of kind 's3'.")
     bucket: BucketName = Field(description="Bucket name.")
-    prefix: StrictStr = Field("", max_length=1024, description="Key prefix; must be non-empty unless whole_bucket = true.")
+    prefix: StrictStr = Field(
+        "", max_length=1024, description="Key prefix; must be non-empty unless whole_bucket = true."
+    )
     whole_bucket: StrictBool = Field(False, description="Allow an empty prefix: the category covers the whole bucket.")
-    age: StrictStr = Field("last_modified", description="'last_modified', 'tag:<name>' or 'metadata:<name>' holding an RFC 3339 time.")
-    subject_pattern: StrictStr | None = Field(None, description="Regex with a named group 'subject' applied to the object key.")
+    age: StrictStr = Field(
+        "last_modified", description="'last_modified', 'tag:<name>' or 'metadata:<name>' holding an RFC 3339 time."
+    )
+    subject_pattern: StrictStr | None = Field(
+        None, description="Regex with a named group 'subject' applied to the object key."
+    )
 
     @field_validator("age")
     @classmethod
@@ -288,7 +339,9 @@ class Category(StrictModel):
     retain: Retention = Field(description="Retention period: Nd, Nw, Nmo or Ny (calendar months/years in UTC).")
     action: Literal["delete", "anonymize"] = Field(description="What happens to an expired record.")
     schedule: Cron | None = Field(None, description="Overrides daemon.schedule for this category.")
-    prior_versions: Retention | None = Field(None, description="Keep superseded versions this long after they were superseded.")
+    prior_versions: Retention | None = Field(
+        None, description="Keep superseded versions this long after they were superseded."
+    )
     sql: list[SqlTarget] = Field(default_factory=list, description="SQL tables of the category.")
     s3: list[S3Target] = Field(default_factory=list, description="S3 prefixes of the category.")
 

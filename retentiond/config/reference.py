@@ -57,30 +57,66 @@ class Section:
 
 
 SECTIONS: tuple[Section, ...] = (
-    Section("Top level of `retention.toml`", "retention.toml", Settings,
-            "The file has four tables; each is described below. Any other top-level key is an error."),
+    Section(
+        "Top level of `retention.toml`",
+        "retention.toml",
+        Settings,
+        "The file has four tables; each is described below. Any other top-level key is an error.",
+    ),
     Section("`[daemon]`", "retention.toml", DaemonSettings),
-    Section("`[audit]`", "retention.toml", AuditSettings,
-            "Give at most one of `url` / `url_env` / `url_credential`, and likewise for `hmac_key_*` and `signing_key_*`."),
+    Section(
+        "`[audit]`",
+        "retention.toml",
+        AuditSettings,
+        "Give at most one of `url` / `url_env` / `url_credential`, and likewise for `hmac_key_*` and `signing_key_*`.",
+    ),
     Section("`[audit.anchor]`", "retention.toml", AnchorSettings),
-    Section('`[stores.NAME]` with `kind = "sql"`', "retention.toml", SqlStore,
-            "Exactly one of `url`, `url_env`, `url_credential` is required. An inline `url` must not carry a password."),
-    Section('`[stores.NAME]` with `kind = "s3"`', "retention.toml", S3Store,
-            "Credentials come from boto3's standard chain (instance role, `AWS_*` variables, `profile`); "
-            "never from this file."),
-    Section("`[categories.NAME]`", "retention.toml", Category,
-            "A category needs at least one target (`[[categories.NAME.sql]]` or `[[categories.NAME.s3]]`); "
-            "`retain` must not be below `daemon.min_retention`."),
-    Section("`[[categories.NAME.sql]]`", "retention.toml", SqlTarget,
-            "`store` must name a store of kind `sql`. `anonymize` is required when the category's action is "
-            "`anonymize` and refused otherwise; it must not rewrite key or age columns."),
-    Section("`history = { ... }` (in `[[categories.NAME.sql]]`)", "retention.toml", HistoryTable,
-            "An inline table; `parent` has one column per column of the target's `key`, in the same order."),
-    Section("`[[categories.NAME.s3]]`", "retention.toml", S3Target,
-            "`store` must name a store of kind `s3`. S3 targets support `action = \"delete\"` only."),
-    Section("`[[hold]]`", "holds file", Hold,
-            "In Legal's holds file (`daemon.holds_file`), not in `retention.toml`; see docs/legal-holds.md. "
-            "Ids are unique across all holds files; categories must exist (or be `\"*\"`, alone)."),
+    Section(
+        '`[stores.NAME]` with `kind = "sql"`',
+        "retention.toml",
+        SqlStore,
+        "Exactly one of `url`, `url_env`, `url_credential` is required. An inline `url` must not carry a password.",
+    ),
+    Section(
+        '`[stores.NAME]` with `kind = "s3"`',
+        "retention.toml",
+        S3Store,
+        "Credentials come from boto3's standard chain (instance role, `AWS_*` variables, `profile`); "
+        "never from this file.",
+    ),
+    Section(
+        "`[categories.NAME]`",
+        "retention.toml",
+        Category,
+        "A category needs at least one target (`[[categories.NAME.sql]]` or `[[categories.NAME.s3]]`); "
+        "`retain` must not be below `daemon.min_retention`.",
+    ),
+    Section(
+        "`[[categories.NAME.sql]]`",
+        "retention.toml",
+        SqlTarget,
+        "`store` must name a store of kind `sql`. `anonymize` is required when the category's action is "
+        "`anonymize` and refused otherwise; it must not rewrite key or age columns.",
+    ),
+    Section(
+        "`history = { ... }` (in `[[categories.NAME.sql]]`)",
+        "retention.toml",
+        HistoryTable,
+        "An inline table; `parent` has one column per column of the target's `key`, in the same order.",
+    ),
+    Section(
+        "`[[categories.NAME.s3]]`",
+        "retention.toml",
+        S3Target,
+        '`store` must name a store of kind `s3`. S3 targets support `action = "delete"` only.',
+    ),
+    Section(
+        "`[[hold]]`",
+        "holds file",
+        Hold,
+        "In Legal's holds file (`daemon.holds_file`), not in `retention.toml`; see docs/legal-holds.md. "
+        'Ids are unique across all holds files; categories must exist (or be `"*"`, alone).',
+    ),
 )
 
 # Validator function name -> what the value is, in TOML terms.
@@ -196,7 +232,10 @@ def toml_type(annotation: Any, metadata: list[Any] | None = None) -> str:
     if origin is dict:
         key, value = typing.get_args(annotation)
         value_origin = typing.get_origin(_strip_optional(value)[0])
-        if value_origin is typing.Annotated and typing.get_args(value)[0] in (SqlStore | S3Store, typing.Union[SqlStore, S3Store]):
+        if value_origin is typing.Annotated and typing.get_args(value)[0] in (
+            SqlStore | S3Store,
+            typing.Union[SqlStore, S3Store],
+        ):
             return "tables `[stores.NAME]`"
         if isinstance(value, type) and value is Category:
             return "tables `[categories.NAME]`"
@@ -252,7 +291,9 @@ def field_rows(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
     """Return (key, type, default, description) for every field of ``model``."""
     rows = []
     for name, info in model.model_fields.items():
-        rows.append((f"`{name}`", toml_type(info.annotation, info.metadata), default_text(info), _cell(info.description or "")))
+        rows.append(
+            (f"`{name}`", toml_type(info.annotation, info.metadata), default_text(info), _cell(info.description or ""))
+        )
     return rows
 
 
@@ -271,14 +312,13 @@ def generate() -> str:
     """Return the generated Markdown (without the markers)."""
     parts = [
         "## Keys\n",
-        "Every key of every table, generated from the models that validate the files. "
-        "Keys not listed are errors.\n",
+        "Every key of every table, generated from the models that validate the files. Keys not listed are errors.\n",
     ]
     parts += [_section(s) for s in SECTIONS]
     parts += ["## Durations and schedules\n", DURATIONS]
     parts += [
         "## Anonymize strategies\n",
-        "Values of `anonymize = { column = \"strategy\" }` in `[[categories.NAME.sql]]`. The strategy must fit "
+        'Values of `anonymize = { column = "strategy" }` in `[[categories.NAME.sql]]`. The strategy must fit '
         "the column's type and constraints; `retentiond config validate --connect` checks this against the database.\n",
         "| Strategy | Effect |\n|---|---|\n"
         + "".join(f"| `{name}` | {STRATEGIES[name]} |\n" for name in ANONYMIZE_STRATEGIES),
@@ -321,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = generated_part(Path(args.check).read_text(encoding="utf-8"))
         if current != text:
-            print(f"{args.check} is out of date: run python -m retentiond.config.reference --write {args.check}", file=sys.stderr)
+            print(
+                f"{args.check} is out of date: run python -m retentiond.config.reference --write {args.check}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     sys.stdout.write(text)

@@ -22,7 +22,13 @@ def credential_path(name: str) -> Path:
     """
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
-        raise ConfigError([ConfigIssue("", f"credential {name!r} requested but CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "", f"credential {name!r} requested but CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)"
+                )
+            ]
+        )
     return Path(directory) / name
 
 

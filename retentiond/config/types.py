@@ -48,17 +48,13 @@ def _check_table_name(value: str) -> str:
 
 def check_name(value: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ValueError(
-            f"invalid name {value!r}: use 1-63 ASCII letters, digits, '_' or '-', starting with a letter"
-        )
+        raise ValueError(f"invalid name {value!r}: use 1-63 ASCII letters, digits, '_' or '-', starting with a letter")
     return value
 
 
 def _check_hold_id(value: str) -> str:
     if not isinstance(value, str) or not _HOLD_ID.fullmatch(value):
-        raise ValueError(
-            f"invalid hold id {value!r}: use ASCII letters, digits and . _ - (at most 128)"
-        )
+        raise ValueError(f"invalid hold id {value!r}: use ASCII letters, digits and . _ - (at most 128)")
     return value
 
 

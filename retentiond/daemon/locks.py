@@ -126,7 +126,9 @@ class AdvisoryLocks:
             got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one()
             conn.commit()  # keep no transaction open while the run goes on: the lock is per session
         except sa.exc.OperationalError as exc:
-            raise TemporaryFailure(f"ledger database unreachable for the runner lock: {type(exc.orig).__name__}") from None
+            raise TemporaryFailure(
+                f"ledger database unreachable for the runner lock: {type(exc.orig).__name__}"
+            ) from None
         if not got:
             conn.close()
             return None

@@ -51,33 +51,77 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
-        self.build_info = Gauge("retentiond_build_info", "Always 1; the version label says which build runs.", ["version"], registry=r)
+        self.build_info = Gauge(
+            "retentiond_build_info", "Always 1; the version label says which build runs.", ["version"], registry=r
+        )
         self.build_info.labels(__version__).set(1)
-        self.last_success = Gauge("retentiond_last_success_timestamp_seconds",
-                                  "Unix time of the last run of the category that finished without failure (0: never).",
-                                  ["category"], registry=r)
-        self.next_run = Gauge("retentiond_next_run_timestamp_seconds", "Unix time of the category's next scheduled run.",
-                              ["category"], registry=r)
-        self.records = Counter("retentiond_records", "Records acted on or kept, per category, target and outcome.",
-                               ["category", "target", "outcome"], registry=r)
-        self.runs = Counter("retentiond_runs", "Runs per category and result (success, failed, interrupted, skipped).",
-                            ["category", "result"], registry=r)
-        self.run_duration = Histogram("retentiond_run_duration_seconds", "Wall time of a category's run.", ["category"],
-                                      buckets=_DURATION_BUCKETS, registry=r)
-        self.missed = Counter("retentiond_scheduler_missed", "Scheduled runs APScheduler dropped (later than misfire_grace_time).",
-                              ["category"], registry=r)
-        self.job_errors = Counter("retentiond_scheduler_job_errors", "Jobs that raised an unexpected error.", ["category"], registry=r)
-        self.holds_active = Gauge("retentiond_holds_active", "Holds that protect records now (file and release grace).", registry=r)
-        self.holds_valid = Gauge("retentiond_holds_file_valid", "1 when the holds file is readable and valid, 0 when every deletion is stopped.",
-                                 registry=r)
-        self.reload_ok = Gauge("retentiond_config_last_reload_successful", "1 when the last load or reload was accepted, 0 when refused.",
-                               registry=r)
-        self.reload_time = Gauge("retentiond_config_last_reload_success_timestamp_seconds",
-                                 "Unix time of the last accepted load or reload.", registry=r)
+        self.last_success = Gauge(
+            "retentiond_last_success_timestamp_seconds",
+            "Unix time of the last run of the category that finished without failure (0: never).",
+            ["category"],
+            registry=r,
+        )
+        self.next_run = Gauge(
+            "retentiond_next_run_timestamp_seconds",
+            "Unix time of the category's next scheduled run.",
+            ["category"],
+            registry=r,
+        )
+        self.records = Counter(
+            "retentiond_records",
+            "Records acted on or kept, per category, target and outcome.",
+            ["category", "target", "outcome"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "retentiond_runs",
+            "Runs per category and result (success, failed, interrupted, skipped).",
+            ["category", "result"],
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "retentiond_run_duration_seconds",
+            "Wall time of a category's run.",
+            ["category"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.missed = Counter(
+            "retentiond_scheduler_missed",
+            "Scheduled runs APScheduler dropped (later than misfire_grace_time).",
+            ["category"],
+            registry=r,
+        )
+        self.job_errors = Counter(
+            "retentiond_scheduler_job_errors", "Jobs that raised an unexpected error.", ["category"], registry=r
+        )
+        self.holds_active = Gauge(
+            "retentiond_holds_active", "Holds that protect records now (file and release grace).", registry=r
+        )
+        self.holds_valid = Gauge(
+            "retentiond_holds_file_valid",
+            "1 when the holds file is readable and valid, 0 when every deletion is stopped.",
+            registry=r,
+        )
+        self.reload_ok = Gauge(
+            "retentiond_config_last_reload_successful",
+            "1 when the last load or reload was accepted, 0 when refused.",
+            registry=r,
+        )
+        self.reload_time = Gauge(
+            "retentiond_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last accepted load or reload.",
+            registry=r,
+        )
         self.reloads = Counter("retentiond_config_reloads", "Reloads (SIGHUP) per result.", ["result"], registry=r)
-        self.store_up = Gauge("retentiond_store_up", "1 when the last probe of the store succeeded.", ["store"], registry=r)
-        self.checkpoint_time = Gauge("retentiond_last_checkpoint_timestamp_seconds", "Unix time of the last signed checkpoint this daemon saw.",
-                                     registry=r)
+        self.store_up = Gauge(
+            "retentiond_store_up", "1 when the last probe of the store succeeded.", ["store"], registry=r
+        )
+        self.checkpoint_time = Gauge(
+            "retentiond_last_checkpoint_timestamp_seconds",
+            "Unix time of the last signed checkpoint this daemon saw.",
+            registry=r,
+        )
         for result in ("accepted", "rejected"):
             self.reloads.labels(result)
 
@@ -131,8 +175,11 @@ class MetricsServer:
                     self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     ok, body = (health_ref if path == "/healthz" else ready_ref)()
-                    self._send(200 if ok else 503, json.dumps({"ok": ok, **body}, sort_keys=True, default=str).encode(),
-                               "application/json")
+                    self._send(
+                        200 if ok else 503,
+                        json.dumps({"ok": ok, **body}, sort_keys=True, default=str).encode(),
+                        "application/json",
+                    )
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
@@ -150,8 +197,9 @@ class MetricsServer:
         ThreadingHTTPServer.allow_reuse_address = True
         self.httpd = ThreadingHTTPServer((host, int(port)), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 1.0},
-                                       name="metrics-http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 1.0}, name="metrics-http", daemon=True
+        )
 
     @property
     def address(self) -> tuple[str, int]:

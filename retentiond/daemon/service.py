@@ -143,7 +143,9 @@ class Daemon:
         try:
             self._start_server()  # before anything is audited: a taken port is a clean exit 75
             self.audit = open_audit(self.loaded)
-            self.locks = runner_locks(ledger_url(self.loaded), self.loaded.settings.audit.ledger_id, self.loaded.state_dir)
+            self.locks = runner_locks(
+                ledger_url(self.loaded), self.loaded.settings.audit.ledger_id, self.loaded.state_dir
+            )
             self.watcher = self._new_watcher(self.loaded, self.audit)
             holds_ok = self._refresh_holds(source_on_error="holds")
             self.metrics.init_config(self.loaded)
@@ -159,8 +161,14 @@ class Daemon:
             self._start_scheduler()
             self._catch_up()
             sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
-            log.info("daemon ready", config_sha256=self.loaded.sha256, categories=len(self.specs), pid=os.getpid(),
-                     watchdog_seconds=self.watchdog_every, tick_seconds=self.tick_seconds)
+            log.info(
+                "daemon ready",
+                config_sha256=self.loaded.sha256,
+                categories=len(self.specs),
+                pid=os.getpid(),
+                watchdog_seconds=self.watchdog_every,
+                tick_seconds=self.tick_seconds,
+            )
             self._loop()
         finally:
             self._shutdown()
@@ -184,13 +192,23 @@ class Daemon:
         daemon = self.loaded.settings.daemon
         self.scheduler = BackgroundScheduler(
             executors={"runs": ThreadPoolExecutor(1), "service": ThreadPoolExecutor(1)},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": max(1, int(daemon.misfire_grace_time.total_seconds()))},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(daemon.misfire_grace_time.total_seconds())),
+            },
             timezone=daemon.timezone,
         )
         self.scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-        self.scheduler.add_job(self._heartbeat, IntervalTrigger(seconds=self.heartbeat_every), id="service:heartbeat",
-                               executor="service", misfire_grace_time=None, coalesce=True, max_instances=1)
+        self.scheduler.add_job(
+            self._heartbeat,
+            IntervalTrigger(seconds=self.heartbeat_every),
+            id="service:heartbeat",
+            executor="service",
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+        )
         self._apply_specs(job_specs(self.loaded, self.tick_seconds))
         self.scheduler.start()
         self._update_next_runs()
@@ -205,8 +223,14 @@ class Daemon:
             job_id = f"category:{name}"
             old = self.specs.get(name)
             if old is None:
-                self.scheduler.add_job(self._scheduled, spec.trigger, args=[name], id=job_id, executor="runs",
-                                       misfire_grace_time=spec.misfire_grace_seconds)
+                self.scheduler.add_job(
+                    self._scheduled,
+                    spec.trigger,
+                    args=[name],
+                    id=job_id,
+                    executor="runs",
+                    misfire_grace_time=spec.misfire_grace_seconds,
+                )
                 log.info("category scheduled", category=name, schedule=str(spec.trigger))
             elif old.key != spec.key:
                 self.scheduler.modify_job(job_id, misfire_grace_time=spec.misfire_grace_seconds)
@@ -224,10 +248,20 @@ class Daemon:
             tick = missed_since(spec.trigger, last.last_success if last else None, now)
             if tick is None:
                 continue
-            log.info("catch-up run", category=name, missed_tick=tick.isoformat(),
-                     last_success=last.last_success.isoformat() if last and last.last_success else None)
-            self.scheduler.add_job(self._run_category, args=[name, tick, "catch-up"], id=f"catch-up:{name}",
-                                   executor="runs", misfire_grace_time=None, next_run_time=now)
+            log.info(
+                "catch-up run",
+                category=name,
+                missed_tick=tick.isoformat(),
+                last_success=last.last_success.isoformat() if last and last.last_success else None,
+            )
+            self.scheduler.add_job(
+                self._run_category,
+                args=[name, tick, "catch-up"],
+                id=f"catch-up:{name}",
+                executor="runs",
+                misfire_grace_time=None,
+                next_run_time=now,
+            )
 
     # -- the main thread -----------------------------------------------------------------------
 
@@ -269,8 +303,10 @@ class Daemon:
             if self.scheduler_alive():
                 sdnotify.notify("WATCHDOG=1")
             else:
-                log.error("scheduler heartbeat stale: withholding the watchdog ping",
-                          stale_seconds=round(time.monotonic() - self.status.heartbeat, 1))
+                log.error(
+                    "scheduler heartbeat stale: withholding the watchdog ping",
+                    stale_seconds=round(time.monotonic() - self.status.heartbeat, 1),
+                )
             next_ping = time.monotonic() + self.watchdog_every
         return next_ping
 
@@ -313,7 +349,9 @@ class Daemon:
             "store_probe_ok": self.status.probe_ok,
             "store_probe_age_seconds": None if age is None else round(age, 1),
             "categories": sorted(self.specs),
-            "last_runs": {k: {"result": v.result, "finished": v.finished.isoformat()} for k, v in self.status.last_runs.items()},
+            "last_runs": {
+                k: {"result": v.result, "finished": v.finished.isoformat()} for k, v in self.status.last_runs.items()
+            },
         }
 
     def status_line(self) -> str:
@@ -381,8 +419,11 @@ class Daemon:
                 self.metrics.holds_valid.set(0)
                 log.error("holds file unusable: no deletion until it is fixed", issues=len(exc.issues))
                 if source_on_error is not None:
-                    self._audit_rejected(source_on_error, file_sha256(self.loaded.holds_path)
-                                         if self.loaded.holds_path.is_file() else None, max(1, len(exc.issues)))
+                    self._audit_rejected(
+                        source_on_error,
+                        file_sha256(self.loaded.holds_path) if self.loaded.holds_path.is_file() else None,
+                        max(1, len(exc.issues)),
+                    )
                 return False
             except TemporaryFailure as exc:
                 log.warning("could not record hold changes now", error=str(exc))
@@ -449,12 +490,22 @@ class Daemon:
             return
         if held is None:
             self.metrics.runs.labels(category, "skipped").inc()
-            log.info("run skipped: another runner holds the category", category=category, tick=tick.isoformat(), reason=reason)
+            log.info(
+                "run skipped: another runner holds the category",
+                category=category,
+                tick=tick.isoformat(),
+                reason=reason,
+            )
             return
         try:
             if self._tick_done(category, tick):
                 self.metrics.runs.labels(category, "skipped").inc()
-                log.info("run skipped: tick already done by another runner", category=category, tick=tick.isoformat(), reason=reason)
+                log.info(
+                    "run skipped: tick already done by another runner",
+                    category=category,
+                    tick=tick.isoformat(),
+                    reason=reason,
+                )
                 return
             started = time.monotonic()
             runner = Runner(loaded, categories=[category], mode="run", stop=self.stop)
@@ -471,8 +522,12 @@ class Daemon:
                 result = "interrupted" if report.interrupted else ("failed" if report.failed else "success")
                 for target in report.targets:
                     name = f"{target.store}/{target.target}"
-                    self.metrics.records.labels(category, name, "deleted" if target.action == "delete" else "anonymized").inc(target.acted)
-                    self.metrics.records.labels(category, name, "prior_versions_deleted").inc(target.prior_versions_deleted)
+                    self.metrics.records.labels(
+                        category, name, "deleted" if target.action == "delete" else "anonymized"
+                    ).inc(target.acted)
+                    self.metrics.records.labels(category, name, "prior_versions_deleted").inc(
+                        target.prior_versions_deleted
+                    )
                     self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
                     if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
                         self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
@@ -512,8 +567,14 @@ class Daemon:
             self.metrics.last_success.labels(category).set(now.timestamp())
         self.status.last_runs[category] = LastRun(result, now, run_id)
         self._update_next_runs()
-        log.info("category run", category=category, tick=tick.isoformat(), result=result, run_id=run_id,
-                 duration_ms=int(duration * 1000))
+        log.info(
+            "category run",
+            category=category,
+            tick=tick.isoformat(),
+            result=result,
+            run_id=run_id,
+            duration_ms=int(duration * 1000),
+        )
         sdnotify.notify(f"STATUS={self.status_line()}")
 
     def _on_job_event(self, event: JobExecutionEvent) -> None:
@@ -521,8 +582,11 @@ class Daemon:
         if event.code == EVENT_JOB_MISSED:
             if category:
                 self.metrics.missed.labels(category).inc()
-            log.warning("scheduled run missed (later than misfire_grace_time)", job=event.job_id,
-                        scheduled=event.scheduled_run_time.isoformat())
+            log.warning(
+                "scheduled run missed (later than misfire_grace_time)",
+                job=event.job_id,
+                scheduled=event.scheduled_run_time.isoformat(),
+            )
         elif event.code == EVENT_JOB_ERROR:
             if category:
                 self.metrics.job_errors.labels(category).inc()
@@ -554,7 +618,10 @@ class Daemon:
                 self._reject("config", file_sha256(self.config_path), 1, exc)
                 return False
             assert self.audit is not None
-            same_ledger = (ledger_url(new), new.settings.audit.ledger_id) == (ledger_url(self.loaded), self.loaded.settings.audit.ledger_id)
+            same_ledger = (ledger_url(new), new.settings.audit.ledger_id) == (
+                ledger_url(self.loaded),
+                self.loaded.settings.audit.ledger_id,
+            )
             new_audit = open_audit(new) if not same_ledger or self._keys_changed(new) else None
             audit = new_audit or self.audit
             watcher = self._new_watcher(new, audit)
@@ -564,14 +631,21 @@ class Daemon:
                 if new_audit is not None:
                     new_audit.close()
                     new_audit = None
-                self._reject("holds", file_sha256(new.holds_path) if new.holds_path.is_file() else None, max(1, len(exc.issues)), exc)
+                self._reject(
+                    "holds",
+                    file_sha256(new.holds_path) if new.holds_path.is_file() else None,
+                    max(1, len(exc.issues)),
+                    exc,
+                )
                 return False
             self._apply(new, audit, watcher)
             return True
         except Exception as exc:
             if new_audit is not None and new_audit is not self.audit:
                 new_audit.close()
-            log.error("reload failed unexpectedly", error=type(exc).__name__, exc_info=not isinstance(exc, RetentiondError))
+            log.error(
+                "reload failed unexpectedly", error=type(exc).__name__, exc_info=not isinstance(exc, RetentiondError)
+            )
             self._reject("config", file_sha256(self.config_path), 1, exc)
             return False
         finally:
@@ -591,7 +665,11 @@ class Daemon:
             self.watcher = watcher
         if audit is not old_audit and old_audit is not None:
             old_audit.close()
-        if (ledger_url(new), new.settings.audit.ledger_id, new.state_dir) != (ledger_url(old), old.settings.audit.ledger_id, old.state_dir):
+        if (ledger_url(new), new.settings.audit.ledger_id, new.state_dir) != (
+            ledger_url(old),
+            old.settings.audit.ledger_id,
+            old.state_dir,
+        ):
             if self.locks is not None:
                 self.locks.close()
             self.locks = runner_locks(ledger_url(new), new.settings.audit.ledger_id, new.state_dir)
@@ -605,16 +683,27 @@ class Daemon:
         self._audit_loaded(new)
         self._mark_reload(True)
         self.metrics.reloads.labels("accepted").inc()
-        log.info("reload applied", config_sha256=new.sha256, previous_sha256=old.sha256,
-                 categories=len(new.settings.categories), removed=len(removed))
+        log.info(
+            "reload applied",
+            config_sha256=new.sha256,
+            previous_sha256=old.sha256,
+            categories=len(new.settings.categories),
+            removed=len(removed),
+        )
 
     def _reject(self, source: str, sha: str | None, issues: int, exc: Exception) -> None:
         self._audit_rejected(source, sha, issues)
         self._mark_reload(False)
         self.metrics.reloads.labels("rejected").inc()
         # Issue messages name paths and keys of the file, never secrets; the count goes to the ledger.
-        log.error("reload refused: keeping the running configuration", source=source, file_sha256=sha, issues=issues,
-                  error=type(exc).__name__, detail=str(exc))
+        log.error(
+            "reload refused: keeping the running configuration",
+            source=source,
+            file_sha256=sha,
+            issues=issues,
+            error=type(exc).__name__,
+            detail=str(exc),
+        )
 
     def _mark_reload(self, ok: bool) -> None:
         self.metrics.reload_ok.set(1 if ok else 0)
@@ -626,8 +715,14 @@ class Daemon:
         assert self.audit is not None and self.watcher is not None
         # The watcher's current reading (it has no public accessor); ids only, never subjects.
         holds = tuple(sorted(h.id for h in getattr(self.watcher, "_holds", ())))
-        self.audit.ledger.append(ConfigLoaded(config_sha256=loaded.sha256, holds_sha256=self.watcher.digest,
-                                              categories=tuple(loaded.settings.categories), holds=holds))
+        self.audit.ledger.append(
+            ConfigLoaded(
+                config_sha256=loaded.sha256,
+                holds_sha256=self.watcher.digest,
+                categories=tuple(loaded.settings.categories),
+                holds=holds,
+            )
+        )
 
     def _audit_rejected(self, source: str, sha: str | None, issues: int) -> None:
         if self.audit is None:
@@ -646,4 +741,3 @@ def run_daemon(loaded: LoadedConfig, *, tick_seconds: float | None = None) -> in
         TemporaryFailure: stores or ledger unreachable at start (exit 75).
     """
     return Daemon(loaded, tick_seconds=tick_seconds).run()
-

@@ -7,9 +7,9 @@ SQL; a hypothesis property test checks that both agree on random rows, holds and
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from retentiond.config.holds import Hold
 
@@ -60,8 +60,10 @@ class Decision:
 
 def covers(coverage: Coverage, row: Row) -> bool:
     """Return True when every match filter of ``coverage`` equals the row's value (NULL never matches)."""
-    return all(row.get(col) is not None and row.get(col) == value and type(row.get(col)) is type(value)
-               for col, value in coverage.match.items())
+    return all(
+        row.get(col) is not None and row.get(col) == value and type(row.get(col)) is type(value)
+        for col, value in coverage.match.items()
+    )
 
 
 def expired(coverage: Coverage, row: Row) -> bool:

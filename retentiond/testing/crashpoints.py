@@ -19,26 +19,26 @@ ENV = "RETENTIOND_TEST_CRASH_AT"
 
 #: Every point the SQL run path offers, in the order a run reaches them.
 POINTS = (
-    "run_after_reconcile",        # outbox relayed at start, run_started not yet appended
-    "sql_after_select",           # batch keys selected, nothing changed yet (transaction open)
-    "sql_after_action",           # DELETE/UPDATE done, prior versions not yet deleted (uncommitted)
-    "sql_after_history",          # prior versions deleted, outbox row not yet inserted (uncommitted)
-    "sql_after_outbox_insert",    # outbox row inserted, COMMIT not yet sent
-    "sql_after_commit",           # batch committed, outcome not yet appended to the ledger
-    "relay_after_append",         # outcome in the ledger, outbox row not yet removed
-    "between_batches",            # a batch fully relayed, the next not started
-    "sql_history_after_delete",   # prior_versions batch: rows deleted, outbox row not inserted
-    "held_between_entries",       # one `held` entry appended, the next not yet
-    "before_run_finished",        # every category done, run_finished not appended
-    "before_checkpoint",          # run_finished appended, checkpoint not signed
+    "run_after_reconcile",  # outbox relayed at start, run_started not yet appended
+    "sql_after_select",  # batch keys selected, nothing changed yet (transaction open)
+    "sql_after_action",  # DELETE/UPDATE done, prior versions not yet deleted (uncommitted)
+    "sql_after_history",  # prior versions deleted, outbox row not yet inserted (uncommitted)
+    "sql_after_outbox_insert",  # outbox row inserted, COMMIT not yet sent
+    "sql_after_commit",  # batch committed, outcome not yet appended to the ledger
+    "relay_after_append",  # outcome in the ledger, outbox row not yet removed
+    "between_batches",  # a batch fully relayed, the next not started
+    "sql_history_after_delete",  # prior_versions batch: rows deleted, outbox row not inserted
+    "held_between_entries",  # one `held` entry appended, the next not yet
+    "before_run_finished",  # every category done, run_finished not appended
+    "before_checkpoint",  # run_finished appended, checkpoint not signed
 )
 
 #: Points of the S3 engine.
 S3_POINTS = (
-    "s3_after_intent",            # intent durable, DeleteObjects not sent
-    "s3_after_delete",            # response received, outcome not written
-    "s3_after_outcome",           # outcome written, not relayed
-    "s3_before_remove",           # relayed to the ledger, intent not yet forgotten
+    "s3_after_intent",  # intent durable, DeleteObjects not sent
+    "s3_after_delete",  # response received, outcome not written
+    "s3_after_outcome",  # outcome written, not relayed
+    "s3_before_remove",  # relayed to the ledger, intent not yet forgotten
 )
 
 _counts: dict[str, int] = {}

@@ -34,8 +34,12 @@ from retentiond.audit.signing import load_private_key
 
 HMAC_KEY = b"test-hmac-key-0123456789abcdef!!"
 SQLITE_TRIGGER_NAMES = (
-    "audit_entries_no_update", "audit_entries_no_delete", "audit_refs_no_update",
-    "audit_refs_no_delete", "audit_head_no_delete", "audit_head_forward_only",
+    "audit_entries_no_update",
+    "audit_entries_no_delete",
+    "audit_refs_no_update",
+    "audit_refs_no_delete",
+    "audit_head_no_delete",
+    "audit_head_forward_only",
 )
 
 
@@ -119,13 +123,23 @@ class Harness:
         key = 0
         for _ in range(rounds):
             run = str(uuid.uuid4())
-            self.ledger.append(RunStarted(run_start=datetime.now(UTC), cutoffs={"support": datetime.now(UTC)}), run_id=run)
+            self.ledger.append(
+                RunStarted(run_start=datetime.now(UTC), cutoffs={"support": datetime.now(UTC)}), run_id=run
+            )
             for outcome in (Outcome.DELETED, Outcome.HELD):
                 refs = tuple(self.refmaker.sql_many("app", "tickets", [(key + i,) for i in range(refs_per_batch)]))
                 key += refs_per_batch
                 self.ledger.append(
-                    Batch(batch_id=BatchId.new(), category="support", store="app", target="tickets", action=Action.DELETE,
-                          outcome=outcome, count=len(refs), refs=refs),
+                    Batch(
+                        batch_id=BatchId.new(),
+                        category="support",
+                        store="app",
+                        target="tickets",
+                        action=Action.DELETE,
+                        outcome=outcome,
+                        count=len(refs),
+                        refs=refs,
+                    ),
                     run_id=run,
                 )
             self.ledger.append(RunFinished(counts={"deleted": refs_per_batch, "held": refs_per_batch}), run_id=run)
@@ -160,8 +174,12 @@ class Harness:
     def renumber(self, conn: sa.Connection, from_seq: int, delta: int) -> None:
         """Shift the seq of every entry ``>= from_seq`` by ``delta`` (via a far-away range: no PK clash)."""
         far = 10_000_000
-        conn.execute(sa.update(entries_table).where(entries_table.c.seq >= from_seq).values(seq=entries_table.c.seq + far))
-        conn.execute(sa.update(entries_table).where(entries_table.c.seq >= far).values(seq=entries_table.c.seq - far + delta))
+        conn.execute(
+            sa.update(entries_table).where(entries_table.c.seq >= from_seq).values(seq=entries_table.c.seq + far)
+        )
+        conn.execute(
+            sa.update(entries_table).where(entries_table.c.seq >= far).values(seq=entries_table.c.seq - far + delta)
+        )
 
     def rehash_from(self, conn: sa.Connection, seq: int) -> None:
         """Recompute prev_hash/hash of entries ``>= seq`` and the head row, as an attacker would."""
@@ -169,10 +187,22 @@ class Harness:
 
         prev_row = conn.execute(sa.select(entries_table.c.hash).where(entries_table.c.seq == seq - 1)).first()
         prev = bytes(prev_row.hash) if prev_row else genesis_hash(self.ledger_id)
-        rows = conn.execute(sa.select(entries_table).where(entries_table.c.seq >= seq).order_by(entries_table.c.seq)).mappings().all()
+        rows = (
+            conn.execute(sa.select(entries_table).where(entries_table.c.seq >= seq).order_by(entries_table.c.seq))
+            .mappings()
+            .all()
+        )
         for r in rows:
-            body = entry_body(seq=r["seq"], time=r["time"], event=r["event"], run_id=r["run_id"], category=r["category"],
-                              batch_id=r["batch_id"], fields=r["fields"], refs=bytes(r["refs"]))
+            body = entry_body(
+                seq=r["seq"],
+                time=r["time"],
+                event=r["event"],
+                run_id=r["run_id"],
+                category=r["category"],
+                batch_id=r["batch_id"],
+                fields=r["fields"],
+                refs=bytes(r["refs"]),
+            )
             h = chain_hash(prev, body)
             self.set_columns(conn, r["seq"], prev_hash=prev, hash=h)
             prev = h
@@ -182,9 +212,16 @@ class Harness:
         """Point the head row at the last remaining entry (covering tracks)."""
         from retentiond.audit.canonical import genesis_hash
 
-        last = conn.execute(sa.select(entries_table.c.seq, entries_table.c.hash, entries_table.c.time)
-                            .order_by(entries_table.c.seq.desc()).limit(1)).first()
-        values = {"seq": last.seq, "hash": bytes(last.hash), "time": last.time} if last else {"seq": 0, "hash": genesis_hash(self.ledger_id), "time": None}
+        last = conn.execute(
+            sa.select(entries_table.c.seq, entries_table.c.hash, entries_table.c.time)
+            .order_by(entries_table.c.seq.desc())
+            .limit(1)
+        ).first()
+        values = (
+            {"seq": last.seq, "hash": bytes(last.hash), "time": last.time}
+            if last
+            else {"seq": 0, "hash": genesis_hash(self.ledger_id), "time": None}
+        )
         conn.execute(sa.update(head_table).where(head_table.c.id == 1).values(**values))
 
     def forge_at(self, conn: sa.Connection, seq: int) -> None:
@@ -196,14 +233,30 @@ class Harness:
         self.renumber(conn, seq, 1)
         fields = '{"counts":{"deleted":0},"duration_ms":0,"failed_categories":[]}'
         time = "2026-01-01T00:00:00.000000Z"
-        body = entry_body(seq=seq, time=time, event="run_finished", run_id=None, category=None, batch_id=None, fields=fields, refs=b"")
-        conn.execute(sa.insert(entries_table).values(seq=seq, time=time, event="run_finished", run_id=None, category=None,
-                                                     batch_id=None, fields=fields, refs=b"", prev_hash=prev, hash=chain_hash(prev, body)))
+        body = entry_body(
+            seq=seq, time=time, event="run_finished", run_id=None, category=None, batch_id=None, fields=fields, refs=b""
+        )
+        conn.execute(
+            sa.insert(entries_table).values(
+                seq=seq,
+                time=time,
+                event="run_finished",
+                run_id=None,
+                category=None,
+                batch_id=None,
+                fields=fields,
+                refs=b"",
+                prev_hash=prev,
+                hash=chain_hash(prev, body),
+            )
+        )
         self.fix_head(conn)
 
 
 @pytest.fixture
-def harness_factory(url_factory: Callable[[], str], signer: Signer, refmaker: RefMaker) -> Iterator[Callable[[], Harness]]:
+def harness_factory(
+    url_factory: Callable[[], str], signer: Signer, refmaker: RefMaker
+) -> Iterator[Callable[[], Harness]]:
     """Return a function making fresh harnesses on the parametrized backend (closed after)."""
     made: list[Harness] = []
 

@@ -97,11 +97,33 @@ def setup(tmp_path: Path, url_factory: Callable[[], str], cli: Callable[..., Res
     with Ledger.open(url) as ledger:
         for run, keys in (("run-1", [1, 2, 3]), ("run-2", [4, 5])):
             refs = tuple(maker.sql_many("app", "tickets", [(k,) for k in keys]))
-            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="app", target="tickets", action=Action.DELETE,
-                                outcome=Outcome.DELETED, count=len(refs), refs=refs), run_id=run)
+            ledger.append(
+                Batch(
+                    batch_id=BatchId.new(),
+                    category="support",
+                    store="app",
+                    target="tickets",
+                    action=Action.DELETE,
+                    outcome=Outcome.DELETED,
+                    count=len(refs),
+                    refs=refs,
+                ),
+                run_id=run,
+            )
             parts = (maker.sql("app", "ticket_parts", (7, "a")),)
-            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="app", target="ticket_parts",
-                                action=Action.DELETE, outcome=Outcome.HELD, count=1, refs=parts), run_id=run)
+            ledger.append(
+                Batch(
+                    batch_id=BatchId.new(),
+                    category="support",
+                    store="app",
+                    target="ticket_parts",
+                    action=Action.DELETE,
+                    outcome=Outcome.HELD,
+                    count=1,
+                    refs=parts,
+                ),
+                run_id=run,
+            )
             ledger.append(RunFinished(counts={"deleted": len(keys)}), run_id=run)
             assert 0 == cli("audit", "checkpoint", "-c", config).code
     return {"url": url, "config": config, "dir": tmp_path}
@@ -132,12 +154,20 @@ class TestVerify:
         result = cli("audit", "verify", "-c", setup["config"])
         assert (65, "FAILED seq 5: modified:") == (result.code, result.stdout[:23])
 
-    def test_last_three_deleted_with_trusted_checkpoint(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
+    def test_last_three_deleted_with_trusted_checkpoint(
+        self, setup: dict[str, object], cli: Callable[..., Result]
+    ) -> None:
         trusted = Path(str(setup["dir"])) / "trusted.json"
         shown = cli("audit", "show", "-c", setup["config"], "--event", "checkpoint", "--format", "json", "--limit", "1")
         trusted.write_text(shown.stdout, encoding="utf-8")
-        _tamper(str(setup["url"]), sa.delete(entries_table).where(entries_table.c.seq > 5), sa.delete(refs_table).where(refs_table.c.seq > 5),
-                sa.update(head_table).values(seq=5, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 5).scalar_subquery()))
+        _tamper(
+            str(setup["url"]),
+            sa.delete(entries_table).where(entries_table.c.seq > 5),
+            sa.delete(refs_table).where(refs_table.c.seq > 5),
+            sa.update(head_table).values(
+                seq=5, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 5).scalar_subquery()
+            ),
+        )
         assert 0 == cli("audit", "verify", "-c", setup["config"]).code  # invisible without outside state
         result = cli("audit", "verify", "-c", setup["config"], "--trusted-checkpoint", trusted)
         assert (65, "FAILED seq 6: truncated:") == (result.code, result.stdout[:24])
@@ -153,7 +183,12 @@ class TestVerify:
         lines[3] = json.dumps(forged)
         export.write_text("\n".join(lines) + "\n")
         bad = cli("audit", "verify", "--file", export, "--pubkey", pub, "--format", "json")
-        assert (0, 65, 3, "modified") == (ok.code, bad.code, json.loads(bad.stdout)["damage"]["seq"], json.loads(bad.stdout)["damage"]["kind"])
+        assert (0, 65, 3, "modified") == (
+            ok.code,
+            bad.code,
+            json.loads(bad.stdout)["damage"]["seq"],
+            json.loads(bad.stdout)["damage"]["kind"],
+        )
 
     def test_wrong_pubkey_exits_65(self, setup: dict[str, object], cli: Callable[..., Result], tmp_path: Path) -> None:
         cli("audit", "keygen", "--out-dir", tmp_path / "other")
@@ -176,16 +211,35 @@ class TestShowFindExport:
 
     def test_show_table_and_filters(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
         table = cli("audit", "show", "-c", setup["config"])
-        json_lines = cli("audit", "show", "-c", setup["config"], "--category", "support", "--format", "json").stdout.splitlines()
+        json_lines = cli(
+            "audit", "show", "-c", setup["config"], "--category", "support", "--format", "json"
+        ).stdout.splitlines()
         assert (0, 9, 4) == (table.code, len(table.stdout.splitlines()) - 1, len(json_lines))
 
     def test_find_sql_key(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
         hit = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "tickets", "--key", "4")
         miss = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "tickets", "--key", "99")
-        assert (True, "run-2", True) == (hit.stdout.startswith("deleted on "), hit.stdout.split(" by run ")[1].split()[0], miss.stdout.startswith("no record"))
+        assert (True, "run-2", True) == (
+            hit.stdout.startswith("deleted on "),
+            hit.stdout.split(" by run ")[1].split()[0],
+            miss.stdout.startswith("no record"),
+        )
 
     def test_find_composite_key_both_forms(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
-        repeated = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "ticket_parts", "--key", "7", "--key", "a")
+        repeated = cli(
+            "audit",
+            "find",
+            "-c",
+            setup["config"],
+            "--store",
+            "app",
+            "--table",
+            "ticket_parts",
+            "--key",
+            "7",
+            "--key",
+            "a",
+        )
         comma = cli("audit", "find", "-c", setup["config"], "--store", "app", "--table", "ticket_parts", "--key", "7,a")
         assert (2, repeated.stdout) == (len(repeated.stdout.splitlines()), comma.stdout)
         assert repeated.stdout.startswith("kept (held) on ")
@@ -210,7 +264,12 @@ class TestKeygen:
         result = cli("audit", "keygen", "--out-dir", tmp_path)
         mode = stat.S_IMODE(os.stat(tmp_path / "audit-signing.pem").st_mode)
         again = cli("audit", "keygen", "--out-dir", tmp_path)
-        assert (0, 0o600, 64, 2) == (result.code, mode, len(result.stdout.strip().removeprefix("fingerprint: ")), again.code)
+        assert (0, 0o600, 64, 2) == (
+            result.code,
+            mode,
+            len(result.stdout.strip().removeprefix("fingerprint: ")),
+            again.code,
+        )
 
 
 ANCHOR = """
@@ -229,28 +288,76 @@ retain_days = 1
 class TestAnchorAndS3:
     """With [audit.anchor], checkpoints go to an Object Lock bucket and verify reads the newest."""
 
-    def test_anchor_detects_covered_up_truncation(self, setup: dict[str, object], cli: Callable[..., Result], s3_client: object,
-                                                  s3_endpoint: str) -> None:
+    def test_anchor_detects_covered_up_truncation(
+        self, setup: dict[str, object], cli: Callable[..., Result], s3_client: object, s3_endpoint: str
+    ) -> None:
         s3_client.create_bucket(Bucket="audit-anchors", ObjectLockEnabledForBucket=True)  # type: ignore[attr-defined]
         config = Path(str(setup["config"]))
-        text = config.read_text().replace("[categories.support]", ANCHOR.format(endpoint=s3_endpoint) + "\n[categories.support]")
+        text = config.read_text().replace(
+            "[categories.support]", ANCHOR.format(endpoint=s3_endpoint) + "\n[categories.support]"
+        )
         config.write_text(text)
         assert 0 == cli("audit", "checkpoint", "-c", config).code
         ok = cli("audit", "verify", "-c", config)
-        _tamper(str(setup["url"]), sa.delete(entries_table).where(entries_table.c.seq > 7), sa.delete(refs_table).where(refs_table.c.seq > 7),
-                sa.update(head_table).values(seq=7, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 7).scalar_subquery()))
+        _tamper(
+            str(setup["url"]),
+            sa.delete(entries_table).where(entries_table.c.seq > 7),
+            sa.delete(refs_table).where(refs_table.c.seq > 7),
+            sa.update(head_table).values(
+                seq=7, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 7).scalar_subquery()
+            ),
+        )
         bad = cli("audit", "verify", "-c", config)
         assert (0, True, 65, "FAILED seq 8: truncated") == (
-            ok.code, "trusted=anchor s3://audit-anchors/retentiond/retentiond/00000000000000000009.json@9" in ok.stdout,
-            bad.code, bad.stdout[:23],
+            ok.code,
+            "trusted=anchor s3://audit-anchors/retentiond/retentiond/00000000000000000009.json@9" in ok.stdout,
+            bad.code,
+            bad.stdout[:23],
         )
 
     def test_find_s3_object(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
         maker = RefMaker(HMAC_KEY)
         with Ledger.open(str(setup["url"])) as ledger:
-            ledger.append(Batch(batch_id=BatchId.new(), category="support", store="files", target="attachments",
-                                action=Action.DELETE, outcome=Outcome.BLOCKED, count=1,
-                                refs=(maker.s3("files", "attachments", "t/1.pdf", "v9"),)), run_id="run-3")
-        hit = cli("audit", "find", "-c", setup["config"], "--store", "files", "--bucket", "attachments", "--object-key", "t/1.pdf", "--version-id", "v9")
-        other_version = cli("audit", "find", "-c", setup["config"], "--store", "files", "--bucket", "attachments", "--object-key", "t/1.pdf")
-        assert (True, True) == (hit.stdout.startswith("blocked (object lock) on "), other_version.stdout.startswith("no record"))
+            ledger.append(
+                Batch(
+                    batch_id=BatchId.new(),
+                    category="support",
+                    store="files",
+                    target="attachments",
+                    action=Action.DELETE,
+                    outcome=Outcome.BLOCKED,
+                    count=1,
+                    refs=(maker.s3("files", "attachments", "t/1.pdf", "v9"),),
+                ),
+                run_id="run-3",
+            )
+        hit = cli(
+            "audit",
+            "find",
+            "-c",
+            setup["config"],
+            "--store",
+            "files",
+            "--bucket",
+            "attachments",
+            "--object-key",
+            "t/1.pdf",
+            "--version-id",
+            "v9",
+        )
+        other_version = cli(
+            "audit",
+            "find",
+            "-c",
+            setup["config"],
+            "--store",
+            "files",
+            "--bucket",
+            "attachments",
+            "--object-key",
+            "t/1.pdf",
+        )
+        assert (True, True) == (
+            hit.stdout.startswith("blocked (object lock) on "),
+            other_version.stdout.startswith("no record"),
+        )

@@ -40,7 +40,9 @@ class TestConcurrentWriters:
         Ledger.open(url).close()  # schema first, so both writers start appending at once
         start_at = str(time.time() + 2.0)
         procs = [
-            subprocess.Popen([sys.executable, "-c", WRITER, url, name, "1000", start_at], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, url, name, "1000", start_at], cwd=ROOT, stderr=subprocess.PIPE, text=True
+            )
             for name in ("writer-a", "writer-b")
         ]
         errors = [p.communicate(timeout=120)[1] for p in procs]

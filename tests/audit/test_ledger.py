@@ -28,10 +28,20 @@ from retentiond.audit.schema import entries_table, head_table, refs_table
 from retentiond.errors import ConfigError, TemporaryFailure
 
 
-def _batch(refmaker: RefMaker, keys: list[int], outcome: Outcome = Outcome.DELETED, batch_id: str | None = None) -> Batch:
+def _batch(
+    refmaker: RefMaker, keys: list[int], outcome: Outcome = Outcome.DELETED, batch_id: str | None = None
+) -> Batch:
     refs = tuple(refmaker.sql_many("app", "tickets", [(k,) for k in keys]))
-    return Batch(batch_id=batch_id or BatchId.new(), category="support", store="app", target="tickets",
-                 action=Action.DELETE, outcome=outcome, count=len(refs), refs=refs)
+    return Batch(
+        batch_id=batch_id or BatchId.new(),
+        category="support",
+        store="app",
+        target="tickets",
+        action=Action.DELETE,
+        outcome=outcome,
+        count=len(refs),
+        refs=refs,
+    )
 
 
 class TestAppend:
@@ -57,13 +67,21 @@ class TestAppend:
             assert 0 == ledger.head().seq
 
     def test_checkpoint_not_appendable_directly(self, url_factory: Callable[[], str]) -> None:
-        cp = Checkpoint(ledger_id="retentiond", covered_seq=0, covered_hash="0" * 64, signed_at=datetime.now(UTC),
-                        key_fingerprint="0" * 64, signature="0" * 128)
+        cp = Checkpoint(
+            ledger_id="retentiond",
+            covered_seq=0,
+            covered_hash="0" * 64,
+            signed_at=datetime.now(UTC),
+            key_fingerprint="0" * 64,
+            signature="0" * 128,
+        )
         with Ledger.open(url_factory()) as ledger, pytest.raises(TypeError):
             ledger.append(cp)
 
     def test_no_update_or_delete_methods(self) -> None:
-        assert [] == [m for m in dir(Ledger) if any(w in m.lower() for w in ("update", "delete", "remove", "truncate", "erase"))]
+        assert [] == [
+            m for m in dir(Ledger) if any(w in m.lower() for w in ("update", "delete", "remove", "truncate", "erase"))
+        ]
 
     def test_duplicate_batch_refused_without_gap(self, url_factory: Callable[[], str], refmaker: RefMaker) -> None:
         with Ledger.open(url_factory()) as ledger:
@@ -72,7 +90,11 @@ class TestAppend:
             with pytest.raises(DuplicateBatch):
                 ledger.append(_batch(refmaker, [1], batch_id=bid))
             ledger.append(RunFinished(counts={}))
-            assert ([1, 2], True, False) == ([e.seq for e in ledger.entries()], ledger.has_batch(bid), ledger.has_batch(BatchId.new()))
+            assert ([1, 2], True, False) == (
+                [e.seq for e in ledger.entries()],
+                ledger.has_batch(bid),
+                ledger.has_batch(BatchId.new()),
+            )
 
     def test_typed_round_trip(self, url_factory: Callable[[], str]) -> None:
         event = GuardTripped(category="support", store="app", target="tickets", would_act=90, total=100, limit=25)
@@ -122,7 +144,11 @@ class TestReads:
             ledger.checkpoint(signer)
             future = datetime.now(UTC) + timedelta(days=1)
             assert (
-                [4], [1], [2, 4], [], 4,
+                [4],
+                [1],
+                [2, 4],
+                [],
+                4,
             ) == (
                 [e.seq for e in ledger.entries(event="checkpoint", limit=1)],
                 [e.seq for e in ledger.entries(category="support")],
@@ -166,13 +192,19 @@ class TestAppendOnly:
 class TestCheckpoints:
     """Checkpoints sign the head and are verified."""
 
-    def test_checkpoint_signs_head(self, url_factory: Callable[[], str], refmaker: RefMaker, signer: Signer, keys: KeyRing) -> None:
+    def test_checkpoint_signs_head(
+        self, url_factory: Callable[[], str], refmaker: RefMaker, signer: Signer, keys: KeyRing
+    ) -> None:
         with Ledger.open(url_factory()) as ledger:
             ledger.append(_batch(refmaker, [1]))
             head = ledger.head()
             entry = ledger.checkpoint(signer)
             assert entry is not None
-            assert (1, head.hash.hex(), signer.fingerprint) == (entry.fields["covered_seq"], entry.fields["covered_hash"], entry.fields["key_fingerprint"])
+            assert (1, head.hash.hex(), signer.fingerprint) == (
+                entry.fields["covered_seq"],
+                entry.fields["covered_hash"],
+                entry.fields["key_fingerprint"],
+            )
             result = ledger.verify(keys)
             assert (True, 2, 0, 2) == (result.ok, result.entries, result.unsigned_tail, result.last_checkpoint_seq)
 

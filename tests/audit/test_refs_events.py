@@ -38,7 +38,11 @@ class TestCanonicalKey:
         u = uuid.UUID("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")
         when = datetime(2026, 1, 2, 4, 5, 6, tzinfo=timezone(timedelta(hours=1)))
         assert ["42", "abc", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "2026-01-02T03:05:06.000000Z", "2026-01-02"] == [
-            canonical_key((42,)), canonical_key(("abc",)), canonical_key((u,)), canonical_key((when,)), canonical_key((date(2026, 1, 2),))
+            canonical_key((42,)),
+            canonical_key(("abc",)),
+            canonical_key((u,)),
+            canonical_key((when,)),
+            canonical_key((date(2026, 1, 2),)),
         ]
 
     def test_composite_is_compact_json_array(self) -> None:
@@ -63,7 +67,8 @@ class TestRefMaker:
     def test_s3_ref_with_and_without_version(self) -> None:
         maker = RefMaker(KEY)
         assert (_hmac("v1|files|bucket-a|t/a.pdf#v1"), _hmac("v1|files|bucket-a|t/a.pdf#null")) == (
-            bytes(maker.s3("files", "bucket-a", "t/a.pdf", "v1")), bytes(maker.s3("files", "bucket-a", "t/a.pdf", None))
+            bytes(maker.s3("files", "bucket-a", "t/a.pdf", "v1")),
+            bytes(maker.s3("files", "bucket-a", "t/a.pdf", None)),
         )
 
     def test_sql_many_equals_sql(self) -> None:
@@ -86,9 +91,16 @@ class TestRefMaker:
 
 
 def _batch(**overrides: object) -> Batch:
-    values: dict[str, object] = dict(batch_id=BatchId.new(), category="support", store="app", target="tickets",
-                                     action=Action.DELETE, outcome=Outcome.DELETED, count=1,
-                                     refs=(RefMaker(KEY).sql("app", "tickets", (1,)),))
+    values: dict[str, object] = dict(
+        batch_id=BatchId.new(),
+        category="support",
+        store="app",
+        target="tickets",
+        action=Action.DELETE,
+        outcome=Outcome.DELETED,
+        count=1,
+        refs=(RefMaker(KEY).sql("app", "tickets", (1,)),),
+    )
     values.update(overrides)
     return Batch(**values)  # type: ignore[arg-type]
 
@@ -139,12 +151,26 @@ class TestEventTypes:
 
     def test_hold_subjects_are_refs(self) -> None:
         maker = RefMaker(KEY)
-        hold = HoldPlaced(hold_id="LIT-2026-014", kind=HoldKind.LEGAL, categories=("support",), placed_at=datetime.now(UTC),
-                          expires_at=None, hold_sha256="0" * 64, subject_refs=(maker.subject("acct_1042"),))
+        hold = HoldPlaced(
+            hold_id="LIT-2026-014",
+            kind=HoldKind.LEGAL,
+            categories=("support",),
+            placed_at=datetime.now(UTC),
+            expires_at=None,
+            hold_sha256="0" * 64,
+            subject_refs=(maker.subject("acct_1042"),),
+        )
         assert 32 == len(hold.refs_blob())
         with pytest.raises(TypeError):
-            HoldPlaced(hold_id="LIT-1", kind="legal", categories=("support",), placed_at=datetime.now(UTC), expires_at=None,
-                       hold_sha256="0" * 64, subject_refs=("acct_1042",))
+            HoldPlaced(
+                hold_id="LIT-1",
+                kind="legal",
+                categories=("support",),
+                placed_at=datetime.now(UTC),
+                expires_at=None,
+                hold_sha256="0" * 64,
+                subject_refs=("acct_1042",),
+            )
 
     def test_name_type(self) -> None:
         assert "app.support_tickets" == Name("app.support_tickets")
@@ -155,8 +181,15 @@ class TestCanonicalEntry:
 
     def test_body_equals_canonical_dumps(self) -> None:
         fields = {"b": [1, "x"], "a": {"z": None, "é": "ü"}}
-        kwargs = dict(seq=3, time="2026-01-01T00:00:00.000000Z", event="batch", run_id="r", category="c\"q",
-                      batch_id=None, refs=b"\x01" * 64)
+        kwargs = dict(
+            seq=3,
+            time="2026-01-01T00:00:00.000000Z",
+            event="batch",
+            run_id="r",
+            category='c"q',
+            batch_id=None,
+            refs=b"\x01" * 64,
+        )
         body = entry_body(fields=canonical_dumps(fields), **kwargs)  # type: ignore[arg-type]
         expected = canonical_dumps({**kwargs, "fields": fields, "refs": (b"\x01" * 64).hex()})
         assert expected.encode() == body

@@ -89,7 +89,9 @@ class TestLeastPrivilegeRoles:
 class TestAnchor:
     """Checkpoints written to an Object Lock bucket act as trusted state for verify."""
 
-    def test_anchor_put_latest_and_truncation(self, s3_client: Any, url_factory: Callable[[], str], signer: Signer, keys: KeyRing) -> None:
+    def test_anchor_put_latest_and_truncation(
+        self, s3_client: Any, url_factory: Callable[[], str], signer: Signer, keys: KeyRing
+    ) -> None:
         s3_client.create_bucket(Bucket="audit-anchors", ObjectLockEnabledForBucket=True)
         anchor = Anchor(s3_client, "audit-anchors", "retentiond/", "retentiond", retain_days=1)
         url = url_factory()
@@ -103,7 +105,11 @@ class TestAnchor:
             head = s3_client.head_object(Bucket="audit-anchors", Key=key)
             latest = anchor.latest()
             assert latest is not None
-            assert ("COMPLIANCE", 6, True) == (head["ObjectLockMode"], latest.seq, ledger.verify(keys, trusted=[latest]).ok)
+            assert ("COMPLIANCE", 6, True) == (
+                head["ObjectLockMode"],
+                latest.seq,
+                ledger.verify(keys, trusted=[latest]).ok,
+            )
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":

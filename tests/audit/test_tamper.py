@@ -70,7 +70,13 @@ def _insert(h: Harness, pos: int) -> tuple[int, set[DamageKind]]:
 def _rebuild(h: Harness, pos: int) -> tuple[int, set[DamageKind]]:
     with h.raw() as conn:
         row = h.row(conn, pos)
-        h.set_columns(conn, pos, fields=row["fields"].replace('"', '"', 1).replace("0", "1", 1) if "0" in row["fields"] else row["fields"] + " ")
+        h.set_columns(
+            conn,
+            pos,
+            fields=row["fields"].replace('"', '"', 1).replace("0", "1", 1)
+            if "0" in row["fields"]
+            else row["fields"] + " ",
+        )
         h.rehash_from(conn, pos)
     return pos, {DamageKind.CHAIN_REBUILT, DamageKind.BAD_SIGNATURE}
 
@@ -107,7 +113,9 @@ SCENARIOS: dict[str, Callable[[Harness, int], tuple[int, set[DamageKind]]]] = {
 class TestTamperMatrix:
     """Every damage kind at the first, a middle and the last position is detected and located."""
 
-    def test_matrix(self, harness_factory: Callable[[], Harness], keys: KeyRing, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_matrix(
+        self, harness_factory: Callable[[], Harness], keys: KeyRing, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         tried = detected = located = diagnosed = 0
         misses: list[str] = []
         dialect = ""
@@ -127,14 +135,20 @@ class TestTamperMatrix:
                     continue
                 detected += 1
                 assert result.damage is not None
-                seq_ok = result.damage.seq == bad_seq or (name == "chain_rebuilt" and result.damage.seq is not None and result.damage.seq <= bad_seq)
+                seq_ok = result.damage.seq == bad_seq or (
+                    name == "chain_rebuilt" and result.damage.seq is not None and result.damage.seq <= bad_seq
+                )
                 located += seq_ok
                 diagnosed += result.damage.kind in kinds
                 if not seq_ok or result.damage.kind not in kinds:
-                    misses.append(f"{name}@{where}: expected seq {bad_seq} {sorted(k.value for k in kinds)}, got {result.damage.render()}")
+                    misses.append(
+                        f"{name}@{where}: expected seq {bad_seq} {sorted(k.value for k in kinds)}, got {result.damage.render()}"
+                    )
                 h.close()
         with capsys.disabled():
-            print(f"\n[{dialect}] tamper matrix: detected {detected}/{tried}, located {located}/{tried}, diagnosed {diagnosed}/{tried}")
+            print(
+                f"\n[{dialect}] tamper matrix: detected {detected}/{tried}, located {located}/{tried}, diagnosed {diagnosed}/{tried}"
+            )
         assert [] == misses
         assert tried == detected
 
@@ -167,7 +181,12 @@ class TestSingleByteChanges:
         return h
 
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(seq=st.integers(1, 20), column=st.sampled_from(COLUMNS), position=st.integers(0, 10_000), flip=st.integers(1, 255))
+    @given(
+        seq=st.integers(1, 20),
+        column=st.sampled_from(COLUMNS),
+        position=st.integers(0, 10_000),
+        flip=st.integers(1, 255),
+    )
     def test_any_byte(self, built: Harness, keys: KeyRing, seq: int, column: str, position: int, flip: int) -> None:
         h = built
         with h.raw() as conn:
@@ -212,7 +231,9 @@ class TestAcceptance:
         result = h.ledger.verify(keys)
         assert (7, DamageKind.MODIFIED) == (result.damage.seq, result.damage.kind)  # type: ignore[union-attr]
 
-    def test_last_three_deleted_with_trusted_checkpoint(self, harness_factory: Callable[[], Harness], keys: KeyRing) -> None:
+    def test_last_three_deleted_with_trusted_checkpoint(
+        self, harness_factory: Callable[[], Harness], keys: KeyRing
+    ) -> None:
         h = harness_factory()
         h.build(rounds=3)
         trusted = h.trusted_latest()

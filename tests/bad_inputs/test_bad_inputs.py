@@ -41,9 +41,14 @@ action = "delete"
 # (name, is a holds file, bytes, text expected in the output)
 RAW = [
     ("empty.toml", False, b"", "categories"),
-    ("latin1.toml", False, b'[categories.support]\ndescription = "Kundenanfragen f\xfcr Z\xfcrich"\n', ":2: not valid UTF-8"),
-    ("nul.toml", False, b"[daemon]\nschedule = \"15 3 * * *\x00\"\n", ":2: TOML syntax error"),
-    ("utf16.toml", False, '[daemon]\nbatch_size = 1\n'.encode("utf-16"), "not valid UTF-8"),
+    (
+        "latin1.toml",
+        False,
+        b'[categories.support]\ndescription = "Kundenanfragen f\xfcr Z\xfcrich"\n',
+        ":2: not valid UTF-8",
+    ),
+    ("nul.toml", False, b'[daemon]\nschedule = "15 3 * * *\x00"\n', ":2: TOML syntax error"),
+    ("utf16.toml", False, "[daemon]\nbatch_size = 1\n".encode("utf-16"), "not valid UTF-8"),
     ("holds_latin1.toml", True, b'[[hold]]\nid = "LIT-1"\nreason = "Pr\xe9servation"\n', ":3: not valid UTF-8"),
     ("holds_empty_file_is_fine_but_bad_key.toml", True, b"holds = []\n", "holds: unknown key; did you mean 'hold'?"),
 ]
@@ -53,7 +58,9 @@ def expectation(path: Path) -> tuple[bool, str]:
     """Return (is a holds file, expected text) from the file's first line."""
     first = path.read_text(encoding="utf-8").splitlines()[0]
     tag, _, expected = first.partition(":")
-    assert tag in ("# expect", "# expect-holds"), f"{path.name}: first line must be '# expect: ...' or '# expect-holds: ...'"
+    assert tag in ("# expect", "# expect-holds"), (
+        f"{path.name}: first line must be '# expect: ...' or '# expect-holds: ...'"
+    )
     return tag == "# expect-holds", expected.strip()
 
 
@@ -94,7 +101,9 @@ class TestCorpus:
         assert (78, True, False) == (code, expected in output, "Traceback" in output), output
 
     @pytest.mark.parametrize(("name", "is_holds", "data", "expected"), RAW, ids=[r[0] for r in RAW])
-    def test_raw(self, name: str, is_holds: bool, data: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_raw(
+        self, name: str, is_holds: bool, data: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """Inputs written as bytes (no room for an expect comment): exit 78, expected text, no traceback."""
         path = tmp_path / name
         path.write_bytes(data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -83,18 +82,31 @@ class TestValidate:
         """A valid config exits 0 and names each category with its period."""
         result = run_cli("config", "validate", "-c", config)
         rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[3:]}
-        assert (0, {"support": "2y", "billing": "7y"}, True) == (result.code, rows, "2 categories, 2 holds" in result.stdout)
+        assert (0, {"support": "2y", "billing": "7y"}, True) == (
+            result.code,
+            rows,
+            "2 categories, 2 holds" in result.stdout,
+        )
 
     def test_ok_json(self, run_cli, config: Path) -> None:
         """--format json prints one JSON document with the categories and the hold count."""
         result = run_cli("config", "validate", "-c", config, "--format", "json")
         data = json.loads(result.stdout)
-        assert (0, True, ["billing", "support"], 2) == (result.code, data["ok"], sorted(data["categories"]), data["holds"])
+        assert (0, True, ["billing", "support"], 2) == (
+            result.code,
+            data["ok"],
+            sorted(data["categories"]),
+            data["holds"],
+        )
 
     def test_invalid_exits_78_with_every_error(self, run_cli, tmp_path: Path) -> None:
         """Several errors are all listed on stderr, each with file:line: path."""
         path = tmp_path / "bad.toml"
-        path.write_text(CONFIG.replace('retain = "2y"', 'retain = "6m"').replace('table = "invoices"', 'table = "a;b"').replace("[audit]", "[audit]\nurll = 1"))
+        path.write_text(
+            CONFIG.replace('retain = "2y"', 'retain = "6m"')
+            .replace('table = "invoices"', 'table = "a;b"')
+            .replace("[audit]", "[audit]\nurll = 1")
+        )
         result = run_cli("config", "validate", "-c", path)
         expected = [
             "retentiond: 3 error(s):",
@@ -111,13 +123,20 @@ class TestValidate:
         path.write_text(CONFIG.replace('retain = "2y"', 'retain = "0d"'))
         result = run_cli("--format", "json", "config", "validate", "-c", path)
         data = json.loads(result.stdout)
-        assert (78, False, ["categories.support.retain"]) == (result.code, data["ok"], [i["path"] for i in data["issues"]])
+        assert (78, False, ["categories.support.retain"]) == (
+            result.code,
+            data["ok"],
+            [i["path"] for i in data["issues"]],
+        )
 
     def test_bad_holds_exit_78(self, run_cli, config: Path) -> None:
         """An invalid holds file makes validate fail with the hold's path."""
         (config.parent / "holds.toml").write_text(HOLDS.replace('"billing"]', '"biling"]'))
         result = run_cli("config", "validate", "-c", config)
-        assert (78, True) == (result.code, "hold[0].categories[0]: unknown category 'biling'; did you mean 'billing'?" in result.stderr)
+        assert (78, True) == (
+            result.code,
+            "hold[0].categories[0]: unknown category 'biling'; did you mean 'billing'?" in result.stderr,
+        )
 
     def test_missing_holds_exit_78(self, run_cli, config: Path) -> None:
         """A missing holds file is an error (holds fail closed)."""
@@ -145,7 +164,11 @@ class TestShow:
     def test_json_has_defaults(self, run_cli, config: Path) -> None:
         """The JSON dump includes defaults filled in (batch_size 5000) and periods as strings."""
         data = json.loads(run_cli("config", "show", "-c", config, "--format", "json").stdout)
-        assert (5000, "7d", "2y") == (data["daemon"]["batch_size"], data["daemon"]["hold_release_grace"], data["categories"]["support"]["retain"])
+        assert (5000, "7d", "2y") == (
+            data["daemon"]["batch_size"],
+            data["daemon"]["hold_release_grace"],
+            data["categories"]["support"]["retain"],
+        )
 
     def test_user_info_redacted(self, run_cli, config: Path) -> None:
         """User names in inline URLs are masked."""
@@ -237,7 +260,11 @@ class TestUsage:
     def test_exit_2(self, run_cli, config: Path, args: list[str]) -> None:
         """Unknown options, commands and bad values exit 2."""
         result = run_cli(*args, "-c", config) if args[0] not in ("nope",) else run_cli(*args)
-        assert (2, False, True) == (result.code, "Traceback" in result.output, "Usage:" in result.stderr or "Error" in result.stderr)
+        assert (2, False, True) == (
+            result.code,
+            "Traceback" in result.output,
+            "Usage:" in result.stderr or "Error" in result.stderr,
+        )
 
     def test_help(self, run_cli) -> None:
         """--help exits 0 and documents the exit codes."""

@@ -31,7 +31,9 @@ def write_config(tmp_path: Path, *, action: str = "delete", extra: str = "", s3:
     """Write a config with SQL store ``app`` (URL in RTD_TEST_APP_URL) and return its path."""
     (tmp_path / "holds.toml").write_text("")
     path = tmp_path / "retention.toml"
-    path.write_text('[stores.app]\nkind = "sql"\nurl_env = "RTD_TEST_APP_URL"\n' + s3 + TARGET.format(action=action, extra=extra))
+    path.write_text(
+        '[stores.app]\nkind = "sql"\nurl_env = "RTD_TEST_APP_URL"\n' + s3 + TARGET.format(action=action, extra=extra)
+    )
     return path
 
 
@@ -85,13 +87,17 @@ class TestPostgres:
         assert (78, True, False) == (code, "categories.support.sql[0].age_column" in err, "Traceback" in err)
 
     @pytest.mark.parametrize("column_type", ["text", "timestamp"])
-    def test_wrong_age_type(self, pg_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], column_type: str) -> None:
+    def test_wrong_age_type(
+        self, pg_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], column_type: str
+    ) -> None:
         """A text or naive timestamp age column (no age_timezone) exits 78."""
         ddl(pg_app, f"CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at {column_type})")
         code, _, err = validate(write_config(tmp_path), capsys)
         assert (78, True, False) == (code, "categories.support.sql[0].age_column" in err, "Traceback" in err)
 
-    def test_naive_timestamp_with_age_timezone(self, pg_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_naive_timestamp_with_age_timezone(
+        self, pg_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A naive timestamp with age_timezone exits 0."""
         ddl(pg_app, "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamp)")
         code, _, err = validate(write_config(tmp_path, extra='  age_timezone = "UTC"\n'), capsys)
@@ -100,13 +106,18 @@ class TestPostgres:
     def test_null_on_not_null(self, pg_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """The null strategy on a NOT NULL column exits 78."""
         ddl(pg_app, "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz, email text NOT NULL)")
-        code, _, err = validate(write_config(tmp_path, action="anonymize", extra='  anonymize = { email = "null" }\n'), capsys)
+        code, _, err = validate(
+            write_config(tmp_path, action="anonymize", extra='  anonymize = { email = "null" }\n'), capsys
+        )
         assert (78, True, False) == (code, "categories.support.sql[0].anonymize.email" in err, "Traceback" in err)
 
     def test_cascade_from_outside(self, pg_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """ON DELETE CASCADE from a table outside the category exits 78."""
-        ddl(pg_app, "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz)",
-            "CREATE TABLE invoices (id bigint PRIMARY KEY, ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)")
+        ddl(
+            pg_app,
+            "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz)",
+            "CREATE TABLE invoices (id bigint PRIMARY KEY, ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)",
+        )
         code, _, err = validate(write_config(tmp_path), capsys)
         assert (78, True, False) == (code, "ON DELETE CASCADE" in err, "Traceback" in err)
 
@@ -138,7 +149,9 @@ class TestSqlite:
         code, _, err = validate(write_config(tmp_path), capsys)
         assert (78, True) == (code, "categories.support.sql[0].age_column" in err)
 
-    def test_missing_file_is_not_created(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_missing_file_is_not_created(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A SQLite URL naming a missing file exits 78 and does not create the file."""
         missing = tmp_path / "missing.db"
         monkeypatch.setenv("RTD_TEST_APP_URL", f"sqlite:///{missing}")
@@ -149,7 +162,9 @@ class TestSqlite:
 class TestUnreachable:
     """Stores that cannot be reached."""
 
-    def test_postgres_down_exits_75(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_postgres_down_exits_75(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A refused connection exits 75 naming the store and never the URL's password."""
         import socket
 
@@ -174,16 +189,29 @@ class TestS3:
         path.write_text(path.read_text() + self.MEDIA.format(bucket=bucket))
         return path
 
-    def test_missing_bucket(self, sqlite_app: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_missing_bucket(
+        self,
+        sqlite_app: str,
+        s3_endpoint: str,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         """A missing bucket exits 78 naming the bucket path."""
         monkeypatch.setenv("RTD_TEST_S3", s3_endpoint)
         ddl(sqlite_app, "CREATE TABLE tickets (id INTEGER PRIMARY KEY, closed_at DATETIME)")
         code, _, err = validate(self.config(tmp_path, "absent"), capsys)
         assert (78, True, False) == (code, "categories.media.s3[0].bucket" in err, "Traceback" in err)
 
-    def test_versioned_bucket_in_json(self, sqlite_app: str, s3_endpoint: str, s3_client: Any, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_versioned_bucket_in_json(
+        self,
+        sqlite_app: str,
+        s3_endpoint: str,
+        s3_client: Any,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         """A versioned bucket's versioning status is in the JSON output."""
         monkeypatch.setenv("RTD_TEST_S3", s3_endpoint)
         s3_client.create_bucket(Bucket="media")
@@ -204,6 +232,13 @@ class TestSubprocess:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         done = subprocess.run(
             [sys.executable, "-m", "retentiond", "config", "validate", "--connect", "-c", str(write_config(tmp_path))],
-            capture_output=True, text=True, env=env, timeout=120,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
-        assert (78, True, False) == (done.returncode, "categories.support.sql[0].age_column" in done.stderr, "Traceback" in done.stderr)
+        assert (78, True, False) == (
+            done.returncode,
+            "categories.support.sql[0].age_column" in done.stderr,
+            "Traceback" in done.stderr,
+        )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from retentiond.config.cron import next_fire_time, previous_fire_time, validate_cron
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class TestValidateCron:
@@ -17,7 +17,13 @@ class TestValidateCron:
 
     @pytest.mark.parametrize(
         ("expression", "expected"),
-        [("15 3 * * *", "15 3 * * *"), ("  0   4 * *   0 ", "0 4 * * 0"), ("*/5 * * * 1-5", "*/5 * * * 1-5"), ("30 3 1 * *", "30 3 1 * *"), ("0 0 29 2 *", "0 0 29 2 *")],
+        [
+            ("15 3 * * *", "15 3 * * *"),
+            ("  0   4 * *   0 ", "0 4 * * 0"),
+            ("*/5 * * * 1-5", "*/5 * * * 1-5"),
+            ("30 3 1 * *", "30 3 1 * *"),
+            ("0 0 29 2 *", "0 0 29 2 *"),
+        ],
     )
     def test_accepts_and_normalises(self, expression: str, expected: str) -> None:
         """Valid expressions come back with single spaces."""
@@ -29,7 +35,9 @@ class TestValidateCron:
         with pytest.raises(ValueError, match="five are required"):
             validate_cron(expression)
 
-    @pytest.mark.parametrize("expression", ["61 3 * * *", "0 25 * * *", "0 3 32 * *", "0 3 * 13 *", "0 3 * * 8", "x 3 * * *", "0 3 * * mon-"])
+    @pytest.mark.parametrize(
+        "expression", ["61 3 * * *", "0 25 * * *", "0 3 32 * *", "0 3 * 13 *", "0 3 * * 8", "x 3 * * *", "0 3 * * mon-"]
+    )
     def test_refuses_bad_field(self, expression: str) -> None:
         """An out-of-range or malformed field is refused."""
         with pytest.raises(ValueError, match="cron expression"):
@@ -72,7 +80,9 @@ class TestFireTimes:
 
     def test_previous(self) -> None:
         """previous_fire_time() gives the last match strictly before."""
-        assert datetime(2026, 3, 1, 3, 30, tzinfo=UTC) == previous_fire_time("30 3 1 * *", datetime(2026, 3, 31, tzinfo=UTC))
+        assert datetime(2026, 3, 1, 3, 30, tzinfo=UTC) == previous_fire_time(
+            "30 3 1 * *", datetime(2026, 3, 31, tzinfo=UTC)
+        )
 
     def test_dom_or_dow(self) -> None:
         """With both day fields restricted, Vixie cron fires on either (the 1st, or a Sunday)."""

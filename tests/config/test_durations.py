@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -10,11 +10,9 @@ from hypothesis import strategies as st
 
 from retentiond.config.durations import RetentionPeriod, format_operational, parse_operational
 
-UTC = timezone.utc
+UTC = UTC
 UNITS = ("d", "w", "mo", "y")
-instants = st.datetimes(
-    min_value=datetime(1990, 1, 1), max_value=datetime(2200, 12, 31), timezones=st.just(UTC)
-)
+instants = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2200, 12, 31), timezones=st.just(UTC))
 _MAX_AMOUNT = {"d": 73_000, "w": 10_400, "mo": 2_400, "y": 200}  # all within the 200-year limit
 periods = st.sampled_from(UNITS).flatmap(
     lambda unit: st.integers(1, _MAX_AMOUNT[unit]).map(lambda n: RetentionPeriod.parse(f"{n}{unit}"))
@@ -33,7 +31,27 @@ class TestRetentionGrammar:
         assert RetentionPeriod(amount, unit) == RetentionPeriod.parse(text)
 
     @pytest.mark.parametrize(
-        "text", ["6m", "0d", "0mo", "-1d", "1.5y", "7 y", "y", "", "1", "1h", "1s", "1Y", "1 mo", "+1d", "1yr", "999999y", "201y", "2401mo"]
+        "text",
+        [
+            "6m",
+            "0d",
+            "0mo",
+            "-1d",
+            "1.5y",
+            "7 y",
+            "y",
+            "",
+            "1",
+            "1h",
+            "1s",
+            "1Y",
+            "1 mo",
+            "+1d",
+            "1yr",
+            "999999y",
+            "201y",
+            "2401mo",
+        ],
     )
     def test_refuses(self, text: str) -> None:
         """Anything outside the grammar, zero, or longer than 200 years is a ValueError."""
@@ -122,8 +140,14 @@ class TestOperationalGrammar:
 
     @pytest.mark.parametrize(
         ("text", "expected"),
-        [("0s", timedelta(0)), ("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)),
-         ("1h", timedelta(hours=1)), ("2d", timedelta(days=2)), ("366d", timedelta(days=366))],
+        [
+            ("0s", timedelta(0)),
+            ("30s", timedelta(seconds=30)),
+            ("5m", timedelta(minutes=5)),
+            ("1h", timedelta(hours=1)),
+            ("2d", timedelta(days=2)),
+            ("366d", timedelta(days=366)),
+        ],
     )
     def test_accepts(self, text: str, expected: timedelta) -> None:
         """Each unit parses to its time span; here 'm' means minutes."""
@@ -140,7 +164,9 @@ class TestOperationalGrammar:
         with pytest.raises(ValueError, match="greater than zero"):
             parse_operational("0s", allow_zero=False)
 
-    @pytest.mark.parametrize(("seconds", "expected"), [(0, "0s"), (90, "90s"), (120, "2m"), (3600, "1h"), (86400, "1d"), (5400, "90m")])
+    @pytest.mark.parametrize(
+        ("seconds", "expected"), [(0, "0s"), (90, "90s"), (120, "2m"), (3600, "1h"), (86400, "1d"), (5400, "90m")]
+    )
     def test_format(self, seconds: int, expected: str) -> None:
         """format_operational() uses the largest whole unit."""
         assert expected == format_operational(timedelta(seconds=seconds))

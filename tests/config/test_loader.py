@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from retentiond.config.locate import find_line, line_index
 from retentiond.config.models import S3Store, SqlStore
 from retentiond.errors import ConfigError, ConfigIssue
 
-UTC = timezone.utc
+UTC = UTC
 
 FULL = """\
 [daemon]
@@ -141,8 +141,12 @@ def by_path(issues: list[ConfigIssue]) -> dict[str, ConfigIssue]:
 
 def hold_block(**over: str | None) -> str:
     fields: dict[str, str | None] = {
-        "id": '"LIT-1"', "kind": '"legal"', "reason": '"Preservation notice"', "placed_by": '"j.doe@legal"',
-        "placed_at": "2026-01-01", "categories": '["support"]',
+        "id": '"LIT-1"',
+        "kind": '"legal"',
+        "reason": '"Preservation notice"',
+        "placed_by": '"j.doe@legal"',
+        "placed_at": "2026-01-01",
+        "categories": '["support"]',
     }
     fields.update(over)
     return "[[hold]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None) + "\n"
@@ -163,31 +167,74 @@ class TestValidConfig:
         s = loaded.settings
         support = s.categories["support_communications"]
         actual = (
-            s.daemon.timezone, s.daemon.batch_size, s.daemon.pause_between_batches, s.daemon.min_retention,
-            s.daemon.hold_release_grace, s.audit.checkpoint_interval, s.audit.anchor.retain_days if s.audit.anchor else None,
-            type(s.stores["app"]), type(s.stores["files"]), support.retain, support.prior_versions,
-            support.sql[0].table, support.sql[0].match, support.sql[0].history.parent if support.sql[0].history else None,
-            support.s3[0].age, s.categories["billing_contact"].retain, s.categories["media"].s3[0].whole_bucket,
+            s.daemon.timezone,
+            s.daemon.batch_size,
+            s.daemon.pause_between_batches,
+            s.daemon.min_retention,
+            s.daemon.hold_release_grace,
+            s.audit.checkpoint_interval,
+            s.audit.anchor.retain_days if s.audit.anchor else None,
+            type(s.stores["app"]),
+            type(s.stores["files"]),
+            support.retain,
+            support.prior_versions,
+            support.sql[0].table,
+            support.sql[0].match,
+            support.sql[0].history.parent if support.sql[0].history else None,
+            support.s3[0].age,
+            s.categories["billing_contact"].retain,
+            s.categories["media"].s3[0].whole_bucket,
         )
         expected = (
-            "Europe/Berlin", 1000, timedelta(seconds=2), RetentionPeriod(7, "d"),
-            RetentionPeriod(14, "d"), timedelta(minutes=30), 365,
-            SqlStore, S3Store, RetentionPeriod(2, "y"), RetentionPeriod(90, "d"),
-            "app.support_tickets", {"status": "closed", "archived": False, "priority": 3}, ["ticket_id"],
-            "tag:closed-at", RetentionPeriod(13, "mo"), True,
+            "Europe/Berlin",
+            1000,
+            timedelta(seconds=2),
+            RetentionPeriod(7, "d"),
+            RetentionPeriod(14, "d"),
+            timedelta(minutes=30),
+            365,
+            SqlStore,
+            S3Store,
+            RetentionPeriod(2, "y"),
+            RetentionPeriod(90, "d"),
+            "app.support_tickets",
+            {"status": "closed", "archived": False, "priority": 3},
+            ["ticket_id"],
+            "tag:closed-at",
+            RetentionPeriod(13, "mo"),
+            True,
         )
         assert expected == actual
 
     def test_paths_resolve_against_the_file(self, tmp_path: Path) -> None:
         """holds_file and state_dir are relative to the config file's folder."""
         loaded = load_config(write(tmp_path / "etc" / "retention.toml", FULL))
-        assert (tmp_path / "etc" / "legal" / "holds.toml", tmp_path / "etc" / "state") == (loaded.holds_path, loaded.state_dir)
+        assert (tmp_path / "etc" / "legal" / "holds.toml", tmp_path / "etc" / "state") == (
+            loaded.holds_path,
+            loaded.state_dir,
+        )
 
     def test_defaults(self, tmp_path: Path) -> None:
         """Unset keys take the defaults of SPEC §3."""
         d = load_config(write(tmp_path / "retention.toml", SMALL)).settings.daemon
-        actual = (d.timezone, d.schedule, d.batch_size, d.max_fraction_per_run, d.min_retention, d.hold_release_grace, d.holds_file)
-        assert ("UTC", "15 3 * * *", 5000, 0.25, RetentionPeriod(1, "d"), RetentionPeriod(7, "d"), "holds.toml") == actual
+        actual = (
+            d.timezone,
+            d.schedule,
+            d.batch_size,
+            d.max_fraction_per_run,
+            d.min_retention,
+            d.hold_release_grace,
+            d.holds_file,
+        )
+        assert (
+            "UTC",
+            "15 3 * * *",
+            5000,
+            0.25,
+            RetentionPeriod(1, "d"),
+            RetentionPeriod(7, "d"),
+            "holds.toml",
+        ) == actual
 
     def test_round_trip(self, tmp_path: Path) -> None:
         """The effective config (as `config show` prints it) loads again to the same settings."""
@@ -264,9 +311,9 @@ class TestErrors:
         ("snippet", "path", "hint"),
         [
             ("[daemon]\nbatchsize = 1\n", "daemon.batchsize", "did you mean 'batch_size'?"),
-            ("[audit]\nhmac_key_env_ = \"K\"\n", "audit.hmac_key_env_", "did you mean 'hmac_key_env'?"),
-            ("[categoris.x]\nretain = \"1y\"\n", "categoris", "did you mean 'categories'?"),
-            ("[stores.s3x]\nkind = \"s3\"\nregoin = \"eu-west-1\"\n", "stores.s3x.regoin", "did you mean 'region'?"),
+            ('[audit]\nhmac_key_env_ = "K"\n', "audit.hmac_key_env_", "did you mean 'hmac_key_env'?"),
+            ('[categoris.x]\nretain = "1y"\n', "categoris", "did you mean 'categories'?"),
+            ('[stores.s3x]\nkind = "s3"\nregoin = "eu-west-1"\n', "stores.s3x.regoin", "did you mean 'region'?"),
         ],
     )
     def test_did_you_mean(self, tmp_path: Path, snippet: str, path: str, hint: str) -> None:
@@ -278,7 +325,10 @@ class TestErrors:
         """With no close match, the message lists the keys that are allowed."""
         text = SMALL.replace('age_column = "closed_at"', 'age_column = "closed_at"\nzzz = 1', 1)
         issue = by_path(issues_of(write(tmp_path / "retention.toml", text)))["categories.support.sql[0].zzz"]
-        assert "known keys: age_column, age_timezone, anonymize, history, key, match, store, subject_column, table" in issue.message
+        assert (
+            "known keys: age_column, age_timezone, anonymize, history, key, match, store, subject_column, table"
+            in issue.message
+        )
 
     def test_unknown_store_hint(self, tmp_path: Path) -> None:
         """A target naming an unknown store gets a did-you-mean too."""
@@ -288,8 +338,11 @@ class TestErrors:
 
     def test_type_confusion_names_both_types(self, tmp_path: Path) -> None:
         """A wrong TOML type says what was expected and what was found."""
-        text = "[daemon]\nbatch_size = \"5000\"\n" + SMALL
-        assert "must be an integer, got a string" == by_path(issues_of(write(tmp_path / "r.toml", text)))["daemon.batch_size"].message
+        text = '[daemon]\nbatch_size = "5000"\n' + SMALL
+        assert (
+            "must be an integer, got a string"
+            == by_path(issues_of(write(tmp_path / "r.toml", text)))["daemon.batch_size"].message
+        )
 
     def test_missing_key(self, tmp_path: Path) -> None:
         """A required key that is absent is named with its full path."""
@@ -304,7 +357,7 @@ class TestErrors:
     def test_non_utf8(self, tmp_path: Path) -> None:
         """Bytes that are not UTF-8 are reported with their line, not a traceback."""
         path = tmp_path / "r.toml"
-        path.write_bytes(b"[daemon]\ntimezone = \"Z\xfcrich\"\n")
+        path.write_bytes(b'[daemon]\ntimezone = "Z\xfcrich"\n')
         issue = issues_of(path)[0]
         assert ("", 2, True) == (issue.path, issue.line, "UTF-8" in issue.message)
 
@@ -320,7 +373,7 @@ class TestErrors:
 
     def test_retain_below_minimum(self, tmp_path: Path) -> None:
         """retain is compared with daemon.min_retention across units (4w < 1mo)."""
-        text = "[daemon]\nmin_retention = \"1mo\"\n" + SMALL.replace('retain = "2y"', 'retain = "4w"')
+        text = '[daemon]\nmin_retention = "1mo"\n' + SMALL.replace('retain = "2y"', 'retain = "4w"')
         issue = by_path(issues_of(write(tmp_path / "r.toml", text)))["categories.support.retain"]
         assert "4w is below daemon.min_retention (1mo)" == issue.message
 
@@ -355,12 +408,24 @@ class TestLines:
     @pytest.mark.parametrize(
         ("path", "line"),
         [
-            ("daemon", 2), ("daemon.schedule", 3), ("categories.a", 5), ("categories.a.retain", 6),
-            ("categories.a.sql[0]", 8), ("categories.a.sql[0].table", 9), ("categories.a.sql[1]", 11),
-            ("categories.a.sql[1].table", 12), ("categories.a.sql[1].history", 13),
-            ("categories.a.sql[1].history.key[0]", 13), ("categories.a.sql[1].missing", 11),
-            ("categories.b.sql[0].table", 16), ("categories.b", 15), ("categories", 5),
-            ("hold[0].id", 19), ("hold[1].id", 21), ("hold[1]", 20), ("nowhere", None),
+            ("daemon", 2),
+            ("daemon.schedule", 3),
+            ("categories.a", 5),
+            ("categories.a.retain", 6),
+            ("categories.a.sql[0]", 8),
+            ("categories.a.sql[0].table", 9),
+            ("categories.a.sql[1]", 11),
+            ("categories.a.sql[1].table", 12),
+            ("categories.a.sql[1].history", 13),
+            ("categories.a.sql[1].history.key[0]", 13),
+            ("categories.a.sql[1].missing", 11),
+            ("categories.b.sql[0].table", 16),
+            ("categories.b", 15),
+            ("categories", 5),
+            ("hold[0].id", 19),
+            ("hold[1].id", 21),
+            ("hold[1]", 20),
+            ("nowhere", None),
         ],
     )
     def test_find_line(self, path: str, line: int | None) -> None:
@@ -374,12 +439,17 @@ class TestLines:
             'age_column = "closed_at"\n  history = { table = "h", key = ["v"], parent = ["id"], superseded_column = "1bad" }\n',
             1,
         )
-        issue = by_path(issues_of(write(tmp_path / "r.toml", text)))["categories.support.sql[0].history.superseded_column"]
+        issue = by_path(issues_of(write(tmp_path / "r.toml", text)))[
+            "categories.support.sql[0].history.superseded_column"
+        ]
         assert 14 == issue.line
 
     def test_second_array_element_line(self, tmp_path: Path) -> None:
         """An error in the second [[...sql]] of a category points into that block."""
-        text = SMALL + '\n  [[categories.billing.sql]]\n  store = "app"\n  table = "a b"\n  key = ["id"]\n  age_column = "t"\n'
+        text = (
+            SMALL
+            + '\n  [[categories.billing.sql]]\n  store = "app"\n  table = "a b"\n  key = ["id"]\n  age_column = "t"\n'
+        )
         issue = by_path(issues_of(write(tmp_path / "r.toml", text)))["categories.billing.sql[1].table"]
         assert 27 == issue.line
 
@@ -389,7 +459,10 @@ class TestHolds:
 
     def test_valid(self, tmp_path: Path) -> None:
         """A valid file gives its holds and the file's hash."""
-        path = write(tmp_path / "holds.toml", hold_block() + hold_block(id='"TAX-7Y"', kind='"tax"', categories='["*"]', keep_younger_than='"7y"'))
+        path = write(
+            tmp_path / "holds.toml",
+            hold_block() + hold_block(id='"TAX-7Y"', kind='"tax"', categories='["*"]', keep_younger_than='"7y"'),
+        )
         snapshot = load_holds(path, ["support"])
         assert (["LIT-1", "TAX-7Y"], [str(path)]) == ([h.id for h in snapshot.holds], list(snapshot.files))
 
@@ -405,12 +478,20 @@ class TestHolds:
         first = write(tmp_path / "h" / "a.toml", hold_block())
         second = write(tmp_path / "h" / "b.toml", hold_block(id='"OTHER"') + hold_block())
         issue = holds_issues(tmp_path / "h")[0]
-        assert ("hold[1].id", str(second), 10, True) == (issue.path, issue.file, issue.line, str(first) in issue.message)
+        assert ("hold[1].id", str(second), 10, True) == (
+            issue.path,
+            issue.file,
+            issue.line,
+            str(first) in issue.message,
+        )
 
     def test_unknown_category_hint(self, tmp_path: Path) -> None:
         """An unknown category is named with a did-you-mean hint."""
         issue = holds_issues(write(tmp_path / "h.toml", hold_block(categories='["support", "biling"]')))[0]
-        assert ("hold[0].categories[1]", "unknown category 'biling'; did you mean 'billing'?") == (issue.path, issue.message)
+        assert ("hold[0].categories[1]", "unknown category 'biling'; did you mean 'billing'?") == (
+            issue.path,
+            issue.message,
+        )
 
     def test_expires_before_placed(self, tmp_path: Path) -> None:
         """expires_at before placed_at is refused."""
@@ -419,7 +500,9 @@ class TestHolds:
 
     def test_same_day_hold_is_valid(self, tmp_path: Path) -> None:
         """placed_at and expires_at on the same date protect that one whole day."""
-        hold = load_holds(write(tmp_path / "h.toml", hold_block(placed_at="2026-06-01", expires_at="2026-06-01")), ["support"]).holds[0]
+        hold = load_holds(
+            write(tmp_path / "h.toml", hold_block(placed_at="2026-06-01", expires_at="2026-06-01")), ["support"]
+        ).holds[0]
         assert timedelta(days=1) == hold.expires_at - hold.placed_at  # type: ignore[operator]
 
     @pytest.mark.parametrize("field", ["placed_at", "expires_at"])
@@ -430,13 +513,17 @@ class TestHolds:
 
     def test_date_semantics(self, tmp_path: Path) -> None:
         """placed_at date starts at 00:00 UTC; expires_at date protects through that whole day."""
-        hold = load_holds(write(tmp_path / "h.toml", hold_block(placed_at="2026-10-01", expires_at="2027-12-31")), ["support"]).holds[0]
+        hold = load_holds(
+            write(tmp_path / "h.toml", hold_block(placed_at="2026-10-01", expires_at="2027-12-31")), ["support"]
+        ).holds[0]
         expected = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC))
         assert expected == (hold.placed_at, hold.expires_at)
 
     def test_offset_datetime_converted_to_utc(self, tmp_path: Path) -> None:
         """An offset date-time is taken as the instant it names, in UTC."""
-        hold = load_holds(write(tmp_path / "h.toml", hold_block(placed_at="2026-10-01T09:00:00+02:00")), ["support"]).holds[0]
+        hold = load_holds(
+            write(tmp_path / "h.toml", hold_block(placed_at="2026-10-01T09:00:00+02:00")), ["support"]
+        ).holds[0]
         assert datetime(2026, 10, 1, 7, 0, tzinfo=UTC) == hold.placed_at
 
     def test_all_errors_together(self, tmp_path: Path) -> None:

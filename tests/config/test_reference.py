@@ -25,7 +25,17 @@ from retentiond.config.models import (
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 MODELS: list[type[BaseModel]] = [
-    Settings, DaemonSettings, AuditSettings, AnchorSettings, SqlStore, S3Store, Category, SqlTarget, HistoryTable, S3Target, Hold,
+    Settings,
+    DaemonSettings,
+    AuditSettings,
+    AnchorSettings,
+    SqlStore,
+    S3Store,
+    Category,
+    SqlTarget,
+    HistoryTable,
+    S3Target,
+    Hold,
 ]
 
 

@@ -108,7 +108,9 @@ url = "sqlite:///{self.app_db}"
         ledger, stores: relative to the same folder) is the same deployment.
         """
         path = self.root / name
-        path.write_text(self.config.read_text(encoding="utf-8").replace(f":{self.port}\"", f":{free_port()}\""), encoding="utf-8")
+        path.write_text(
+            self.config.read_text(encoding="utf-8").replace(f':{self.port}"', f':{free_port()}"'), encoding="utf-8"
+        )
         return path
 
     def write_holds(self, text: str) -> None:
@@ -121,8 +123,12 @@ url = "sqlite:///{self.app_db}"
         """Insert ``expired`` rows aged 40+ days and ``fresh`` new rows into ``table`` (created if needed)."""
         now = datetime.now(UTC).replace(tzinfo=None)
         with sqlite3.connect(self.app_db) as conn:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, created_at TIMESTAMP, account_id TEXT)")
-            rows = [((now - timedelta(days=40 + i % 5)).isoformat(sep=" "), account.format(i=i % 7)) for i in range(expired)]
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, created_at TIMESTAMP, account_id TEXT)"
+            )
+            rows = [
+                ((now - timedelta(days=40 + i % 5)).isoformat(sep=" "), account.format(i=i % 7)) for i in range(expired)
+            ]
             rows += [(now.isoformat(sep=" "), "acct_fresh") for _ in range(fresh)]
             conn.executemany(f"INSERT INTO {table} (created_at, account_id) VALUES (?, ?)", rows)
 
@@ -137,22 +143,32 @@ url = "sqlite:///{self.app_db}"
             engine = sa.create_engine(self.ledger_url, poolclass=sa.pool.NullPool)
             try:
                 with engine.connect() as pg:
-                    rows = pg.execute(sa.text("SELECT seq, event, run_id, fields, length(refs) FROM audit_entries ORDER BY seq")).all()
+                    rows = pg.execute(
+                        sa.text("SELECT seq, event, run_id, fields, length(refs) FROM audit_entries ORDER BY seq")
+                    ).all()
             except sa.exc.ProgrammingError:
                 return []  # the daemon has not created the schema yet
             finally:
                 engine.dispose()
-            return [{"seq": s, "event": e, "run_id": r, "fields": json.loads(f), "refs": (n or 0) // REF_SIZE} for s, e, r, f, n in rows]
+            return [
+                {"seq": s, "event": e, "run_id": r, "fields": json.loads(f), "refs": (n or 0) // REF_SIZE}
+                for s, e, r, f, n in rows
+            ]
         if not self.ledger_db.exists():
             return []
         conn = sqlite3.connect(f"file:{self.ledger_db}?mode=ro", uri=True, timeout=10)
         try:
-            rows = conn.execute("SELECT seq, event, run_id, fields, length(refs) FROM audit_entries ORDER BY seq").fetchall()
+            rows = conn.execute(
+                "SELECT seq, event, run_id, fields, length(refs) FROM audit_entries ORDER BY seq"
+            ).fetchall()
         except sqlite3.OperationalError:
             return []
         finally:
             conn.close()
-        return [{"seq": s, "event": e, "run_id": r, "fields": json.loads(f), "refs": (n or 0) // REF_SIZE} for s, e, r, f, n in rows]
+        return [
+            {"seq": s, "event": e, "run_id": r, "fields": json.loads(f), "refs": (n or 0) // REF_SIZE}
+            for s, e, r, f, n in rows
+        ]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """Return the ledger entries of event ``name``."""
@@ -160,15 +176,27 @@ url = "sqlite:///{self.app_db}"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``retentiond -c CONFIG ARGS`` and return the finished process."""
-        return subprocess.run([sys.executable, "-m", "retentiond", "-c", str(self.config), *args], env=child_env(),
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "retentiond", "-c", str(self.config), *args],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def child_env(**extra: str) -> dict[str, str]:
     """Return the environment of a child retentiond (PYTHONPATH on this checkout)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
+    }
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONFAULTHANDLER"] = "1"  # a daemon still running at teardown gets SIGABRT: its threads' stacks land in its log
+    env["PYTHONFAULTHANDLER"] = (
+        "1"  # a daemon still running at teardown gets SIGABRT: its threads' stacks land in its log
+    )
     env.update(extra)
     return env
 
@@ -191,7 +219,9 @@ class NotifySocket:
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
         self.messages.append(fields)
 
-    def wait_for(self, predicate: Callable[[dict[str, str]], bool], timeout: float = 20.0, after: int = 0) -> dict[str, str]:
+    def wait_for(
+        self, predicate: Callable[[dict[str, str]], bool], timeout: float = 20.0, after: int = 0
+    ) -> dict[str, str]:
         """Return the first message (index ``>= after``) matching ``predicate``; fail after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
@@ -244,7 +274,9 @@ class Daemon:
         """Return what the daemon wrote to stderr so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def wait_ledger(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0) -> list[dict[str, Any]]:
+    def wait_ledger(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
         """Return the ledger entries once ``predicate(entries)`` holds; fail after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
@@ -254,7 +286,9 @@ class Daemon:
             if self.proc.poll() is not None:
                 pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             if time.monotonic() > deadline:
-                pytest.fail(f"ledger condition not met in {timeout}s; events: {[e['event'] for e in entries][-30:]}\n{self.log()[-3000:]}")
+                pytest.fail(
+                    f"ledger condition not met in {timeout}s; events: {[e['event'] for e in entries][-30:]}\n{self.log()[-3000:]}"
+                )
             time.sleep(0.1)
 
 
@@ -281,15 +315,33 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     """Return ``start(site, *extra_args, tick=TICK, ready=True, config=None)``; aborts what is left at teardown."""
     started: list[Daemon] = []
 
-    def start(site: Site, *extra: str, tick: float = TICK, ready: bool = True, env: dict[str, str] | None = None,
-              config: Path | None = None) -> Daemon:
+    def start(
+        site: Site,
+        *extra: str,
+        tick: float = TICK,
+        ready: bool = True,
+        env: dict[str, str] | None = None,
+        config: Path | None = None,
+    ) -> Daemon:
         n = len(started)
         notify = NotifySocket(tmp_path / f"notify-{n}.sock")
         log_path = tmp_path / f"daemon-{n}.log"
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "retentiond", "-c", str(config or site.config), "daemon", "--tick-seconds", str(tick), *extra],
-                env=child_env(NOTIFY_SOCKET=str(notify.path), **(env or {})), stdout=subprocess.DEVNULL, stderr=log_file,
+                [
+                    sys.executable,
+                    "-m",
+                    "retentiond",
+                    "-c",
+                    str(config or site.config),
+                    "daemon",
+                    "--tick-seconds",
+                    str(tick),
+                    *extra,
+                ],
+                env=child_env(NOTIFY_SOCKET=str(notify.path), **(env or {})),
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
             )
         daemon = Daemon(site, proc, notify, log_path, list(extra))
         started.append(daemon)

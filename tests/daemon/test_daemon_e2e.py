@@ -44,7 +44,9 @@ def deleted_batches(entries: list[dict]) -> list[dict]:
 class TestLifecycle:
     """Start, scheduled runs, metrics and a clean stop."""
 
-    def test_ready_runs_on_schedule_exports_metrics_and_stops_cleanly(self, site: Site, start_daemon: StartDaemon) -> None:
+    def test_ready_runs_on_schedule_exports_metrics_and_stops_cleanly(
+        self, site: Site, start_daemon: StartDaemon
+    ) -> None:
         """READY=1, watchdog pings, the catch-up and a scheduled run, /metrics, /healthz, /readyz, SIGTERM exits 0."""
         daemon = start_daemon(site, env={"WATCHDOG_USEC": "2000000"})  # systemd's WatchdogSec=2s: a ping every second
         assert sha256_of(site) == daemon.notify.status_config()
@@ -89,7 +91,9 @@ class TestReload:
         reloading = daemon.notify.wait_for(lambda m: m.get("RELOADING") == "1", after=mark)
         assert reloading["MONOTONIC_USEC"].isdigit()
         daemon.notify.wait_for(lambda m: m.get("READY") == "1", after=mark)
-        daemon.wait_ledger(lambda es: any(e["event"] == "config_loaded" and e["fields"]["config_sha256"] == good for e in es))
+        daemon.wait_ledger(
+            lambda es: any(e["event"] == "config_loaded" and e["fields"]["config_sha256"] == good for e in es)
+        )
         assert good == daemon.notify.status_config()
 
         site.config.write_text('[daemon]\nschedule = "not cron"\nunknown_key = 1\n', encoding="utf-8")
@@ -118,7 +122,7 @@ class TestHolds:
         daemon = start_daemon(site)
         daemon.wait_ledger(lambda es: finished_runs(es) >= 1)
         placed = (date.today() - timedelta(days=1)).isoformat()
-        site.write_holds(f'''[[hold]]
+        site.write_holds(f"""[[hold]]
 id = "LIT-TEST-1"
 kind = "legal"
 reason = "Preservation notice (test)"
@@ -126,7 +130,7 @@ placed_by = "legal"
 placed_at = {placed}
 categories = ["clicks"]
 subjects = ["acct_held"]
-''')
+""")
         entries = daemon.wait_ledger(lambda es: any(e["event"] == "hold_placed" for e in es))
         hold = next(e for e in entries if e["event"] == "hold_placed")
         assert ("LIT-TEST-1", 1) == (hold["fields"]["hold_id"], hold["refs"])
@@ -135,10 +139,13 @@ subjects = ["acct_held"]
         site.seed("clicks", expired=5, fresh=0, account="acct_held")
         site.seed("clicks", expired=5, fresh=0, account="acct_other")
         daemon.wait_ledger(lambda es: finished_runs(es) >= runs + 2)
-        assert (5, 0) == (site.count("clicks", "account_id = 'acct_held'"), site.count("clicks", "account_id = 'acct_other'"))
+        assert (5, 0) == (
+            site.count("clicks", "account_id = 'acct_held'"),
+            site.count("clicks", "account_id = 'acct_other'"),
+        )
         held = [e["fields"] for e in site.entries() if e["event"] == "batch" and e["fields"]["outcome"] == "held"]
         assert (["LIT-TEST-1"], 5) == (held[-1]["holds"], held[-1]["count"])
-        assert 'retentiond_holds_active 1.0' in http_get(site.port, "/metrics")[1]
+        assert "retentiond_holds_active 1.0" in http_get(site.port, "/metrics")[1]
 
 
 class TestStop:
@@ -160,7 +167,9 @@ class TestStop:
         assert site.count("clicks") > 1
         assert 0 == site.cli("audit", "verify").returncode
 
-    def test_second_signal_exits_at_once_and_ledger_stays_consistent(self, site: Site, start_daemon: StartDaemon) -> None:
+    def test_second_signal_exits_at_once_and_ledger_stays_consistent(
+        self, site: Site, start_daemon: StartDaemon
+    ) -> None:
         """SIGTERM then SIGINT: exit 128+N at once; a restart completes the work; the ledger verifies."""
         site.seed("clicks", expired=150, fresh=0)
         site.write(pause="1s")

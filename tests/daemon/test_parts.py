@@ -45,7 +45,9 @@ class TestCroniterTrigger:
         summer = trigger.get_next_fire_time(None, datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
         winter = trigger.get_next_fire_time(None, datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
         assert (datetime(2026, 7, 2, 1, 15, tzinfo=UTC), datetime(2026, 12, 2, 2, 15, tzinfo=UTC)) == (
-            summer.astimezone(UTC), winter.astimezone(UTC))
+            summer.astimezone(UTC),
+            winter.astimezone(UTC),
+        )
 
     def test_previous_fire_time_includes_now(self) -> None:
         """At exactly a fire time, that fire time is the latest one."""
@@ -61,8 +63,10 @@ class TestTickTrigger:
         """Next and previous fire times are multiples of the tick."""
         trigger = TickTrigger(5)
         now = datetime.fromtimestamp(1_000_003.2, UTC)
-        assert (1_000_005.0, 1_000_000.0) == (trigger.get_next_fire_time(None, now).timestamp(),
-                                             trigger.previous_fire_time(now).timestamp())
+        assert (1_000_005.0, 1_000_000.0) == (
+            trigger.get_next_fire_time(None, now).timestamp(),
+            trigger.previous_fire_time(now).timestamp(),
+        )
 
 
 class TestCatchUp:
@@ -84,7 +88,9 @@ class TestCatchUp:
         """Down over a fire time: that fire time is caught up."""
         trigger = CroniterTrigger("15 3 * * *", ZoneInfo("UTC"))
         now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-        assert datetime(2026, 11, 29, 3, 15, tzinfo=UTC) == missed_since(trigger, datetime(2026, 11, 28, 3, 16, tzinfo=UTC), now)
+        assert datetime(2026, 11, 29, 3, 15, tzinfo=UTC) == missed_since(
+            trigger, datetime(2026, 11, 28, 3, 16, tzinfo=UTC), now
+        )
 
 
 class TestScheduleState:
@@ -96,8 +102,11 @@ class TestScheduleState:
         tick = datetime(2026, 11, 29, 3, 15, tzinfo=UTC)
         finished = tick + timedelta(minutes=2)
         state.record("clicks", tick, "success", "run-1", finished)
-        assert (True, finished, "success") == (state.tick_done("clicks", tick), state.get("clicks").last_success,
-                                               state.get("clicks").last_result)
+        assert (True, finished, "success") == (
+            state.tick_done("clicks", tick),
+            state.get("clicks").last_success,
+            state.get("clicks").last_result,
+        )
 
     def test_interrupted_leaves_tick_open(self, tmp_path: Path) -> None:
         """An interrupted run does not complete its tick: the next runner takes it again."""
@@ -127,12 +136,16 @@ class TestFileLocks:
         locks = FileLocks(tmp_path)
         held = locks.try_acquire("clicks")
         assert held is not None
-        code = ("import sys; from pathlib import Path; from retentiond.daemon.locks import FileLocks; "
-                "sys.exit(0 if FileLocks(Path(sys.argv[1])).try_acquire(sys.argv[2]) is None else 3)")
+        code = (
+            "import sys; from pathlib import Path; from retentiond.daemon.locks import FileLocks; "
+            "sys.exit(0 if FileLocks(Path(sys.argv[1])).try_acquire(sys.argv[2]) is None else 3)"
+        )
         probe = [sys.executable, "-c", code, str(tmp_path)]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        assert (0, 3) == (subprocess.run([*probe, "clicks"], env=env, check=False).returncode,
-                          subprocess.run([*probe, "views"], env=env, check=False).returncode)
+        assert (0, 3) == (
+            subprocess.run([*probe, "clicks"], env=env, check=False).returncode,
+            subprocess.run([*probe, "views"], env=env, check=False).returncode,
+        )
         held.release()
         assert 3 == subprocess.run([*probe, "clicks"], env=env, check=False).returncode
 
@@ -152,7 +165,11 @@ class TestAdvisoryLocks:
         try:
             held = first.try_acquire("clicks")
             assert ("postgresql", True, True, True) == (
-                first.kind, held is not None, second.try_acquire("clicks") is None, second.try_acquire("views") is not None)
+                first.kind,
+                held is not None,
+                second.try_acquire("clicks") is None,
+                second.try_acquire("views") is not None,
+            )
             assert held is not None
             held.release()
             again = second.try_acquire("clicks")
@@ -188,7 +205,10 @@ class TestSdNotify:
     def test_reloading_carries_monotonic_usec(self) -> None:
         """RELOADING=1 comes with MONOTONIC_USEC (required by Type=notify-reload)."""
         reloading, monotonic = sdnotify.reloading_fields()
-        assert ("RELOADING=1", True) == (reloading, monotonic.startswith("MONOTONIC_USEC=") and monotonic[15:].isdigit())
+        assert ("RELOADING=1", True) == (
+            reloading,
+            monotonic.startswith("MONOTONIC_USEC=") and monotonic[15:].isdigit(),
+        )
 
     def test_watchdog_interval_is_half(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """WATCHDOG_USEC=120 s gives a ping every 60 s; another process's watchdog is ignored."""
@@ -205,8 +225,10 @@ class TestJournalFields:
     def test_fields(self) -> None:
         """Keys become fields; multi-line values use the binary form."""
         data = journal_fields({"event": "run finished", "level": "warning", "run_id": "r1", "note": "a\nb"})
-        assert (b"MESSAGE=run finished\nPRIORITY=4\nSYSLOG_IDENTIFIER=retentiond\nRUN_ID=r1\nNOTE\n"
-                b"\x03\x00\x00\x00\x00\x00\x00\x00a\nb\n") == data
+        assert (
+            b"MESSAGE=run finished\nPRIORITY=4\nSYSLOG_IDENTIFIER=retentiond\nRUN_ID=r1\nNOTE\n"
+            b"\x03\x00\x00\x00\x00\x00\x00\x00a\nb\n"
+        ) == data
 
 
 class TestWatchdogPath:
@@ -250,5 +272,8 @@ class TestJournalHandler:
             finally:
                 configure_logging("info", renderer="json")
         assert (True, True, True, True) == (
-            b"MESSAGE=run finished\nPRIORITY=6\n" in first, b"\nRUN_ID=r1\n" in first, b"\nDELETED=3\n" in first,
-            b"MESSAGE=job missed\nPRIORITY=4\n" in second)
+            b"MESSAGE=run finished\nPRIORITY=6\n" in first,
+            b"\nRUN_ID=r1\n" in first,
+            b"\nDELETED=3\n" in first,
+            b"MESSAGE=job missed\nPRIORITY=4\n" in second,
+        )

@@ -32,9 +32,16 @@ class TestUnitFile:
         """Type=notify, watchdog, restart policy, state dir, user, hardening basics."""
         unit = settings(UNIT)
         wanted = {
-            "Type": ["notify"], "Restart": ["on-failure"], "RestartPreventExitStatus": ["78"], "User": ["retentiond"],
-            "StateDirectory": ["retentiond"], "NoNewPrivileges": ["yes"], "ProtectSystem": ["strict"],
-            "PrivateTmp": ["yes"], "CapabilityBoundingSet": [""], "NotifyAccess": ["main"],
+            "Type": ["notify"],
+            "Restart": ["on-failure"],
+            "RestartPreventExitStatus": ["78"],
+            "User": ["retentiond"],
+            "StateDirectory": ["retentiond"],
+            "NoNewPrivileges": ["yes"],
+            "ProtectSystem": ["strict"],
+            "PrivateTmp": ["yes"],
+            "CapabilityBoundingSet": [""],
+            "NotifyAccess": ["main"],
         }
         assert wanted == {k: unit.get(k) for k in wanted}
         assert "@system-service" in unit["SystemCallFilter"] and bool(unit.get("WatchdogSec"))
@@ -42,7 +49,11 @@ class TestUnitFile:
     def test_reload_validates_before_signalling(self) -> None:
         """ExecReload runs `config validate --connect`, then kill -HUP $MAINPID."""
         reload = settings(UNIT)["ExecReload"]
-        assert (2, True, "/bin/kill -HUP $MAINPID") == (len(reload), "config validate --connect" in reload[0], reload[1])
+        assert (2, True, "/bin/kill -HUP $MAINPID") == (
+            len(reload),
+            "config validate --connect" in reload[0],
+            reload[1],
+        )
 
     def test_secrets_come_from_credentials(self) -> None:
         """audit-hmac, audit-signing and the app DB URL are LoadCredential= entries."""
@@ -51,12 +62,16 @@ class TestUnitFile:
 
     def test_sysusers_declares_the_user(self) -> None:
         """sysusers.d creates the static user the unit runs as."""
-        lines = [l.split() for l in (SYSTEMD / "retentiond.sysusers").read_text().splitlines() if l and not l.startswith("#")]
+        lines = [
+            l.split() for l in (SYSTEMD / "retentiond.sysusers").read_text().splitlines() if l and not l.startswith("#")
+        ]
         assert [("u", "retentiond")] == [(l[0], l[1]) for l in lines]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze not installed (Debian: apt-get install systemd); unit settings are still checked above")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze not installed (Debian: apt-get install systemd); unit settings are still checked above",
+)
 class TestSystemdAnalyze:
     """systemd's own checks of the unit."""
 
@@ -67,13 +82,20 @@ class TestSystemdAnalyze:
         stub.chmod(0o755)
         unit = tmp_path / "retentiond.service"
         unit.write_text(UNIT.read_text(encoding="utf-8").replace("/usr/bin/retentiond", str(stub)), encoding="utf-8")
-        result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False, timeout=60)
+        result = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False, timeout=60
+        )
         assert (0, "") == (result.returncode, result.stderr.strip())
 
     def test_security_exposure_at_most_2(self) -> None:
         """`systemd-analyze security --offline=true` rates the unit 2.0 or lower."""
-        result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)], capture_output=True,
-                                text=True, check=False, timeout=60)
+        result = subprocess.run(
+            ["systemd-analyze", "security", "--offline=true", str(UNIT)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         found = re.search(r"Overall exposure level for retentiond\.service: (\d+\.\d+)", result.stdout + result.stderr)
         assert found is not None, result.stdout[-2000:]
         assert float(found.group(1)) <= 2.0

@@ -62,24 +62,50 @@ ticket_versions = sa.Table(
 SUPPORT: dict[str, Any] = {
     "retain": "30d",
     "action": "delete",
-    "sql": [{
-        "store": "app", "table": "tickets", "key": ["id"], "age_column": "closed_at",
-        "subject_column": "account_id", "match": {"status": "closed"},
-        "history": {"table": "ticket_versions", "key": ["version_id"], "parent": ["ticket_id"],
-                    "superseded_column": "superseded_at"},
-    }],
+    "sql": [
+        {
+            "store": "app",
+            "table": "tickets",
+            "key": ["id"],
+            "age_column": "closed_at",
+            "subject_column": "account_id",
+            "match": {"status": "closed"},
+            "history": {
+                "table": "ticket_versions",
+                "key": ["version_id"],
+                "parent": ["ticket_id"],
+                "superseded_column": "superseded_at",
+            },
+        }
+    ],
 }
 
-ANON_STRATEGIES = {"email": "null", "name": "redact", "ip": "truncate_ip", "ref": "hmac",
-                   "tier": "fixed:gone", "born": "year", "seen_at": "month"}
+ANON_STRATEGIES = {
+    "email": "null",
+    "name": "redact",
+    "ip": "truncate_ip",
+    "ref": "hmac",
+    "tier": "fixed:gone",
+    "born": "year",
+    "seen_at": "month",
+}
 
 
-def anon_category(retain: str = "30d", strategies: dict[str, str] | None = None, *, history: bool = False,
-                  match: dict[str, Any] | None = None) -> dict[str, Any]:
+def anon_category(
+    retain: str = "30d",
+    strategies: dict[str, str] | None = None,
+    *,
+    history: bool = False,
+    match: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Return a category anonymizing ``tickets`` with ``strategies`` (default: every strategy)."""
     target: dict[str, Any] = {
-        "store": "app", "table": "tickets", "key": ["id"], "age_column": "closed_at",
-        "subject_column": "account_id", "anonymize": dict(strategies or ANON_STRATEGIES),
+        "store": "app",
+        "table": "tickets",
+        "key": ["id"],
+        "age_column": "closed_at",
+        "subject_column": "account_id",
+        "anonymize": dict(strategies or ANON_STRATEGIES),
     }
     if match is not None:
         target["match"] = match
@@ -90,8 +116,14 @@ def anon_category(retain: str = "30d", strategies: dict[str, str] | None = None,
 
 def hold(hold_id: str, categories: Sequence[str], **extra: Any) -> dict[str, Any]:
     """Return a ``[[hold]]`` table placed long ago (extra keys: subjects, expires_at, keep_younger_than...)."""
-    out: dict[str, Any] = {"id": hold_id, "kind": "legal", "reason": "test", "placed_by": "legal@test",
-                           "placed_at": date(2020, 1, 1), "categories": list(categories)}
+    out: dict[str, Any] = {
+        "id": hold_id,
+        "kind": "legal",
+        "reason": "test",
+        "placed_by": "legal@test",
+        "placed_at": date(2020, 1, 1),
+        "categories": list(categories),
+    }
     out.update(extra)
     return out
 
@@ -144,8 +176,14 @@ class Env:
             (keys / "signing.pem").write_bytes(private_pem)
             os.chmod(keys / "signing.pem", 0o600)
         data = {
-            "daemon": {"state_dir": str(self.state_dir), "holds_file": str(self.holds_path), "metrics_listen": "",
-                       "max_fraction_per_run": 1.0, "batch_size": 1000, **daemon},
+            "daemon": {
+                "state_dir": str(self.state_dir),
+                "holds_file": str(self.holds_path),
+                "metrics_listen": "",
+                "max_fraction_per_run": 1.0,
+                "batch_size": 1000,
+                **daemon,
+            },
             "audit": {"hmac_key_file": str(keys / "hmac.key"), "signing_key_file": str(keys / "signing.pem")},
             "stores": {"app": {"kind": "sql", "url": self.url}},
             "categories": categories,
@@ -189,8 +227,16 @@ class Env:
         with self.engine.begin() as conn:
             conn.execute(table.insert(), full)
 
-    def ticket(self, id: int, age_days: float | None = None, *, seconds: float = 0, status: str | None = "closed",
-               account: str | None = "acct_1", **values: Any) -> dict[str, Any]:
+    def ticket(
+        self,
+        id: int,
+        age_days: float | None = None,
+        *,
+        seconds: float = 0,
+        status: str | None = "closed",
+        account: str | None = "acct_1",
+        **values: Any,
+    ) -> dict[str, Any]:
         """Return a ticket row closed ``age_days`` days (plus ``seconds``) before ``now`` (None: open)."""
         closed = None if age_days is None else self.at(days=age_days, seconds=seconds)
         return {"id": id, "account_id": account, "status": status, "closed_at": closed, **values}
@@ -208,11 +254,24 @@ class Env:
 
     # -- runs and the ledger --------------------------------------------------------------------
 
-    def runner(self, *, mode: str = "run", allow_large: bool = False, now: datetime | None = None,
-               categories: Sequence[str] = (), progress: Callable[[str, int], None] | None = None) -> Runner:
+    def runner(
+        self,
+        *,
+        mode: str = "run",
+        allow_large: bool = False,
+        now: datetime | None = None,
+        categories: Sequence[str] = (),
+        progress: Callable[[str, int], None] | None = None,
+    ) -> Runner:
         """Return a Runner on the current config (``now`` defaults to the env's ``now``)."""
-        return Runner(load_config(self.config_path), mode=mode, allow_large=allow_large, now=now or self.now,
-                      categories=categories, progress=progress)
+        return Runner(
+            load_config(self.config_path),
+            mode=mode,
+            allow_large=allow_large,
+            now=now or self.now,
+            categories=categories,
+            progress=progress,
+        )
 
     def run(self, **kwargs: Any) -> RunReport:
         """Run (or plan) and return the report."""
@@ -221,8 +280,14 @@ class Env:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``python -m retentiond -c CONFIG ARGS`` and return the finished process."""
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        return subprocess.run([sys.executable, "-m", "retentiond", "-c", str(self.config_path), *args],
-                              capture_output=True, text=True, env=full_env, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "retentiond", "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=120,
+            check=False,
+        )
 
     def ledger(self) -> Ledger:
         """Open the run's ledger (SQLite in state_dir)."""
@@ -240,8 +305,11 @@ class Env:
 
     def batches(self, outcome: str | None = None, target: str | None = None) -> list[Entry]:
         """Return the ``batch`` entries with ``outcome`` and ``target`` when given."""
-        return [e for e in self.entries("batch")
-                if (outcome is None or e.fields["outcome"] == outcome) and (target is None or e.fields["target"] == target)]
+        return [
+            e
+            for e in self.entries("batch")
+            if (outcome is None or e.fields["outcome"] == outcome) and (target is None or e.fields["target"] == target)
+        ]
 
     def held_counts(self, target: str = "tickets") -> dict[str, int]:
         """Return hold id → rows held, summed over the ledger's ``held`` entries."""
@@ -268,8 +336,9 @@ class Env:
                 out.extend(e.refs)
         return out
 
-    def audited_keys(self, table: str = "tickets", candidates: Sequence[int] = range(2000),
-                     outcome: str | None = None) -> list[int]:
+    def audited_keys(
+        self, table: str = "tickets", candidates: Sequence[int] = range(2000), outcome: str | None = None
+    ) -> list[int]:
         """Return the keys among ``candidates`` whose refs outcome entries claim (repeats kept)."""
         by_ref = {self.ref(table, k): k for k in candidates}
         return sorted(by_ref[r] for r in self.audited(table, outcome))

@@ -26,23 +26,50 @@ from tests.engine.conftest import (
 )
 
 #: Points reached more than once in the scenario crash on the 2nd time: mid-run, after real work.
-NTH = {"sql_after_select": 2, "sql_after_action": 2, "sql_after_history": 2, "sql_after_outbox_insert": 2,
-       "sql_after_commit": 2, "relay_after_append": 3, "between_batches": 2}
+NTH = {
+    "sql_after_select": 2,
+    "sql_after_action": 2,
+    "sql_after_history": 2,
+    "sql_after_outbox_insert": 2,
+    "sql_after_commit": 2,
+    "relay_after_append": 3,
+    "between_batches": 2,
+}
 #: Points whose crash always leaves committed outcomes in the outbox.
 LEAVES_OUTBOX = {"sql_after_commit", "relay_after_append"}
 
 
 def _setup(env: Env) -> None:
     """Tickets to delete (with prior versions, some held) and to anonymize (Python strategy), batch_size 4."""
-    env.configure({"support": {**SUPPORT, "prior_versions": "10d"},
-                   "contact": anon_category("30d", {"email": "null", "ref": "hmac"}, match={"status": "open"})},
-                  batch_size=4)
-    env.write_holds([hold("LIT", ["support"], subjects=["acct_h"]), hold("ALL", ["support"], subjects=["acct_h", "acct_g"])])
-    env.insert(tickets, [env.ticket(i, 20 + 2 * i, status="open" if i % 3 == 0 else "closed",
-                                    account="acct_h" if i % 7 == 0 else ("acct_g" if i % 11 == 0 else "acct_x"),
-                                    email=f"u{i}@x", ref=f"c{i}") for i in range(1, 31)])
-    env.insert(ticket_versions, [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=20)} for i in range(1, 31)]
-               + [{"version_id": 200 + i, "ticket_id": i, "superseded_at": env.at(days=1)} for i in range(1, 31)])
+    env.configure(
+        {
+            "support": {**SUPPORT, "prior_versions": "10d"},
+            "contact": anon_category("30d", {"email": "null", "ref": "hmac"}, match={"status": "open"}),
+        },
+        batch_size=4,
+    )
+    env.write_holds(
+        [hold("LIT", ["support"], subjects=["acct_h"]), hold("ALL", ["support"], subjects=["acct_h", "acct_g"])]
+    )
+    env.insert(
+        tickets,
+        [
+            env.ticket(
+                i,
+                20 + 2 * i,
+                status="open" if i % 3 == 0 else "closed",
+                account="acct_h" if i % 7 == 0 else ("acct_g" if i % 11 == 0 else "acct_x"),
+                email=f"u{i}@x",
+                ref=f"c{i}",
+            )
+            for i in range(1, 31)
+        ],
+    )
+    env.insert(
+        ticket_versions,
+        [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=20)} for i in range(1, 31)]
+        + [{"version_id": 200 + i, "ticket_id": i, "superseded_at": env.at(days=1)} for i in range(1, 31)],
+    )
 
 
 def _outbox_rows(env: Env) -> int:
@@ -71,7 +98,9 @@ def _check_invariants(env: Env) -> None:
     for v in [100 + i for i in range(1, 31)] + [200 + i for i in range(1, 31)]:
         assert (v, 0 if v in versions else 1) == (v, claimed[env.ref("ticket_versions", v)])
     # No claim on anything else (e.g. refs of rows that never existed).
-    assert sum(deleted.values()) + sum(anonymized.values()) == 30 - len([r for r in rows.values() if r["email"] is not None])
+    assert sum(deleted.values()) + sum(anonymized.values()) == 30 - len(
+        [r for r in rows.values() if r["email"] is not None]
+    )
     assert 0 == _outbox_rows(env)
 
 
@@ -114,7 +143,9 @@ class TestCrashConsistency:
         _setup(sqlite_env)
         _crash_then_rerun(sqlite_env, [f"{point}:{NTH.get(point, 1)}"])
 
-    @pytest.mark.parametrize("point", ["sql_after_outbox_insert", "sql_after_commit", "relay_after_append", "sql_history_after_delete"])
+    @pytest.mark.parametrize(
+        "point", ["sql_after_outbox_insert", "sql_after_commit", "relay_after_append", "sql_history_after_delete"]
+    )
     def test_postgresql(self, pg_env: Env, point: str) -> None:
         """Crash at ``point`` with the store on PostgreSQL, rerun: invariants hold."""
         _setup(pg_env)

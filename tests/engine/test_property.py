@@ -49,7 +49,8 @@ def ages(draw: st.DrawFn) -> timedelta | None:
 
 rows_strategy = st.lists(
     st.tuples(ages(), ages(), st.sampled_from(["closed", "open", None]), st.sampled_from([*SUBJECTS, None])),
-    min_size=1, max_size=20,
+    min_size=1,
+    max_size=20,
 )
 
 
@@ -59,7 +60,10 @@ def holds_strategy(draw: st.DrawFn, run_start: datetime) -> list[Hold]:
     out: list[Hold] = []
     for i in range(draw(st.integers(0, 3))):
         data: dict[str, Any] = {
-            "id": f"H-{i}", "kind": draw(st.sampled_from(["legal", "tax"])), "reason": "r", "placed_by": "p",
+            "id": f"H-{i}",
+            "kind": draw(st.sampled_from(["legal", "tax"])),
+            "reason": "r",
+            "placed_by": "p",
             "placed_at": (run_start + timedelta(days=draw(st.sampled_from([-400, -1, 1])))).date(),
             "categories": draw(st.sampled_from([["acting"], ["other"], ["*"], ["acting", "other"]])),
         }
@@ -76,8 +80,13 @@ def holds_strategy(draw: st.DrawFn, run_start: datetime) -> list[Hold]:
 
 
 def _target(age_column: str, match: dict[str, Any] | None, anonymize: bool) -> SqlTarget:
-    data: dict[str, Any] = {"store": "app", "table": "tickets", "key": ["id"], "age_column": age_column,
-                            "subject_column": "account_id"}
+    data: dict[str, Any] = {
+        "store": "app",
+        "table": "tickets",
+        "key": ["id"],
+        "age_column": age_column,
+        "subject_column": "account_id",
+    }
     if match:
         data["match"] = match
     if anonymize:
@@ -92,7 +101,8 @@ class TestDecideAgreesWithSql:
     @given(
         data=st.data(),
         run_start=st.datetimes(min_value=datetime(2021, 1, 1), max_value=datetime(2030, 12, 31)).map(
-            lambda d: d.replace(microsecond=0, tzinfo=UTC)),
+            lambda d: d.replace(microsecond=0, tzinfo=UTC)
+        ),
         rows=rows_strategy,
         acting_action=st.sampled_from(["delete", "anonymize"]),
         other_action=st.sampled_from(["delete", "anonymize", None]),
@@ -100,44 +110,87 @@ class TestDecideAgreesWithSql:
         acting_match=st.sampled_from([None, {"status": "closed"}]),
         other_match=st.sampled_from([None, {"status": "open"}, {"status": "closed"}]),
     )
-    def test_same_rows(self, memory_engine: sa.Engine, data: st.DataObject, run_start: datetime,
-                       rows: list[tuple[Any, ...]], acting_action: str, other_action: str | None,
-                       retains: tuple[RetentionPeriod, RetentionPeriod], acting_match: dict[str, Any] | None,
-                       other_match: dict[str, Any] | None) -> None:
+    def test_same_rows(
+        self,
+        memory_engine: sa.Engine,
+        data: st.DataObject,
+        run_start: datetime,
+        rows: list[tuple[Any, ...]],
+        acting_action: str,
+        other_action: str | None,
+        retains: tuple[RetentionPeriod, RetentionPeriod],
+        acting_match: dict[str, Any] | None,
+        other_match: dict[str, Any] | None,
+    ) -> None:
         """For every generated row, "decide says ACT" equals "the batch condition selects it"."""
         holds = protecting(view_all(data.draw(holds_strategy(run_start)), [], run_start, RetentionPeriod(7, "d")))
         with memory_engine.begin() as conn:
             conn.execute(tickets.delete())
-            conn.execute(tickets.insert(), [
-                {"id": i, "status": status, "account_id": subject, "email": "e@x",
-                 "closed_at": None if a is None else (run_start - a).replace(tzinfo=None),
-                 "seen_at": None if b is None else (run_start - b).replace(tzinfo=None)}
-                for i, (a, b, status, subject) in enumerate(rows)
-            ])
+            conn.execute(
+                tickets.insert(),
+                [
+                    {
+                        "id": i,
+                        "status": status,
+                        "account_id": subject,
+                        "email": "e@x",
+                        "closed_at": None if a is None else (run_start - a).replace(tzinfo=None),
+                        "seen_at": None if b is None else (run_start - b).replace(tzinfo=None),
+                    }
+                    for i, (a, b, status, subject) in enumerate(rows)
+                ],
+            )
             metadata = sa.MetaData()
-            acting_target = bind_target(conn, "acting", 0, _target("closed_at", acting_match, acting_action == "anonymize"), metadata)
-            other_target = bind_target(conn, "other", 0, _target("seen_at", other_match, other_action == "anonymize"), metadata)
+            acting_target = bind_target(
+                conn, "acting", 0, _target("closed_at", acting_match, acting_action == "anonymize"), metadata
+            )
+            other_target = bind_target(
+                conn, "other", 0, _target("seen_at", other_match, other_action == "anonymize"), metadata
+            )
         acting = Claim(acting_target, acting_action, retains[0].before(run_start))
         others = [] if other_action is None else [Claim(other_target, other_action, retains[1].before(run_start))]
-        worker = TargetWorker(memory_engine, acting, others, batch_size=1000, lock_timeout=timedelta(seconds=1),
-                              statement_timeout=timedelta(seconds=10),
-                              pseudonym=Pseudonymizer(b"k" * 32), outbox=Outbox(memory_engine),
-                              prior_versions_cutoff=None)
+        worker = TargetWorker(
+            memory_engine,
+            acting,
+            others,
+            batch_size=1000,
+            lock_timeout=timedelta(seconds=1),
+            statement_timeout=timedelta(seconds=10),
+            pseudonym=Pseudonymizer(b"k" * 32),
+            outbox=Outbox(memory_engine),
+            prior_versions_cutoff=None,
+        )
         with memory_engine.connect() as conn:
-            selected = set(conn.execute(sa.select(acting_target.table.c.id).where(worker.condition(holds, run_start))).scalars())
+            selected = set(
+                conn.execute(sa.select(acting_target.table.c.id).where(worker.condition(holds, run_start))).scalars()
+            )
 
         acting_cov = Coverage("acting", acting_action, acting.cutoff, "closed_at", dict(acting_match or {}))
         other_covs = [Coverage("other", c.action, c.cutoff, "seen_at", dict(other_match or {})) for c in others]
         expected = set()
         for i, (a, b, status, subject) in enumerate(rows):
-            row = Row(values={"status": status, "closed_at": None if a is None else run_start - a,
-                              "seen_at": None if b is None else run_start - b}, subject=subject)
+            row = Row(
+                values={
+                    "status": status,
+                    "closed_at": None if a is None else run_start - a,
+                    "seen_at": None if b is None else run_start - b,
+                },
+                subject=subject,
+            )
             if decide(row, acting_cov, other_covs, holds, run_start, has_subject=True).verdict is Verdict.ACT:
                 expected.add(i)
         assert expected == selected
 
     def test_placed_at_dates_are_utc_days(self) -> None:
         """A hold placed "today" is active from 00:00 UTC (the generator relies on it)."""
-        h = Hold.model_validate({"id": "X", "kind": "legal", "reason": "r", "placed_by": "p",
-                                 "placed_at": date(2026, 1, 2), "categories": ["*"]})
+        h = Hold.model_validate(
+            {
+                "id": "X",
+                "kind": "legal",
+                "reason": "r",
+                "placed_by": "p",
+                "placed_at": date(2026, 1, 2),
+                "categories": ["*"],
+            }
+        )
         assert datetime(2026, 1, 2, tzinfo=UTC) == h.placed_at

@@ -23,8 +23,10 @@ class TestCutoff:
     def test_one_second_either_side_of_the_cutoff(self, env: Env) -> None:
         """A row 1 s older than the cutoff is deleted, 1 s younger is kept, NULL age is kept."""
         env.configure({"support": SUPPORT})
-        env.insert(tickets, [env.ticket(1, 30, seconds=1), env.ticket(2, 30, seconds=-1), env.ticket(3, None),
-                             env.ticket(4, 30)])
+        env.insert(
+            tickets,
+            [env.ticket(1, 30, seconds=1), env.ticket(2, 30, seconds=-1), env.ticket(3, None), env.ticket(4, 30)],
+        )
         report = env.run()
         assert {} == report.failed
         # Row 4 is exactly at the cutoff: not strictly older, so kept.
@@ -60,8 +62,15 @@ class TestHolds:
         """A subject hold keeps that subject's rows; rows of other subjects and without subject go."""
         env.configure({"support": SUPPORT})
         env.write_holds([hold("LIT-2", ["support"], subjects=["acct_7", "acct_8"])])
-        env.insert(tickets, [env.ticket(1, 40, account="acct_7"), env.ticket(2, 40, account="acct_8"),
-                             env.ticket(3, 40, account="acct_9"), env.ticket(4, 40, account=None)])
+        env.insert(
+            tickets,
+            [
+                env.ticket(1, 40, account="acct_7"),
+                env.ticket(2, 40, account="acct_8"),
+                env.ticket(3, 40, account="acct_9"),
+                env.ticket(4, 40, account=None),
+            ],
+        )
         env.run()
         assert {1, 2} == env.ids()
         assert {"LIT-2": 2} == env.held_counts()
@@ -89,9 +98,13 @@ class TestHolds:
         env.configure({"support": SUPPORT})
         yesterday = (env.now - timedelta(days=2)).date()
         tomorrow = (env.now + timedelta(days=2)).date()
-        env.write_holds([hold("OLD", ["support"], expires_at=yesterday),
-                         hold("FUTURE", ["support"], placed_at=tomorrow),
-                         hold("LIVE", ["support"], subjects=["acct_2"], expires_at=tomorrow)])
+        env.write_holds(
+            [
+                hold("OLD", ["support"], expires_at=yesterday),
+                hold("FUTURE", ["support"], placed_at=tomorrow),
+                hold("LIVE", ["support"], subjects=["acct_2"], expires_at=tomorrow),
+            ]
+        )
         env.insert(tickets, [env.ticket(1, 40, account="acct_1"), env.ticket(2, 40, account="acct_2")])
         env.run()
         assert {2} == env.ids()
@@ -110,8 +123,14 @@ class TestHolds:
         """Two holds over the same row each count it; plan and ledger agree."""
         env.configure({"support": SUPPORT})
         env.write_holds([hold("A", ["support"], subjects=["acct_1"]), hold("B", ["*"], subjects=["acct_1", "acct_2"])])
-        env.insert(tickets, [env.ticket(1, 40, account="acct_1"), env.ticket(2, 40, account="acct_2"),
-                             env.ticket(3, 40, account="acct_3")])
+        env.insert(
+            tickets,
+            [
+                env.ticket(1, 40, account="acct_1"),
+                env.ticket(2, 40, account="acct_2"),
+                env.ticket(3, 40, account="acct_3"),
+            ],
+        )
         plan = env.run(mode="plan")
         assert {"A": 1, "B": 2} == plan.targets[0].held
         env.run()
@@ -144,8 +163,14 @@ class TestOverlap:
     def test_delete_waits_for_the_longer_category(self, env: Env) -> None:
         """support deletes at 30d, audit_trail anonymizes at 90d: rows 40d old are not deleted until 90d."""
         env.configure({"support": SUPPORT, "longer": anon_category("90d", {"email": "null"})})
-        env.insert(tickets, [env.ticket(1, 40, email="a@x"), env.ticket(2, 100, email="b@x"),
-                             env.ticket(3, 100, status="open", email="c@x")])
+        env.insert(
+            tickets,
+            [
+                env.ticket(1, 40, email="a@x"),
+                env.ticket(2, 100, email="b@x"),
+                env.ticket(3, 100, status="open", email="c@x"),
+            ],
+        )
         report = env.run()
         assert {} == report.failed
         # 1: only support expired -> kept. 2: both expired -> deleted by support (or anonymized first,
@@ -180,11 +205,14 @@ class TestPriorVersions:
         """Deleting a ticket deletes its versions in the same batch; versions of kept tickets stay."""
         env.configure({"support": SUPPORT})
         env.insert(tickets, [env.ticket(1, 40), env.ticket(2, 5)])
-        env.insert(ticket_versions, [
-            {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=1)},
-            {"version_id": 11, "ticket_id": 1, "superseded_at": env.at(days=2)},
-            {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=1)},
-        ])
+        env.insert(
+            ticket_versions,
+            [
+                {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=1)},
+                {"version_id": 11, "ticket_id": 1, "superseded_at": env.at(days=2)},
+                {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=1)},
+            ],
+        )
         env.run()
         assert {2} == env.ids()
         assert {20} == env.ids(ticket_versions)
@@ -196,11 +224,14 @@ class TestPriorVersions:
         """With prior_versions = 10d, versions superseded more than 10 days ago go, also of live tickets."""
         env.configure({"support": {**SUPPORT, "prior_versions": "10d"}})
         env.insert(tickets, [env.ticket(1, 5), env.ticket(2, None)])
-        env.insert(ticket_versions, [
-            {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=11)},
-            {"version_id": 11, "ticket_id": 1, "superseded_at": env.at(days=9)},
-            {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=30)},
-        ])
+        env.insert(
+            ticket_versions,
+            [
+                {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=11)},
+                {"version_id": 11, "ticket_id": 1, "superseded_at": env.at(days=9)},
+                {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=30)},
+            ],
+        )
         env.run()
         assert {1, 2} == env.ids()
         assert {11} == env.ids(ticket_versions)
@@ -211,28 +242,43 @@ class TestPriorVersions:
         env.configure({"support": {**SUPPORT, "prior_versions": "10d"}})
         env.write_holds([hold("LIT", ["support"], subjects=["acct_7"])])
         env.insert(tickets, [env.ticket(1, 5, account="acct_7"), env.ticket(2, 5, account="acct_8")])
-        env.insert(ticket_versions, [
-            {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=20)},
-            {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=20)},
-            {"version_id": 30, "ticket_id": 99, "superseded_at": env.at(days=20)},
-        ])
+        env.insert(
+            ticket_versions,
+            [
+                {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=20)},
+                {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=20)},
+                {"version_id": 30, "ticket_id": 99, "superseded_at": env.at(days=20)},
+            ],
+        )
         env.run()
         assert {10, 30} == env.ids(ticket_versions)
 
     def test_subject_hold_protects_versions_of_rows_outside_the_filter(self, env: Env) -> None:
         """A held subject's versions stay even when the parent row does not match the category's filter or is old."""
         env.configure({"support": {**SUPPORT, "prior_versions": "10d"}})
-        env.write_holds([hold("LIT", ["support"], subjects=["acct_7"]),
-                         hold("TAX", ["support"], subjects=["acct_8"], kind="tax", keep_younger_than="60d")])
-        env.insert(tickets, [env.ticket(1, 100, status="open", account="acct_7"),
-                             env.ticket(2, 100, status="open", account="acct_8"),
-                             env.ticket(3, 100, status="open", account="acct_9")])
-        env.insert(ticket_versions, [
-            {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=20)},
-            {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=20)},  # young by the tax floor
-            {"version_id": 21, "ticket_id": 2, "superseded_at": env.at(days=70)},  # older than the floor
-            {"version_id": 30, "ticket_id": 3, "superseded_at": env.at(days=20)},
-        ])
+        env.write_holds(
+            [
+                hold("LIT", ["support"], subjects=["acct_7"]),
+                hold("TAX", ["support"], subjects=["acct_8"], kind="tax", keep_younger_than="60d"),
+            ]
+        )
+        env.insert(
+            tickets,
+            [
+                env.ticket(1, 100, status="open", account="acct_7"),
+                env.ticket(2, 100, status="open", account="acct_8"),
+                env.ticket(3, 100, status="open", account="acct_9"),
+            ],
+        )
+        env.insert(
+            ticket_versions,
+            [
+                {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=20)},
+                {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=20)},  # young by the tax floor
+                {"version_id": 21, "ticket_id": 2, "superseded_at": env.at(days=70)},  # older than the floor
+                {"version_id": 30, "ticket_id": 3, "superseded_at": env.at(days=20)},
+            ],
+        )
         plan = env.run(mode="plan")
         env.run()
         assert {10, 20} == env.ids(ticket_versions)
@@ -242,8 +288,13 @@ class TestPriorVersions:
         """Anonymizing a record deletes its prior versions (they hold the old values)."""
         env.configure({"contact": anon_category("30d", {"email": "null"}, history=True)})
         env.insert(tickets, [env.ticket(1, 40, email="a@x"), env.ticket(2, 5, email="b@x")])
-        env.insert(ticket_versions, [{"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=1), "email": "old@x"},
-                                     {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=1)}])
+        env.insert(
+            ticket_versions,
+            [
+                {"version_id": 10, "ticket_id": 1, "superseded_at": env.at(days=1), "email": "old@x"},
+                {"version_id": 20, "ticket_id": 2, "superseded_at": env.at(days=1)},
+            ],
+        )
         env.run()
         assert {20} == env.ids(ticket_versions)
 
@@ -255,15 +306,33 @@ class TestAnonymize:
         """null, redact, fixed, hmac, truncate_ip (v4 and v6), year and month rewrite as documented."""
         env.configure({"contact": anon_category()})
         seen = env.at(days=40) if env.backend == "sqlite" else env.now - timedelta(days=40)
-        values: dict[str, Any] = {"email": "a@x", "name": "Ann", "ref": "cust-1", "tier": "gold", "born": date(1990, 7, 14), "seen_at": seen}
-        env.insert(tickets, [env.ticket(1, 40, ip="192.0.2.77", **values), env.ticket(2, 40, ip="2001:db8:1:2::5", **values),
-                             env.ticket(3, 5, ip="192.0.2.77", **values)])
+        values: dict[str, Any] = {
+            "email": "a@x",
+            "name": "Ann",
+            "ref": "cust-1",
+            "tier": "gold",
+            "born": date(1990, 7, 14),
+            "seen_at": seen,
+        }
+        env.insert(
+            tickets,
+            [
+                env.ticket(1, 40, ip="192.0.2.77", **values),
+                env.ticket(2, 40, ip="2001:db8:1:2::5", **values),
+                env.ticket(3, 5, ip="192.0.2.77", **values),
+            ],
+        )
         report = env.run()
         assert {} == report.failed
         rows = env.rows()
         one, two = rows[1], rows[2]
         assert (None, "[redacted]", "gone", "192.0.2.0", date(1990, 1, 1)) == (
-            one["email"], one["name"], one["tier"], one["ip"], one["born"])
+            one["email"],
+            one["name"],
+            one["tier"],
+            one["ip"],
+            one["born"],
+        )
         assert "2001:db8:1::" == two["ip"]
         assert str(one["ref"]).startswith("anon:") and one["ref"] == two["ref"]
         assert (1, 0, 0) == (one["seen_at"].day, one["seen_at"].hour, one["seen_at"].minute)
@@ -318,20 +387,46 @@ class TestCompositeKeys:
     def test_composite_key_delete_with_history(self, env: Env) -> None:
         """Rows keyed (tenant, n) are deleted with their versions; refs use the composite key."""
         md = sa.MetaData()
-        orders = sa.Table("orders", md, sa.Column("tenant", sa.Text, primary_key=True),
-                          sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
-                          sa.Column("done_at", sa.DateTime(timezone=True)))
-        versions = sa.Table("order_versions", md, sa.Column("vid", sa.Integer, primary_key=True, autoincrement=False),
-                            sa.Column("tenant", sa.Text), sa.Column("n", sa.Integer),
-                            sa.Column("superseded_at", sa.DateTime(timezone=True)))
+        orders = sa.Table(
+            "orders",
+            md,
+            sa.Column("tenant", sa.Text, primary_key=True),
+            sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("done_at", sa.DateTime(timezone=True)),
+        )
+        versions = sa.Table(
+            "order_versions",
+            md,
+            sa.Column("vid", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("tenant", sa.Text),
+            sa.Column("n", sa.Integer),
+            sa.Column("superseded_at", sa.DateTime(timezone=True)),
+        )
         md.create_all(env.engine)
-        target = {"store": "app", "table": "orders", "key": ["tenant", "n"], "age_column": "done_at",
-                  "history": {"table": "order_versions", "key": ["vid"], "parent": ["tenant", "n"],
-                              "superseded_column": "superseded_at"}}
+        target = {
+            "store": "app",
+            "table": "orders",
+            "key": ["tenant", "n"],
+            "age_column": "done_at",
+            "history": {
+                "table": "order_versions",
+                "key": ["vid"],
+                "parent": ["tenant", "n"],
+                "superseded_column": "superseded_at",
+            },
+        }
         env.configure({"orders": {"retain": "30d", "action": "delete", "sql": [target]}}, batch_size=2)
-        env.insert(orders, [{"tenant": t, "n": n, "done_at": env.at(days=40 if n < 3 else 5)} for t in "ab" for n in range(1, 5)])
-        env.insert(versions, [{"vid": i, "tenant": t, "n": n, "superseded_at": env.at(days=1)}
-                              for i, (t, n) in enumerate([(t, n) for t in "ab" for n in range(1, 5)])])
+        env.insert(
+            orders,
+            [{"tenant": t, "n": n, "done_at": env.at(days=40 if n < 3 else 5)} for t in "ab" for n in range(1, 5)],
+        )
+        env.insert(
+            versions,
+            [
+                {"vid": i, "tenant": t, "n": n, "superseded_at": env.at(days=1)}
+                for i, (t, n) in enumerate([(t, n) for t in "ab" for n in range(1, 5)])
+            ],
+        )
         report = env.run()
         assert {} == report.failed
         with env.engine.connect() as conn:
@@ -351,9 +446,19 @@ class TestInetColumns:
         """An inet column truncates to /24 and /48 and a rerun finds nothing left to anonymize."""
         with pg_env.engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE visits (id integer PRIMARY KEY, at timestamptz, addr inet)"))
-            conn.execute(sa.text("INSERT INTO visits VALUES (1, now() - interval '40 days', '192.0.2.77'), "
-                                 "(2, now() - interval '40 days', '2001:db8:1:2::5'), (3, now() - interval '5 days', '10.9.9.9')"))
-        target = {"store": "app", "table": "visits", "key": ["id"], "age_column": "at", "anonymize": {"addr": "truncate_ip"}}
+            conn.execute(
+                sa.text(
+                    "INSERT INTO visits VALUES (1, now() - interval '40 days', '192.0.2.77'), "
+                    "(2, now() - interval '40 days', '2001:db8:1:2::5'), (3, now() - interval '5 days', '10.9.9.9')"
+                )
+            )
+        target = {
+            "store": "app",
+            "table": "visits",
+            "key": ["id"],
+            "age_column": "at",
+            "anonymize": {"addr": "truncate_ip"},
+        }
         pg_env.configure({"visits": {"retain": "30d", "action": "anonymize", "sql": [target]}})
         first = pg_env.run()
         second = pg_env.run(now=pg_env.now + timedelta(seconds=1))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -93,7 +92,9 @@ class TestGuard:
         assert 1 == done.returncode, done.stderr
         assert set(range(1, 11)) == env.ids()
         tripped = env.entries("guard_tripped")
-        assert [("stopped", 5, 10)] == [(e.fields["decision"], e.fields["would_act"], e.fields["total"]) for e in tripped]
+        assert [("stopped", 5, 10)] == [
+            (e.fields["decision"], e.fields["would_act"], e.fields["total"]) for e in tripped
+        ]
         done = env.cli("run", "--allow-large")
         assert 0 == done.returncode, done.stderr
         assert set(range(6, 11)) == env.ids()
@@ -105,19 +106,36 @@ class TestPlanEqualsRun:
 
     def test_plan_then_run(self, env: Env) -> None:
         """eligible, held per hold and prior versions from plan equal the run's acted, held and history counts."""
-        env.configure({"support": {**SUPPORT, "prior_versions": "10d"},
-                       "contact": anon_category("20d", {"email": "null", "ip": "truncate_ip"}, match={"status": "open"})},
-                      batch_size=3)
+        env.configure(
+            {
+                "support": {**SUPPORT, "prior_versions": "10d"},
+                "contact": anon_category("20d", {"email": "null", "ip": "truncate_ip"}, match={"status": "open"}),
+            },
+            batch_size=3,
+        )
         env.write_holds([hold("H", ["support"], subjects=["acct_h"]), hold("T", ["contact"], keep_younger_than="25d")])
-        rows = [env.ticket(i, 5 + 7 * i, account="acct_h" if i % 4 == 0 else "acct_x", email="e", ip="10.0.0.9",
-                           status="closed" if i % 3 else "open") for i in range(1, 15)]
+        rows = [
+            env.ticket(
+                i,
+                5 + 7 * i,
+                account="acct_h" if i % 4 == 0 else "acct_x",
+                email="e",
+                ip="10.0.0.9",
+                status="closed" if i % 3 else "open",
+            )
+            for i in range(1, 15)
+        ]
         env.insert(tickets, rows)
         # Each ticket has an old version (expired by prior_versions from i = 4) and a fresh one
         # (gone only with its ticket).
-        env.insert(ticket_versions, [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=3 * i)}
-                                     for i in range(1, 15)])
-        env.insert(ticket_versions, [{"version_id": 200 + i, "ticket_id": i, "superseded_at": env.at(days=1)}
-                                     for i in range(1, 15)])
+        env.insert(
+            ticket_versions,
+            [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=3 * i)} for i in range(1, 15)],
+        )
+        env.insert(
+            ticket_versions,
+            [{"version_id": 200 + i, "ticket_id": i, "superseded_at": env.at(days=1)} for i in range(1, 15)],
+        )
         plan = env.run(mode="plan")
         run = env.run()
         planned = [(t.category, t.eligible, t.held, t.prior_versions_eligible) for t in plan.targets]
@@ -130,8 +148,10 @@ class TestPlanEqualsRun:
         """A dry run reports what plan counts (rows and prior versions) and changes nothing."""
         env.configure({"support": {**SUPPORT, "prior_versions": "10d"}}, batch_size=2)
         env.insert(tickets, [env.ticket(i, 30 + i) for i in range(1, 6)])
-        env.insert(ticket_versions, [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=1)}
-                                     for i in range(1, 6)])
+        env.insert(
+            ticket_versions,
+            [{"version_id": 100 + i, "ticket_id": i, "superseded_at": env.at(days=1)} for i in range(1, 6)],
+        )
         plan = env.run(mode="plan")
         dry = env.run(mode="dry-run")
         expected = [(t.eligible, t.prior_versions_eligible) for t in plan.targets]
@@ -167,7 +187,9 @@ class TestClock:
 class TestStatementRechecks:
     """Rule 5: the DELETE itself re-checks; only RETURNING is audited."""
 
-    def test_rows_changed_between_select_and_delete_are_not_touched(self, env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_rows_changed_between_select_and_delete_are_not_touched(
+        self, env: Env, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Between the SELECT and the DELETE a row gets young, one leaves the filter, one comes under a hold."""
         env.configure({"support": SUPPORT})
         env.write_holds([hold("H", ["support"], subjects=["acct_held"])])
@@ -235,9 +257,15 @@ class TestRefusedBeforeAnyWrite:
     def test_cascade_into_an_unmanaged_table(self, env: Env) -> None:
         """A foreign key ON DELETE CASCADE from a table outside the category refuses the delete (exit 1)."""
         with env.engine.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY, "
-                                 "ticket_id INTEGER REFERENCES tickets(id) ON DELETE CASCADE)"))
-        env.configure({"support": SUPPORT, "contact": anon_category("30d", {"email": "null"}, match={"status": "open"})})
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE notes (id INTEGER PRIMARY KEY, "
+                    "ticket_id INTEGER REFERENCES tickets(id) ON DELETE CASCADE)"
+                )
+            )
+        env.configure(
+            {"support": SUPPORT, "contact": anon_category("30d", {"email": "null"}, match={"status": "open"})}
+        )
         env.insert(tickets, [env.ticket(1, 40), env.ticket(2, 40, status="open", email="e")])
         report = env.run()
         assert ["support"] == list(report.failed)
@@ -251,8 +279,12 @@ class TestRefusedBeforeAnyWrite:
         """On PostgreSQL a timestamp without time zone is refused unless the target declares age_timezone."""
         with pg_env.engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE logs (id integer PRIMARY KEY, at timestamp)"))
-            conn.execute(sa.text("INSERT INTO logs VALUES (1, now() AT TIME ZONE 'UTC' - interval '40 days'), "
-                                 "(2, now() AT TIME ZONE 'UTC' - interval '5 days')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO logs VALUES (1, now() AT TIME ZONE 'UTC' - interval '40 days'), "
+                    "(2, now() AT TIME ZONE 'UTC' - interval '5 days')"
+                )
+            )
         target = {"store": "app", "table": "logs", "key": ["id"], "age_column": "at"}
         pg_env.configure({"logs": {"retain": "30d", "action": "delete", "sql": [target]}})
         report = pg_env.run()
@@ -311,4 +343,4 @@ class TestBatchTransactions:
         # Three batches of two rows; PostgreSQL's single-statement batches end with one empty DELETE.
         assert len(deletes) in (3, 4)
         # Per batch: set_config(...) before the DELETE (and its keyset SELECT), in one transaction.
-        assert [True] * len(deletes) == [any("SET_CONFIG" in s for s in statements[i - 2:i]) for i in deletes]
+        assert [True] * len(deletes) == [any("SET_CONFIG" in s for s in statements[i - 2 : i]) for i in deletes]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,16 +11,28 @@ from hypothesis import strategies as st
 
 from retentiond.config.durations import RetentionPeriod
 from retentiond.config.holds import Hold
-from retentiond.policy.holds import EXPIRING_WITHIN, HoldState, ReleasedHold, protecting, view_all, view_hold, view_released
+from retentiond.policy.holds import (
+    EXPIRING_WITHIN,
+    HoldState,
+    ReleasedHold,
+    protecting,
+    view_all,
+    view_hold,
+    view_released,
+)
 
-UTC = timezone.utc
+UTC = UTC
 GRACE = RetentionPeriod(7, "d")
 
 
 def make_hold(placed_at: Any = date(2026, 1, 1), expires_at: Any = None, **over: Any) -> Hold:
     data: dict[str, Any] = {
-        "id": "LIT-1", "kind": "legal", "reason": "Preservation notice", "placed_by": "j.doe@legal",
-        "placed_at": placed_at, "categories": ["support"],
+        "id": "LIT-1",
+        "kind": "legal",
+        "reason": "Preservation notice",
+        "placed_by": "j.doe@legal",
+        "placed_at": placed_at,
+        "categories": ["support"],
     }
     if expires_at is not None:
         data["expires_at"] = expires_at
@@ -55,7 +67,10 @@ class TestViewHold:
         """A hold is 'expiring' exactly within EXPIRING_WITHIN of its end."""
         hold = make_hold(expires_at=date(2026, 12, 31))
         end = at(2027, 1, 1)
-        states = (view_hold(hold, end - EXPIRING_WITHIN - timedelta(seconds=1)).state, view_hold(hold, end - EXPIRING_WITHIN).state)
+        states = (
+            view_hold(hold, end - EXPIRING_WITHIN - timedelta(seconds=1)).state,
+            view_hold(hold, end - EXPIRING_WITHIN).state,
+        )
         assert (HoldState.ACTIVE, HoldState.EXPIRING) == states
 
     def test_without_expiry(self) -> None:
@@ -129,8 +144,15 @@ class TestViewAll:
 
     def test_protecting(self) -> None:
         """protecting() keeps active, expiring and in-grace holds only."""
-        holds = (make_hold(id="ACTIVE"), make_hold(id="FUTURE", placed_at=date(2027, 1, 1)),
-                 make_hold(id="OLD", expires_at=date(2026, 2, 1)), make_hold(id="SOON", expires_at=date(2026, 3, 10)))
-        released = [ReleasedHold(make_hold(id="GRACE"), at(2026, 2, 27)), ReleasedHold(make_hold(id="GONE"), at(2026, 1, 1))]
+        holds = (
+            make_hold(id="ACTIVE"),
+            make_hold(id="FUTURE", placed_at=date(2027, 1, 1)),
+            make_hold(id="OLD", expires_at=date(2026, 2, 1)),
+            make_hold(id="SOON", expires_at=date(2026, 3, 10)),
+        )
+        released = [
+            ReleasedHold(make_hold(id="GRACE"), at(2026, 2, 27)),
+            ReleasedHold(make_hold(id="GONE"), at(2026, 1, 1)),
+        ]
         views = view_all(holds, released, at(2026, 3, 1), GRACE)
         assert ["ACTIVE", "SOON", "GRACE"] == [h.id for h in protecting(views)]

@@ -47,8 +47,14 @@ def backdate(bucket: str, key: str, version_id: str | None, when: datetime) -> N
 
 def hold(hold_id: str, categories: Sequence[str], **extra: Any) -> dict[str, Any]:
     """Return a ``[[hold]]`` table placed long ago."""
-    out: dict[str, Any] = {"id": hold_id, "kind": "legal", "reason": "test", "placed_by": "legal@test",
-                           "placed_at": date(2020, 1, 1), "categories": list(categories)}
+    out: dict[str, Any] = {
+        "id": hold_id,
+        "kind": "legal",
+        "reason": "test",
+        "placed_by": "legal@test",
+        "placed_at": date(2020, 1, 1),
+        "categories": list(categories),
+    }
     out.update(extra)
     return out
 
@@ -98,8 +104,14 @@ class S3Env:
             (keys / "signing.pem").write_bytes(private_pem)
             os.chmod(keys / "signing.pem", 0o600)
         data = {
-            "daemon": {"state_dir": str(self.state_dir), "holds_file": str(self.holds_path), "metrics_listen": "",
-                       "max_fraction_per_run": 1.0, "batch_size": 1000, **daemon},
+            "daemon": {
+                "state_dir": str(self.state_dir),
+                "holds_file": str(self.holds_path),
+                "metrics_listen": "",
+                "max_fraction_per_run": 1.0,
+                "batch_size": 1000,
+                **daemon,
+            },
             "audit": {"hmac_key_file": str(keys / "hmac.key"), "signing_key_file": str(keys / "signing.pem")},
             "stores": {"files": {"kind": "s3", "endpoint_url": self.endpoint, "region": "us-east-1", **(store or {})}},
             "categories": categories,
@@ -127,8 +139,15 @@ class S3Env:
             if versioned:
                 self.client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 
-    def put(self, key: str, age_days: float, bucket: str = "media", *, tags: dict[str, str] | None = None,
-            metadata: dict[str, str] | None = None) -> str | None:
+    def put(
+        self,
+        key: str,
+        age_days: float,
+        bucket: str = "media",
+        *,
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:
         """Put a new version of ``key`` written ``age_days`` before ``now``; return its VersionId."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": b"x"}
         if tags:
@@ -166,11 +185,22 @@ class S3Env:
 
     # -- runs and the ledger --------------------------------------------------------------------
 
-    def runner(self, *, mode: str = "run", allow_large: bool = False, now: datetime | None = None,
-               categories: Sequence[str] = ()) -> Runner:
+    def runner(
+        self,
+        *,
+        mode: str = "run",
+        allow_large: bool = False,
+        now: datetime | None = None,
+        categories: Sequence[str] = (),
+    ) -> Runner:
         """Return a Runner on the config."""
-        return Runner(load_config(self.config_path), mode=mode, allow_large=allow_large, now=now or self.now,
-                      categories=categories)
+        return Runner(
+            load_config(self.config_path),
+            mode=mode,
+            allow_large=allow_large,
+            now=now or self.now,
+            categories=categories,
+        )
 
     def run(self, **kwargs: Any) -> RunReport:
         """Run (or plan) and return the report."""
@@ -179,8 +209,14 @@ class S3Env:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``python -m retentiond -c CONFIG ARGS``; return the finished process."""
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        return subprocess.run([sys.executable, "-m", "retentiond", "-c", str(self.config_path), *args],
-                              capture_output=True, text=True, env=full_env, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "retentiond", "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=120,
+            check=False,
+        )
 
     def entries(self, event: str | None = None) -> list[Entry]:
         """Return the ledger's entries (of ``event``)."""

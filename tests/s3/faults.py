@@ -55,17 +55,30 @@ def objects_of(request: Any) -> list[tuple[str, str | None]]:
 
 
 def _unescape(text: str) -> str:
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
+    return (
+        text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", '"')
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+    )
 
 
 def delete_result(deleted: list[tuple[str, str | None]], errors: list[tuple[str, str | None, str]]) -> str:
     """Return a DeleteObjects result document."""
     parts = ['<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">']
     for key, version in deleted:
-        parts.append(f"<Deleted><Key>{escape(key)}</Key>" + (f"<VersionId>{escape(version)}</VersionId>" if version else "") + "</Deleted>")
+        parts.append(
+            f"<Deleted><Key>{escape(key)}</Key>"
+            + (f"<VersionId>{escape(version)}</VersionId>" if version else "")
+            + "</Deleted>"
+        )
     for key, version, code in errors:
-        parts.append(f"<Error><Key>{escape(key)}</Key>" + (f"<VersionId>{escape(version)}</VersionId>" if version else "")
-                     + f"<Code>{code}</Code><Message>injected</Message></Error>")
+        parts.append(
+            f"<Error><Key>{escape(key)}</Key>"
+            + (f"<VersionId>{escape(version)}</VersionId>" if version else "")
+            + f"<Code>{code}</Code><Message>injected</Message></Error>"
+        )
     parts.append("</DeleteResult>")
     return "".join(parts)
 
@@ -124,7 +137,7 @@ class Faults:
         bucket = request.url.split("/")[3].split("?")[0]
         if half:
             self.clean.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k, "VersionId": v} for k, v in half]})
-        return response(200, delete_result(half, [(k, v, "InternalError") for k, v in items[len(half):]]))
+        return response(200, delete_result(half, [(k, v, "InternalError") for k, v in items[len(half) :]]))
 
     def all_internal_error(self, request: Any) -> AWSResponse:
         """A 200 DeleteObjects answering InternalError for every key (nothing deleted)."""

@@ -13,9 +13,9 @@ import pytest
 from tests.s3.conftest import S3Env, s3_category
 
 POINTS = [
-    "s3_after_intent:1",   # intent durable, request not sent
-    "s3_after_intent:4",   # some requests done, another announced
-    "s3_after_delete:1",   # versions deleted, outcome not written
+    "s3_after_intent:1",  # intent durable, request not sent
+    "s3_after_intent:4",  # some requests done, another announced
+    "s3_after_delete:1",  # versions deleted, outcome not written
     "s3_after_delete:3",
     "s3_after_outcome:2",  # outcome written, not relayed to the ledger
     "s3_before_remove:2",  # relayed, not acknowledged: the rerun must not audit it twice

@@ -164,8 +164,11 @@ class TestHolds:
         for i in range(3):
             s3env.put(f"tickets/acct_2/{i}", 100)
         s3env.write_holds([hold("LIT-1", ["support"], subjects=["acct_1"])])
-        s3env.configure({"support": s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")}, batch_size=2,
-                        store={"max_workers": 1})
+        s3env.configure(
+            {"support": s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")},
+            batch_size=2,
+            store={"max_workers": 1},
+        )
         report = s3env.run()
         assert (3, {"LIT-1": 10}) == (report.targets[0].acted, report.targets[0].held)
         assert 10 == len(s3env.versions())
@@ -204,8 +207,9 @@ class TestHolds:
         s3env.bucket()
         s3env.put("tickets/a/x", 100)
         s3env.put("tickets/b/x", 100)
-        s3env.configure({"support": s3_category(retain="30d"),
-                         "legal_b": s3_category(prefix="tickets/b/", retain="1y")})
+        s3env.configure(
+            {"support": s3_category(retain="30d"), "legal_b": s3_category(prefix="tickets/b/", retain="1y")}
+        )
         s3env.run(categories=["support"])
         assert ["tickets/b/x"] == [k for k, _ in s3env.versions()]
 
@@ -224,7 +228,9 @@ class TestAgeSources:
         s3env.put("tickets/naive-tag", 300, tags={"closed-at": "2020-01-01T00:00:00"})
         s3env.configure({"support": s3_category(age="tag:closed-at")})
         s3env.run()
-        assert ["tickets/naive-tag", "tickets/old-file-new-tag", "tickets/untagged"] == sorted(k for k, _ in s3env.versions())
+        assert ["tickets/naive-tag", "tickets/old-file-new-tag", "tickets/untagged"] == sorted(
+            k for k, _ in s3env.versions()
+        )
 
     def test_metadata_age(self, s3env: S3Env) -> None:
         """The metadata value decides, case-insensitively by name."""
@@ -288,7 +294,6 @@ class TestPlan:
         assert ("media", 1, 1, 0) == (target["target"], target["total"], target["eligible"], target["blocked"])
 
 
-
 class TestExplain:
     """``retentiond explain --store S --bucket B --object-key K`` explains every version."""
 
@@ -299,16 +304,20 @@ class TestExplain:
         s3env.history("tickets/acct_2/b", [20, 15, 1])
         s3env.write_holds([hold("LIT-1", ["support"], subjects=["acct_1"])])
         s3env.configure({"support": s3_category(prior_versions="10d", subject_pattern="^tickets/(?P<subject>[^/]+)/")})
-        held = s3env.cli("--format", "json", "explain", "--store", "files", "--bucket", "media", "--object-key", "tickets/acct_1/a")
+        held = s3env.cli(
+            "--format", "json", "explain", "--store", "files", "--bucket", "media", "--object-key", "tickets/acct_1/a"
+        )
         mixed = s3env.cli("explain", "--store", "files", "--bucket", "media", "--object-key", "tickets/acct_2/b")
         assert 0 == held.returncode, held.stderr
         (line,) = json.loads(held.stdout)["categories"]
         assert (["LIT-1"], ["is kept: held by LIT-1"] * 2) == (line["holds"], [v["decision"] for v in line["versions"]])
         assert 0 == mixed.returncode, mixed.stderr
         decisions = [t.split("-> ")[1] for t in mixed.stdout.splitlines() if "-> " in t]
-        assert ["is kept: not older than the cutoff (or its clock has not started), or another category retains it longer",
-                "is kept: not noncurrent for longer than prior versions are kept",
-                "would be deleted by the next run"] == decisions
+        assert [
+            "is kept: not older than the cutoff (or its clock has not started), or another category retains it longer",
+            "is kept: not noncurrent for longer than prior versions are kept",
+            "would be deleted by the next run",
+        ] == decisions
 
     def test_explain_needs_both_bucket_and_key(self, s3env: S3Env) -> None:
         """Half an S3 address is a usage error (exit 2)."""
@@ -327,8 +336,11 @@ class TestLiveHolds:
         s3env.bucket()
         for i in range(6):
             s3env.put(f"tickets/acct_1/{i}", 100)
-        s3env.configure({"support": s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")}, batch_size=2,
-                        store={"max_workers": 1})
+        s3env.configure(
+            {"support": s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")},
+            batch_size=2,
+            store={"max_workers": 1},
+        )
         original = engine.S3Worker._send_all
         calls = {"n": 0}
 

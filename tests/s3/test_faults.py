@@ -50,8 +50,9 @@ class TestDeleteFaults:
         assert 4 == len(faults.sleeps)
         assert all(a < b for a, b in zip(faults.sleeps, faults.sleeps[1:])), faults.sleeps
 
-    def test_throttled_request_does_not_stall_the_others(self, s3env: S3Env, faults: Faults,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_throttled_request_does_not_stall_the_others(
+        self, s3env: S3Env, faults: Faults, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """While one request waits out its backoff, the other worker's request goes through."""
         import time
 
@@ -132,7 +133,9 @@ class TestListingFaults:
         seen = {"n": 0}
 
         def page_two(request: object, **kwargs: object) -> object:
-            if str(kwargs.get("event_name", "")).endswith("ListObjectVersions") and "key-marker" in str(getattr(request, "url", "")):
+            if str(kwargs.get("event_name", "")).endswith("ListObjectVersions") and "key-marker" in str(
+                getattr(request, "url", "")
+            ):
                 seen["n"] += 1
                 if seen["n"] <= 2:
                     return faults.internal_error_500(request)

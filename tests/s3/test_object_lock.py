@@ -16,8 +16,12 @@ def _lock(env: S3Env, key: str, version: str | None, how: str) -> None:
     if how == "legal_hold":
         env.client.put_object_legal_hold(Bucket="media", Key=key, VersionId=version, LegalHold={"Status": "ON"})
     else:
-        env.client.put_object_retention(Bucket="media", Key=key, VersionId=version,
-                                        Retention={"Mode": how, "RetainUntilDate": env.now + timedelta(days=365)})
+        env.client.put_object_retention(
+            Bucket="media",
+            Key=key,
+            VersionId=version,
+            Retention={"Mode": how, "RetainUntilDate": env.now + timedelta(days=365)},
+        )
 
 
 class TestBlocked:

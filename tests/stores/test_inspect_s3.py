@@ -43,7 +43,10 @@ class TestBuckets:
         """A bucket that does not exist is refused at the target's bucket path."""
         config = settings(tmp_path, s3_endpoint, ["no-such-bucket"])
         issues = check_s3_target(client_for(config), config, "media", 0)
-        assert (["categories.media.s3[0].bucket"], True) == ([i.path for i in issues], "does not exist" in issues[0].message)
+        assert (["categories.media.s3[0].bucket"], True) == (
+            [i.path for i in issues],
+            "does not exist" in issues[0].message,
+        )
 
     def test_unversioned_bucket(self, s3_endpoint: str, s3_client: Any, tmp_path: Path) -> None:
         """An existing bucket passes; the note says it is unversioned without Object Lock."""
@@ -58,7 +61,10 @@ class TestBuckets:
         s3_client.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
         s3_client.put_object_lock_configuration(
             Bucket="locked",
-            ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}}},
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}},
+            },
         )
         config = settings(tmp_path, s3_endpoint, ["locked"])
         findings = inspect_s3_target(client_for(config), config, "media", 0)

@@ -78,11 +78,16 @@ class TestPostgresTargets:
     def test_good_schema_passes(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """A table with a timestamptz age column, matching key, subject, match and history is accepted."""
         run_ddl(pg_engine, *GOOD_PG)
-        config = settings(tmp_path, target(extra="""
+        config = settings(
+            tmp_path,
+            target(
+                extra="""
   subject_column = "account_id"
   match = { status = "closed" }
   history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
-"""))
+"""
+            ),
+        )
         assert [] == paths(pg_engine, config)
 
     def test_missing_table(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
@@ -114,7 +119,9 @@ class TestPostgresTargets:
     def test_text_age_with_age_timezone_still_refused(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """age_timezone does not make a text column a timestamp."""
         run_ddl(pg_engine, "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at text)")
-        assert ["categories.support.sql[0].age_column"] == paths(pg_engine, settings(tmp_path, target(extra='  age_timezone = "UTC"\n')))
+        assert ["categories.support.sql[0].age_column"] == paths(
+            pg_engine, settings(tmp_path, target(extra='  age_timezone = "UTC"\n'))
+        )
 
     def test_key_not_primary_key(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """A key that is neither primary nor unique is refused; a missing key column is refused."""
@@ -123,7 +130,9 @@ class TestPostgresTargets:
 
     def test_unique_key_is_a_note(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """A unique, non-primary key is accepted with a note."""
-        run_ddl(pg_engine, "CREATE TABLE tickets (pk serial PRIMARY KEY, id bigint NOT NULL UNIQUE, closed_at timestamptz)")
+        run_ddl(
+            pg_engine, "CREATE TABLE tickets (pk serial PRIMARY KEY, id bigint NOT NULL UNIQUE, closed_at timestamptz)"
+        )
         with pg_engine.connect() as conn:
             findings = inspect_sql_target(conn, settings(tmp_path, target()), "support", 0)
         assert ([], ["categories.support.sql[0].key"]) == (findings.issues, [n.path for n in findings.notes])
@@ -142,26 +151,42 @@ class TestPostgresTargets:
         assert ["categories.support.sql[0].table"] * 3 == [i.path for i in issues]
         assert 3 == sum("ON DELETE CASCADE" in i.message for i in issues)
         assert {"public.invoices", "billing.notes", "public.ticket_versions"} == {
-            name for i in issues for name in ("public.invoices", "billing.notes", "public.ticket_versions") if name in i.message
+            name
+            for i in issues
+            for name in ("public.invoices", "billing.notes", "public.ticket_versions")
+            if name in i.message
         }
 
     def test_cascade_into_history_from_same_category_is_allowed(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """The history table's own cascade and a second target of the category are not refusals."""
-        run_ddl(pg_engine, *GOOD_PG, "CREATE TABLE attachments (id bigint PRIMARY KEY, closed_at timestamptz, "
-                "ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)")
-        config = settings(tmp_path, target(extra="""
+        run_ddl(
+            pg_engine,
+            *GOOD_PG,
+            "CREATE TABLE attachments (id bigint PRIMARY KEY, closed_at timestamptz, "
+            "ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)",
+        )
+        config = settings(
+            tmp_path,
+            target(
+                extra="""
   history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
   [[categories.support.sql]]
   store = "app"
   table = "attachments"
   key = ["id"]
   age_column = "closed_at"
-"""))
+"""
+            ),
+        )
         assert ([], []) == (paths(pg_engine, config, index=0), paths(pg_engine, config, index=1))
 
     def test_cascade_into_anonymized_table_is_not_refused(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """An anonymize target never deletes its rows, so a cascade into it is harmless."""
-        run_ddl(pg_engine, *GOOD_PG, "CREATE TABLE invoices (id bigint PRIMARY KEY, ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)")
+        run_ddl(
+            pg_engine,
+            *GOOD_PG,
+            "CREATE TABLE invoices (id bigint PRIMARY KEY, ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)",
+        )
         config = settings(tmp_path, target(action="anonymize", extra='  anonymize = { account_id = "hmac" }\n'))
         assert [] == paths(pg_engine, config)
 
@@ -172,18 +197,28 @@ class TestPostgresTargets:
             "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz)",
             "CREATE TABLE ticket_versions (version_id bigint PRIMARY KEY, superseded_at text)",
         )
-        config = settings(tmp_path, target(extra="""
+        config = settings(
+            tmp_path,
+            target(
+                extra="""
   history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
-"""))
+"""
+            ),
+        )
         expected = ["categories.support.sql[0].history.parent", "categories.support.sql[0].history.superseded_column"]
         assert expected == paths(pg_engine, config)
 
     def test_missing_history_table(self, pg_engine: sa.Engine, tmp_path: Path) -> None:
         """A history table that does not exist is refused."""
         run_ddl(pg_engine, "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz)")
-        config = settings(tmp_path, target(extra="""
+        config = settings(
+            tmp_path,
+            target(
+                extra="""
   history = { table = "versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
-"""))
+"""
+            ),
+        )
         assert ["categories.support.sql[0].history.table"] == paths(pg_engine, config)
 
 
@@ -215,10 +250,14 @@ class TestPostgresAnonymize:
             ("status", "month", False),
         ],
     )
-    def test_strategy_fits_column(self, pg_engine: sa.Engine, tmp_path: Path, column: str, strategy: str, ok: bool) -> None:
+    def test_strategy_fits_column(
+        self, pg_engine: sa.Engine, tmp_path: Path, column: str, strategy: str, ok: bool
+    ) -> None:
         """Each strategy is accepted exactly on the columns it can write."""
         run_ddl(pg_engine, self.SCHEMA)
-        config = settings(tmp_path, target("invoices", action="anonymize", extra=f'  anonymize = {{ {column} = "{strategy}" }}\n'))
+        config = settings(
+            tmp_path, target("invoices", action="anonymize", extra=f'  anonymize = {{ {column} = "{strategy}" }}\n')
+        )
         expected = [] if ok else [f"categories.support.sql[0].anonymize.{column}"]
         assert expected == paths(pg_engine, config)
 
@@ -235,13 +274,20 @@ class TestPostgresPrivileges:
         import uuid
 
         role = f"rtd_ro_{uuid.uuid4().hex[:8]}"
-        run_ddl(pg_engine, "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz)", f'CREATE ROLE "{role}" LOGIN',
-                f'GRANT SELECT ON tickets TO "{role}"')
+        run_ddl(
+            pg_engine,
+            "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz)",
+            f'CREATE ROLE "{role}" LOGIN',
+            f'GRANT SELECT ON tickets TO "{role}"',
+        )
         engine = sa.create_engine(sa.make_url(pg_url).set(username=role))
         try:
             with engine.connect() as conn:
                 issues = check_sql_target(conn, settings(tmp_path, target()), "support", 0)
-            assert (["categories.support.sql[0].table"], True) == ([i.path for i in issues], "DELETE" in issues[0].message)
+            assert (["categories.support.sql[0].table"], True) == (
+                [i.path for i in issues],
+                "DELETE" in issues[0].message,
+            )
         finally:
             engine.dispose()
             run_ddl(pg_engine, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
@@ -275,7 +321,8 @@ class TestSqliteTargets:
         with sqlite_engine.connect() as conn:
             findings = inspect_sql_target(conn, settings(tmp_path, target()), "support", 0)
         assert (["categories.support.sql[0].table"], ["categories.support.sql[0].table"]) == (
-            [i.path for i in findings.issues], [n.path for n in findings.notes if "notes" in n.message]
+            [i.path for i in findings.issues],
+            [n.path for n in findings.notes if "notes" in n.message],
         )
 
     def test_null_on_not_null_column(self, sqlite_engine: sa.Engine, tmp_path: Path) -> None:

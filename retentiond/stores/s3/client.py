@@ -22,7 +22,9 @@ def endpoint_of(store: S3Store, path: str) -> str | None:
     if store.endpoint_url_env is not None:
         value = os.environ.get(store.endpoint_url_env, "")
         if not value:
-            raise ConfigError([ConfigIssue(f"{path}.endpoint_url_env", f"environment variable {store.endpoint_url_env} is not set")])
+            raise ConfigError(
+                [ConfigIssue(f"{path}.endpoint_url_env", f"environment variable {store.endpoint_url_env} is not set")]
+            )
         return value
     return None
 
@@ -46,9 +48,13 @@ def make_client(store: S3Store, path: str = "stores", *, botocore_retries: bool 
     try:
         session = boto3.session.Session(profile_name=store.profile) if store.profile else boto3.session.Session()
     except ProfileNotFound:
-        raise ConfigError([ConfigIssue(f"{path}.profile", f"AWS profile {store.profile!r} not found in the shared config")]) from None
+        raise ConfigError(
+            [ConfigIssue(f"{path}.profile", f"AWS profile {store.profile!r} not found in the shared config")]
+        ) from None
     config = Config(
-        retries={"mode": "standard", "max_attempts": 5} if botocore_retries else {"mode": "standard", "total_max_attempts": 1},
+        retries={"mode": "standard", "max_attempts": 5}
+        if botocore_retries
+        else {"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=max(10, 2 * store.max_workers),
         connect_timeout=10,
         read_timeout=60,

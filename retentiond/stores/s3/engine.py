@@ -44,7 +44,6 @@ from retentiond.config.holds import Hold
 from retentiond.errors import TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.stores.s3 import retry
-from retentiond.testing.crashpoints import crash_point
 from retentiond.stores.s3.decide import Claim, GroupPlan, plan_group
 from retentiond.stores.s3.journal import (
     Intent,
@@ -54,6 +53,7 @@ from retentiond.stores.s3.journal import (
 )
 from retentiond.stores.s3.listing import KeyGroup, Version, list_groups
 from retentiond.stores.sql.worker import BatchResult, Counts, Cursor
+from retentiond.testing.crashpoints import crash_point
 
 log = get_logger("retentiond.s3")
 
@@ -124,8 +124,16 @@ class Requester:
       response, is an unknown outcome: a listing decides before anything is audited.
     """
 
-    def __init__(self, client: Any, journal: IntentJournal, bucket: str, *, versioned: bool, object_lock: bool,
-                 verify_deletes: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        journal: IntentJournal,
+        bucket: str,
+        *,
+        versioned: bool,
+        object_lock: bool,
+        verify_deletes: bool,
+    ) -> None:
         self.client = client
         self.journal = journal
         self.bucket = bucket
@@ -163,15 +171,21 @@ class Requester:
                 retry.sleep(retry.backoff(attempt - 1))
             try:
                 response = retry.retrying(retry_on=lambda e: retry.is_transient(e) and not retry.is_unknown_outcome(e))(
-                    self._send, remaining)
+                    self._send, remaining
+                )
             except Exception as exc:  # noqa: BLE001 - classified below; nothing is audited on a guess
                 if retry.is_unknown_outcome(exc) and attempt < retry.ATTEMPTS:
                     gone = set(self.journal.resolve(self.bucket, remaining, versioned=self.versioned))
                     out.deleted += [i for i in remaining if i in gone]
                     remaining = [i for i in remaining if i not in gone]
                     continue
-                log.error("delete request failed", bucket=self.bucket, error=type(exc).__name__, code=retry.error_code(exc),
-                          versions=len(remaining))
+                log.error(
+                    "delete request failed",
+                    bucket=self.bucket,
+                    error=type(exc).__name__,
+                    code=retry.error_code(exc),
+                    versions=len(remaining),
+                )
                 if retry.is_unknown_outcome(exc):
                     gone = set(self.journal.resolve(self.bucket, remaining, versioned=self.versioned))
                     out.deleted += [i for i in remaining if i in gone]
@@ -183,7 +197,11 @@ class Requester:
         if self.verify_deletes and out.deleted:
             still = set(out.deleted) - set(self.journal.resolve(self.bucket, out.deleted, versioned=self.versioned))
             if still:
-                log.error("verify_deletes: versions reported deleted are still listed", bucket=self.bucket, versions=len(still))
+                log.error(
+                    "verify_deletes: versions reported deleted are still listed",
+                    bucket=self.bucket,
+                    versions=len(still),
+                )
                 out.deleted = [i for i in out.deleted if i not in still]
                 out.failed += sorted(still, key=str)
         prior = sum(1 for i in out.deleted if i not in current)
@@ -217,7 +235,9 @@ class Requester:
         unknown: list[Item] = []
         for item in sent:
             key, version = item
-            if item in deleted_exact or (key in deleted_keys and (not self.versioned or version is None or item not in errors_exact)):
+            if item in deleted_exact or (
+                key in deleted_keys and (not self.versioned or version is None or item not in errors_exact)
+            ):
                 if key in deleted_keys and self.versioned and version is not None and item not in deleted_exact:
                     # A versioned request answered by key only: cannot tell which version; ask a listing.
                     unknown.append(item)
@@ -256,34 +276,58 @@ class Spool:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError:
                 directory = None
-        fd, name = tempfile.mkstemp(prefix=f"s3-spool-{os.getpid()}-", suffix=".db", dir=str(directory) if directory else None)
+        fd, name = tempfile.mkstemp(
+            prefix=f"s3-spool-{os.getpid()}-", suffix=".db", dir=str(directory) if directory else None
+        )
         os.close(fd)
         self.path = name
         self.db = sqlite3.connect(name, check_same_thread=False)
         # A scratch file: rebuilt by the next run if lost, so no journal and no fsync.
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE groups (gid INTEGER PRIMARY KEY, key TEXT NOT NULL, entries TEXT NOT NULL, "
-                        "ages TEXT NOT NULL, locked TEXT NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE groups (gid INTEGER PRIMARY KEY, key TEXT NOT NULL, entries TEXT NOT NULL, "
+            "ages TEXT NOT NULL, locked TEXT NOT NULL)"
+        )
 
     def add(self, rows: list[tuple[int, KeyGroup, dict[str, datetime | None], list[int]]]) -> None:
         """Append groups with their ages and the indexes of their locked versions."""
         self.db.executemany(
             "INSERT INTO groups VALUES (?, ?, ?, ?, ?)",
-            [(gid, g.key, json.dumps([[e.version_id, e.last_modified.isoformat(), e.is_latest, e.is_marker] for e in g.entries]),
-              json.dumps({k: v.isoformat() if v else None for k, v in ages.items()}), json.dumps(locked))
-             for gid, g, ages, locked in rows],
+            [
+                (
+                    gid,
+                    g.key,
+                    json.dumps(
+                        [[e.version_id, e.last_modified.isoformat(), e.is_latest, e.is_marker] for e in g.entries]
+                    ),
+                    json.dumps({k: v.isoformat() if v else None for k, v in ages.items()}),
+                    json.dumps(locked),
+                )
+                for gid, g, ages, locked in rows
+            ],
         )
         self.db.commit()
 
     def read(self, after: int, limit: int) -> Iterator[tuple[int, KeyGroup, dict[str, datetime | None], set[int]]]:
         """Yield up to ``limit`` groups with ``gid > after``, in order."""
-        rows = self.db.execute("SELECT gid, key, entries, ages, locked FROM groups WHERE gid > ? ORDER BY gid LIMIT ?",
-                               (after, limit)).fetchall()
+        rows = self.db.execute(
+            "SELECT gid, key, entries, ages, locked FROM groups WHERE gid > ? ORDER BY gid LIMIT ?", (after, limit)
+        ).fetchall()
         for gid, key, entries, ages, locked in rows:
-            group = KeyGroup(key, [Version(key, v, datetime.fromisoformat(lm), latest, marker)
-                                   for v, lm, latest, marker in json.loads(entries)])
-            yield gid, group, {k: datetime.fromisoformat(v) if v else None for k, v in json.loads(ages).items()}, set(json.loads(locked))
+            group = KeyGroup(
+                key,
+                [
+                    Version(key, v, datetime.fromisoformat(lm), latest, marker)
+                    for v, lm, latest, marker in json.loads(entries)
+                ],
+            )
+            yield (
+                gid,
+                group,
+                {k: datetime.fromisoformat(v) if v else None for k, v in json.loads(ages).items()},
+                set(json.loads(locked)),
+            )
 
     def close(self) -> None:
         """Close and delete the file."""
@@ -314,8 +358,13 @@ class _Tally:
 
     def counts(self, total: int) -> S3Counts:
         """Return the figures."""
-        return S3Counts(total=total, eligible=self.eligible, held=dict(self.held), history_expired=self.history,
-                        blocked=self.blocked)
+        return S3Counts(
+            total=total,
+            eligible=self.eligible,
+            held=dict(self.held),
+            history_expired=self.history,
+            blocked=self.blocked,
+        )
 
 
 def remove_stale_spools(directory: Path) -> int:
@@ -386,9 +435,17 @@ class S3Worker:
         self.max_workers = max_workers
         self.spool_dir = spool_dir
         self.refs_of = refs_of
-        self.requester = Requester(client, journal, bucket, versioned=info.versioned, object_lock=info.object_lock,
-                                   verify_deletes=verify_deletes)
-        self.sources = sorted({acting.coverage.age_column, *(o.coverage.age_column for o in self.others)} - {"last_modified"})
+        self.requester = Requester(
+            client,
+            journal,
+            bucket,
+            versioned=info.versioned,
+            object_lock=info.object_lock,
+            verify_deletes=verify_deletes,
+        )
+        self.sources = sorted(
+            {acting.coverage.age_column, *(o.coverage.age_column for o in self.others)} - {"last_modified"}
+        )
         self._spool: Spool | None = None
         self._total = 0
         self._batches_tally = _Tally()
@@ -454,11 +511,17 @@ class S3Worker:
                 kind, _, name = source.partition(":")
                 if kind == "tag":
                     if tags is None:
-                        tags = {t["Key"]: t["Value"] for t in retry.call(self.client.get_object_tagging, **kwargs).get("TagSet", [])}
+                        tags = {
+                            t["Key"]: t["Value"]
+                            for t in retry.call(self.client.get_object_tagging, **kwargs).get("TagSet", [])
+                        }
                     out[source] = parse_time(tags.get(name))
                 else:
                     if meta is None:
-                        meta = {k.lower(): v for k, v in retry.call(self.client.head_object, **kwargs).get("Metadata", {}).items()}
+                        meta = {
+                            k.lower(): v
+                            for k, v in retry.call(self.client.head_object, **kwargs).get("Metadata", {}).items()
+                        }
                     out[source] = parse_time(meta.get(name.lower()))
             return out
 
@@ -515,7 +578,9 @@ class S3Worker:
 
     # -- plan -----------------------------------------------------------------------------------
 
-    def _plan(self, group: KeyGroup, ages: dict[str, datetime | None], holds: Sequence[Hold], run_start: datetime) -> GroupPlan:
+    def _plan(
+        self, group: KeyGroup, ages: dict[str, datetime | None], holds: Sequence[Hold], run_start: datetime
+    ) -> GroupPlan:
         return plan_group(group, ages, self.acting, self.others, holds, run_start, self.pattern)
 
     def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
@@ -557,7 +622,9 @@ class S3Worker:
 
     # -- act ------------------------------------------------------------------------------------
 
-    def run_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> S3BatchResult:
+    def run_batch(
+        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
+    ) -> S3BatchResult:
         """Delete what is due in the next key groups after ``cursor`` (advanced in place): every version
         of expired objects, and expired noncurrent versions and orphaned delete markers of the others.
 
@@ -618,8 +685,13 @@ class S3Worker:
             would = [i for i in phase1 if i not in locked_items]
             would += [m for v, ms in markers if not set(v) & locked_items for m in ms]
             main = sum(1 for i in would if i in main_items)
-            return S3BatchResult(selected=selected, touched=main, history=len(would) - main, blocked=len(locked_items),
-                                 exhausted=exhausted)
+            return S3BatchResult(
+                selected=selected,
+                touched=main,
+                history=len(would) - main,
+                blocked=len(locked_items),
+                exhausted=exhausted,
+            )
         outcome = self._send_all(phase1, current, run_id)
         gone = set(outcome.deleted)
         followers = [m for versions, ms in markers if all(v in gone for v in versions) for m in ms]
@@ -631,22 +703,44 @@ class S3Worker:
             outcome.rows += second.rows
         self.failed_versions += len(outcome.failed)
         main = sum(1 for i in outcome.deleted if i in main_items)
-        log.info("s3 batch", category=self.category, bucket=self.bucket, deleted=main, prior_versions=len(outcome.deleted) - main,
-                 blocked=len(outcome.blocked), failed=len(outcome.failed))
-        return S3BatchResult(selected=selected, touched=main, history=len(outcome.deleted) - main,
-                             outbox=list(outcome.rows), blocked=len(outcome.blocked), failed=len(outcome.failed),
-                             exhausted=exhausted)
+        log.info(
+            "s3 batch",
+            category=self.category,
+            bucket=self.bucket,
+            deleted=main,
+            prior_versions=len(outcome.deleted) - main,
+            blocked=len(outcome.blocked),
+            failed=len(outcome.failed),
+        )
+        return S3BatchResult(
+            selected=selected,
+            touched=main,
+            history=len(outcome.deleted) - main,
+            outbox=list(outcome.rows),
+            blocked=len(outcome.blocked),
+            failed=len(outcome.failed),
+            exhausted=exhausted,
+        )
 
-    def run_history_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *,
-                          dry_run: bool) -> S3BatchResult:
+    def run_history_batch(
+        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
+    ) -> S3BatchResult:
         """Return an exhausted, empty batch: :meth:`run_batch` deletes expired prior versions in the same pass."""
         return S3BatchResult(selected=0, touched=0, history=0, exhausted=True)
 
     def _send_all(self, items: list[Item], current: set[Item], run_id: str) -> RequestOutcome:
-        chunks = [items[i:i + self.per_request] for i in range(0, len(items), self.per_request)]
+        chunks = [items[i : i + self.per_request] for i in range(0, len(items), self.per_request)]
         intents = [
-            Intent(str(uuid.uuid4()), run_id, self.category, self._store, self.bucket, self.prefix or None,
-                   self.info.versioned, tuple(chunk))
+            Intent(
+                str(uuid.uuid4()),
+                run_id,
+                self.category,
+                self._store,
+                self.bucket,
+                self.prefix or None,
+                self.info.versioned,
+                tuple(chunk),
+            )
             for chunk in chunks
         ]
         total = RequestOutcome()
@@ -668,4 +762,13 @@ def _temporary(store: str, bucket: str, what: str, exc: BaseException) -> Tempor
     return TemporaryFailure(f"store {store!r}: S3 {what} of bucket {bucket!r} failed ({detail})")
 
 
-__all__ = ["BucketInfo", "RequestOutcome", "Requester", "S3BatchResult", "S3Counts", "S3Worker", "existing_versions", "parse_time"]
+__all__ = [
+    "BucketInfo",
+    "RequestOutcome",
+    "Requester",
+    "S3BatchResult",
+    "S3Counts",
+    "S3Worker",
+    "existing_versions",
+    "parse_time",
+]

@@ -112,7 +112,12 @@ def inspect_s3_target(
     if facts.problem is not None:
         findings.issues.append(ConfigIssue(f"{path}.bucket", facts.problem))
         return findings
-    findings.notes.append(ConfigIssue(f"{path}.bucket", f"bucket {target.bucket!r}: versioning {facts.versioning}; Object Lock {facts.object_lock}"))
+    findings.notes.append(
+        ConfigIssue(
+            f"{path}.bucket",
+            f"bucket {target.bucket!r}: versioning {facts.versioning}; Object Lock {facts.object_lock}",
+        )
+    )
     return findings
 
 

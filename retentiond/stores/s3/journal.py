@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from retentiond.stores.s3 import retry
-from retentiond.testing.crashpoints import crash_point
 from retentiond.stores.sql.outbox import OutboxRow
+from retentiond.testing.crashpoints import crash_point
 
 JOURNAL_FILE = "s3-intents.db"
 _NS = uuid.UUID("0b8e6a4e-5a0c-4d59-9a55-0c3c6f4a8f11")
@@ -110,8 +110,17 @@ class IntentJournal:
             self._db.execute(
                 "INSERT INTO intents (id, store, run_id, category, bucket, prefix, versioned, items, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (intent.id, self.store_name, intent.run_id, intent.category, intent.bucket, intent.prefix,
-                 int(intent.versioned), json.dumps([list(i) for i in intent.items]), _now()),
+                (
+                    intent.id,
+                    self.store_name,
+                    intent.run_id,
+                    intent.category,
+                    intent.bucket,
+                    intent.prefix,
+                    int(intent.versioned),
+                    json.dumps([list(i) for i in intent.items]),
+                    _now(),
+                ),
             )
 
     def finish(self, intent_id: str, rows: Iterable[S3OutboxRow]) -> None:
@@ -157,11 +166,20 @@ class IntentJournal:
         with self._lock:
             open_intents = self._db.execute(
                 "SELECT id, run_id, category, bucket, prefix, versioned, items FROM intents WHERE store = ? AND done = 0 "
-                "ORDER BY created_at", (self.store_name,),
+                "ORDER BY created_at",
+                (self.store_name,),
             ).fetchall()
         for row in open_intents:
-            intent = Intent(row[0], row[1], row[2], self.store_name, row[3], row[4], bool(row[5]),
-                            tuple((k, v) for k, v in json.loads(row[6])))
+            intent = Intent(
+                row[0],
+                row[1],
+                row[2],
+                self.store_name,
+                row[3],
+                row[4],
+                bool(row[5]),
+                tuple((k, v) for k, v in json.loads(row[6])),
+            )
             gone = self.resolve(intent.bucket, intent.items, versioned=intent.versioned)
             rows: list[S3OutboxRow] = []
             if gone:
@@ -178,7 +196,9 @@ class IntentJournal:
             )
         return [_decode(r[0]) for r in stored]
 
-    def resolve(self, bucket: str, items: Sequence[tuple[str, str | None]], *, versioned: bool) -> list[tuple[str, str | None]]:
+    def resolve(
+        self, bucket: str, items: Sequence[tuple[str, str | None]], *, versioned: bool
+    ) -> list[tuple[str, str | None]]:
         """Return the ``items`` (key, version) that a listing shows gone.
 
         Raises:
@@ -193,12 +213,23 @@ class IntentJournal:
             gone += [(key, v) for v in versions if (v if versioned else None) not in present]
         return gone
 
-    def row(self, intent: Intent, outcome: str, items: Sequence[tuple[str, str | None]], *, prior: int = 0) -> S3OutboxRow:
+    def row(
+        self, intent: Intent, outcome: str, items: Sequence[tuple[str, str | None]], *, prior: int = 0
+    ) -> S3OutboxRow:
         """Return the outcome row ``outcome`` of ``intent`` for ``items`` (with their refs)."""
         return S3OutboxRow(
-            batch_id=outcome_id(intent.id, outcome), run_id=intent.run_id, category=intent.category, store=self.store_name,
-            target=intent.bucket, action="delete", outcome=outcome, count=len(items), prior_versions=prior,
-            refs=self.refs_of(intent.bucket, items), created_at=datetime.now(UTC), prefix=intent.prefix,
+            batch_id=outcome_id(intent.id, outcome),
+            run_id=intent.run_id,
+            category=intent.category,
+            store=self.store_name,
+            target=intent.bucket,
+            action="delete",
+            outcome=outcome,
+            count=len(items),
+            prior_versions=prior,
+            refs=self.refs_of(intent.bucket, items),
+            created_at=datetime.now(UTC),
+            prefix=intent.prefix,
         )
 
     def close(self) -> None:

@@ -68,7 +68,9 @@ def _order(entries: list[Version]) -> list[Version]:
     return sorted(entries, key=lambda v: (v.key, not v.is_latest, -v.last_modified.timestamp()))
 
 
-def _versions_page(client: Any, bucket: str, prefix: str, markers: dict[str, str]) -> tuple[list[Version], dict[str, str] | None]:
+def _versions_page(
+    client: Any, bucket: str, prefix: str, markers: dict[str, str]
+) -> tuple[list[Version], dict[str, str] | None]:
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE_SIZE, **markers}
     page = retry.call(client.list_object_versions, **kwargs)
     entries = [
@@ -87,7 +89,9 @@ def _versions_page(client: Any, bucket: str, prefix: str, markers: dict[str, str
     return _order(entries), nxt
 
 
-def _objects_page(client: Any, bucket: str, prefix: str, markers: dict[str, str]) -> tuple[list[Version], dict[str, str] | None]:
+def _objects_page(
+    client: Any, bucket: str, prefix: str, markers: dict[str, str]
+) -> tuple[list[Version], dict[str, str] | None]:
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE_SIZE, **markers}
     page = retry.call(client.list_objects_v2, **kwargs)
     entries = [Version(o["Key"], None, _aware(o["LastModified"]), True, False) for o in page.get("Contents", [])]

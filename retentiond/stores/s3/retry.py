@@ -28,10 +28,21 @@ from tenacity import (
 T = TypeVar("T")
 
 #: error codes worth another attempt (throttling, server-side trouble)
-TRANSIENT_CODES = frozenset({
-    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed",
-    "Throttling", "ThrottlingException", "500", "502", "503", "504",
-})
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "ThrottlingException",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
 
 ATTEMPTS = 6
 INITIAL_WAIT = 0.2  # seconds

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac as _hmac
 import ipaddress
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
-from retentiond.stores.sql.predicates import PSEUDONYM_HEX, PSEUDONYM_PREFIX, REDACTED, fixed_value
-
 import sqlalchemy as sa
+
+from retentiond.stores.sql.predicates import PSEUDONYM_HEX, PSEUDONYM_PREFIX, REDACTED, fixed_value
 
 
 class Pseudonymizer:
@@ -27,7 +27,7 @@ class Pseudonymizer:
     def __call__(self, scope: str, value: Any) -> str:
         """Return the pseudonym of ``value`` within ``scope`` (``store/table/column``)."""
         h = self._base.copy()
-        h.update(f"{scope}|{value}".encode("utf-8"))
+        h.update(f"{scope}|{value}".encode())
         return PSEUDONYM_PREFIX + h.hexdigest()[:PSEUDONYM_HEX]
 
 
@@ -48,7 +48,7 @@ def truncate_date(value: Any, unit: str) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             # Truncate on the UTC calendar, whatever the database session's time zone.
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         out = value.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         return out.replace(month=1) if unit == "year" else out
     if isinstance(value, date):

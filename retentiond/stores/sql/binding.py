@@ -8,8 +8,8 @@ identifiers itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -68,7 +68,9 @@ class BoundTarget:
         try:
             return self.table.c[name]
         except KeyError:
-            raise ConfigError([ConfigIssue(self.path, f"column {name!r} not found in table {self.table_name!r}")]) from None
+            raise ConfigError(
+                [ConfigIssue(self.path, f"column {name!r} not found in table {self.table_name!r}")]
+            ) from None
 
     def instant(self, value: datetime) -> datetime:
         """Return ``value`` as the age column stores instants.
@@ -77,7 +79,7 @@ class BoundTarget:
         with ``age_timezone``, or SQLite, whose values retentiond reads as UTC) takes the
         naive wall time in its zone, so the comparison stays a plain index range.
         """
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
         if self.age_zone is None:
             return utc
         return utc.astimezone(self.age_zone).replace(tzinfo=None)
@@ -106,7 +108,9 @@ def reflect_table(conn: sa.Connection, name: str, metadata: sa.MetaData, path: s
         raise ConfigError([ConfigIssue(path, f"table {name!r} does not exist")]) from None
 
 
-def bind_target(conn: sa.Connection, category: str, index: int, target: SqlTarget, metadata: sa.MetaData) -> BoundTarget:
+def bind_target(
+    conn: sa.Connection, category: str, index: int, target: SqlTarget, metadata: sa.MetaData
+) -> BoundTarget:
     """Return ``target`` bound to its reflected table.
 
     Raises:
@@ -125,9 +129,9 @@ def bind_target(conn: sa.Connection, category: str, index: int, target: SqlTarge
     key = tuple(col(table, k, "key") for k in target.key)
     age = col(table, target.age_column, "age_column")
     subject = col(table, target.subject_column, "subject_column") if target.subject_column else None
-    for name in (target.match or {}):
+    for name in target.match or {}:
         col(table, name, "match")
-    for name in (target.anonymize or {}):
+    for name in target.anonymize or {}:
         col(table, name, "anonymize")
     history = None
     if target.history is not None:
@@ -150,7 +154,9 @@ def bind_target(conn: sa.Connection, category: str, index: int, target: SqlTarge
             zone = ZoneInfo(target.age_timezone or "UTC")
         elif not age_type.timezone:
             if target.age_timezone is None:
-                issues.append(ConfigIssue(f"{path}.age_column", "is a timestamp without time zone: declare age_timezone"))
+                issues.append(
+                    ConfigIssue(f"{path}.age_column", "is a timestamp without time zone: declare age_timezone")
+                )
             else:
                 zone = ZoneInfo(target.age_timezone)
     if issues:

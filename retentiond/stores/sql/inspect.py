@@ -127,7 +127,9 @@ class SchemaCatalog:
                 return None
             columns = {c["name"]: dict(c) for c in insp.get_columns(name, schema=arg)}
             pk = tuple(insp.get_pk_constraint(name, schema=arg).get("constrained_columns") or ())
-            unique: list[frozenset[str]] = [frozenset(u["column_names"]) for u in insp.get_unique_constraints(name, schema=arg)]
+            unique: list[frozenset[str]] = [
+                frozenset(u["column_names"]) for u in insp.get_unique_constraints(name, schema=arg)
+            ]
             try:
                 indexes = insp.get_indexes(name, schema=arg)
             except NotImplementedError:  # pragma: no cover - every supported dialect has it
@@ -157,7 +159,10 @@ class SchemaCatalog:
                     referred = (fk.get("referred_schema") or self.default_schema, fk["referred_table"])
                     inbound.setdefault(referred, []).append(
                         InboundForeignKey(
-                            owner, table, fk.get("name"), tuple(fk["constrained_columns"]),
+                            owner,
+                            table,
+                            fk.get("name"),
+                            tuple(fk["constrained_columns"]),
                             str((fk.get("options") or {}).get("ondelete") or "").upper(),
                         )
                     )
@@ -172,7 +177,9 @@ class SchemaCatalog:
             pragma = sa.func.pragma_foreign_key_list(sa.bindparam("t", table)).table_valued(
                 "id", "seq", "table", "from", "to", "on_update", "on_delete", "match"
             )
-            query = sa.select(pragma.c.id, pragma.c.table, pragma.c["from"], pragma.c.on_delete).order_by(pragma.c.id, pragma.c.seq)
+            query = sa.select(pragma.c.id, pragma.c.table, pragma.c["from"], pragma.c.on_delete).order_by(
+                pragma.c.id, pragma.c.seq
+            )
             if isinstance(conn, Engine):
                 with conn.connect() as c:
                     rows = c.execute(query).all()
@@ -251,7 +258,10 @@ class _Checker:
         target = self.target
         table = self.catalog.table(target.table)
         if table is None:
-            self.issue(f"{self.path}.table", f"table {target.table!r} does not exist (schema {self.catalog.split(target.table)[0]!r})")
+            self.issue(
+                f"{self.path}.table",
+                f"table {target.table!r} does not exist (schema {self.catalog.split(target.table)[0]!r})",
+            )
         else:
             self.check_key(table, target.key, f"{self.path}.key")
             age = self.column(table, target.age_column, f"{self.path}.age_column")
@@ -290,7 +300,10 @@ class _Checker:
             self.note(path, f"key ({', '.join(key)}) is unique but not the primary key (primary key: {pk})")
             return
         pk = ", ".join(table.primary_key) or "none"
-        self.issue(path, f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: a key must identify one row")
+        self.issue(
+            path,
+            f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: a key must identify one row",
+        )
 
     def check_timestamp(self, col: dict[str, Any], path: str) -> None:
         type_ = col["type"]
@@ -300,7 +313,10 @@ class _Checker:
                 if self.target.age_timezone is None:
                     self.note(path, f"SQLite has no time-zone type: values of {name!r} are taken as UTC")
                 return
-            self.issue(path, f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: declare it DATETIME or TIMESTAMP")
+            self.issue(
+                path,
+                f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: declare it DATETIME or TIMESTAMP",
+            )
             return
         if _is_timestamp(type_):
             if getattr(type_, "timezone", False):
@@ -314,7 +330,10 @@ class _Checker:
                 )
             return
         kind = "a date, not a timestamp" if _is_date(type_) else "not a timestamp"
-        self.issue(path, f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: the clock needs a timestamp with time zone")
+        self.issue(
+            path,
+            f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: the clock needs a timestamp with time zone",
+        )
 
     def check_match_value(self, col: dict[str, Any], value: object, path: str) -> None:
         type_ = col["type"]
@@ -330,7 +349,10 @@ class _Checker:
             fits = isinstance(type_, sa.String)  # Enum is a String
             wanted = "text"
         if not fits:
-            self.issue(path, f"value {type(value).__name__} does not fit column {col['name']!r} of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})")
+            self.issue(
+                path,
+                f"value {type(value).__name__} does not fit column {col['name']!r} of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})",
+            )
 
     def check_strategy(self, col: dict[str, Any], strategy: str, path: str) -> None:
         type_ = col["type"]
@@ -344,12 +366,15 @@ class _Checker:
             if not _is_text(type_):
                 self.issue(path, f"strategy {strategy.split(':')[0]!r} needs a text column; {name!r} is {tname}")
                 return
-            output = {"redact": REDACT_MARKER, "hmac": "0" * HMAC_OUTPUT_LENGTH}.get(strategy, strategy[len("fixed:"):])
+            output = {"redact": REDACT_MARKER, "hmac": "0" * HMAC_OUTPUT_LENGTH}.get(
+                strategy, strategy[len("fixed:") :]
+            )
             length = _text_length(type_)
             if length is not None and len(output) > length:
-                what = {"redact": f"the marker {REDACT_MARKER!r}", "hmac": f"a {HMAC_OUTPUT_LENGTH}-character pseudonym"}.get(
-                    strategy, f"the value ({len(output)} characters)"
-                )
+                what = {
+                    "redact": f"the marker {REDACT_MARKER!r}",
+                    "hmac": f"a {HMAC_OUTPUT_LENGTH}-character pseudonym",
+                }.get(strategy, f"the value ({len(output)} characters)")
                 self.issue(path, f"column {name!r} is {tname}: too short for {what}")
             return
         if strategy == "truncate_ip":
@@ -387,7 +412,10 @@ class _Checker:
                     f"of {fk.schema}.{fk.table}, which is not a target of category {self.category_name!r}",
                 )
             elif fk.ondelete in ("SET NULL", "SET DEFAULT"):
-                self.note(path, f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: deletes here rewrite rows of {fk.schema}.{fk.table}")
+                self.note(
+                    path,
+                    f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: deletes here rewrite rows of {fk.schema}.{fk.table}",
+                )
             else:
                 self.note(path, f"foreign key {label} → {schema}.{name}: deleting a referenced row here will fail")
 
@@ -397,7 +425,10 @@ class _Checker:
         hpath = f"{self.path}.history"
         htable = self.catalog.table(history.table)
         if htable is None:
-            self.issue(f"{hpath}.table", f"table {history.table!r} does not exist (schema {self.catalog.split(history.table)[0]!r})")
+            self.issue(
+                f"{hpath}.table",
+                f"table {history.table!r} does not exist (schema {self.catalog.split(history.table)[0]!r})",
+            )
             return
         self.check_key(htable, history.key, f"{hpath}.key")
         for name in history.parent:
@@ -415,7 +446,10 @@ class _Checker:
         preparer = self.catalog.inspector.dialect.identifier_preparer
         # The quoted name is a bound value, parsed by has_table_privilege as an identifier.
         quoted = f"{preparer.quote(table.schema)}.{preparer.quote(table.name)}"
-        checks = [sa.func.has_table_privilege(sa.bindparam(f"t{i}", quoted), sa.bindparam(f"p{i}", p)) for i, p in enumerate(privileges)]
+        checks = [
+            sa.func.has_table_privilege(sa.bindparam(f"t{i}", quoted), sa.bindparam(f"p{i}", p))
+            for i, p in enumerate(privileges)
+        ]
         query = sa.select(*checks)
         if isinstance(conn, Engine):
             with conn.connect() as c:

@@ -12,7 +12,7 @@ what is left before doing anything else (``reconciled``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -96,4 +96,4 @@ class Outbox:
 
 def now_utc() -> datetime:
     """Return the current UTC time (aware)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

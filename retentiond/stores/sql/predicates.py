@@ -8,9 +8,10 @@ expression is two-valued (no SQL NULL leaks into a ``NOT``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -42,8 +43,10 @@ class Claim:
 def covers(claim: Claim) -> ColumnElement[bool]:
     """Return "the claim's match filters hold" (NULL never matches)."""
     t = claim.target
-    conditions = [t.table.c[col].is_not_distinct_from(sa.literal(value, t.table.c[col].type))
-                  for col, value in (t.config.match or {}).items()]
+    conditions = [
+        t.table.c[col].is_not_distinct_from(sa.literal(value, t.table.c[col].type))
+        for col, value in (t.config.match or {}).items()
+    ]
     return sa.and_(sa.true(), *conditions)
 
 

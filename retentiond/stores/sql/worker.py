@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -24,9 +25,8 @@ from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
-from retentiond.stores.sql.predicates import Claim, in_subjects, eligible, held_by, not_anonymized, sql_assignments
+from retentiond.stores.sql.predicates import Claim, eligible, held_by, in_subjects, not_anonymized, sql_assignments
 from retentiond.testing.crashpoints import crash_point
-
 
 
 @dataclass
@@ -162,7 +162,9 @@ class TargetWorker:
         t = self.target.table
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-            act = conn.execute(sa.select(sa.func.count()).select_from(t).where(self.condition(holds, run_start))).scalar_one()
+            act = conn.execute(
+                sa.select(sa.func.count()).select_from(t).where(self.condition(holds, run_start))
+            ).scalar_one()
             held = self._held(conn, holds, run_start)
             history = 0
             if self.target.history is not None:
@@ -171,8 +173,12 @@ class TargetWorker:
                 # figure equals the run's on unchanged data.
                 h = self.target.history
                 parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key)])
-                follows = sa.exists(sa.select(sa.literal(1)).select_from(t).where(parent_match, self.condition(holds, run_start)))
-                gone = follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
+                follows = sa.exists(
+                    sa.select(sa.literal(1)).select_from(t).where(parent_match, self.condition(holds, run_start))
+                )
+                gone = (
+                    follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
+                )
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
 
@@ -198,7 +204,9 @@ class TargetWorker:
 
     # -- act ----------------------------------------------------------------------------------
 
-    def run_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> BatchResult:
+    def run_batch(
+        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
+    ) -> BatchResult:
         """Process the next batch after ``cursor`` (advanced in place).
 
         With ``dry_run`` the selection runs and nothing is written.
@@ -231,8 +239,9 @@ class TargetWorker:
                     following = conn.execute(
                         sa.select(sa.func.count()).select_from(h.table).where(self._key_in(keys, h.parent))
                     ).scalar_one()
-                return BatchResult(selected=len(rows), touched=len(rows), history=int(following),
-                                   exhausted=len(rows) < self.batch_size)
+                return BatchResult(
+                    selected=len(rows), touched=len(rows), history=int(following), exhausted=len(rows) < self.batch_size
+                )
             crash_point("sql_after_select")
             if self.anonymize:
                 touched = self._anonymize(conn, rows, keys, cond, len(order))
@@ -250,11 +259,22 @@ class TargetWorker:
             self.outbox.insert(conn, out)
             crash_point("sql_after_outbox_insert")
         crash_point("sql_after_commit")
-        return BatchResult(selected=len(rows), touched=len(touched), history=len(history_keys), outbox=out,
-                           exhausted=len(rows) < self.batch_size)
+        return BatchResult(
+            selected=len(rows),
+            touched=len(touched),
+            history=len(history_keys),
+            outbox=out,
+            exhausted=len(rows) < self.batch_size,
+        )
 
-    def _act_batch_pg(self, cursor: Cursor, cond: ColumnElement[bool], order: list[sa.Column], run_id: str,
-                      assignments: dict[str, Any] | None) -> BatchResult:
+    def _act_batch_pg(
+        self,
+        cursor: Cursor,
+        cond: ColumnElement[bool],
+        order: list[sa.Column],
+        run_id: str,
+        assignments: dict[str, Any] | None,
+    ) -> BatchResult:
         """Delete (or anonymize with SQL strategies) the next batch in one statement.
 
         PostgreSQL, single-column key. ``DELETE … WHERE key = ANY(ARRAY(<keyset-bounded SELECT …
@@ -294,10 +314,18 @@ class TargetWorker:
             self.outbox.insert(conn, out)
             crash_point("sql_after_outbox_insert")
         crash_point("sql_after_commit")
-        return BatchResult(selected=len(returned), touched=len(touched), history=len(history_keys), outbox=out, exhausted=False)
+        return BatchResult(
+            selected=len(returned), touched=len(touched), history=len(history_keys), outbox=out, exhausted=False
+        )
 
-    def _anonymize(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], keys: list[tuple[Any, ...]],
-                   cond: ColumnElement[bool], key_end: int) -> list[tuple[Any, ...]]:
+    def _anonymize(
+        self,
+        conn: sa.Connection,
+        rows: Sequence[sa.Row[Any]],
+        keys: list[tuple[Any, ...]],
+        cond: ColumnElement[bool],
+        key_end: int,
+    ) -> list[tuple[Any, ...]]:
         t = self.target
         assignments = sql_assignments(t)
         if assignments is not None:
@@ -315,31 +343,62 @@ class TargetWorker:
                 new[name] = rewrite(t.table.c[name], strategy, value, self.pseudonym, scope)
             if all(new[name] == value for (name, _), value in zip(strategies, old)):
                 continue  # already in anonymized form
-            unchanged = [t.table.c[name].is_not_distinct_from(sa.literal(value, t.table.c[name].type))
-                         for (name, _), value in zip(strategies, old)]
-            stmt = (sa.update(t.table).where(self._key_in([key])).where(cond).where(*unchanged)
-                    .values(new).returning(*t.key))
+            unchanged = [
+                t.table.c[name].is_not_distinct_from(sa.literal(value, t.table.c[name].type))
+                for (name, _), value in zip(strategies, old)
+            ]
+            stmt = (
+                sa.update(t.table)
+                .where(self._key_in([key]))
+                .where(cond)
+                .where(*unchanged)
+                .values(new)
+                .returning(*t.key)
+            )
             touched.extend(tuple(r) for r in conn.execute(stmt).all())
         return touched
 
-    def _outbox_rows(self, run_id: str, touched: list[tuple[Any, ...]], history: list[tuple[Any, ...]]) -> list[OutboxRow]:
+    def _outbox_rows(
+        self, run_id: str, touched: list[tuple[Any, ...]], history: list[tuple[Any, ...]]
+    ) -> list[OutboxRow]:
         t = self.target
         now = now_utc()
         out: list[OutboxRow] = []
         if touched:
-            out.append(OutboxRow(
-                batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=t.table_name,
-                action=self.acting.action, outcome="anonymized" if self.anonymize else "deleted",
-                count=len(touched), prior_versions=len(history), refs=b"", keys=_canonical_keys(touched),
-                created_at=now,
-            ))
+            out.append(
+                OutboxRow(
+                    batch_id=str(uuid.uuid4()),
+                    run_id=run_id,
+                    category=t.category,
+                    store=t.store,
+                    target=t.table_name,
+                    action=self.acting.action,
+                    outcome="anonymized" if self.anonymize else "deleted",
+                    count=len(touched),
+                    prior_versions=len(history),
+                    refs=b"",
+                    keys=_canonical_keys(touched),
+                    created_at=now,
+                )
+            )
         if history:
             assert t.history is not None
-            out.append(OutboxRow(
-                batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=t.history.name,
-                action="delete", outcome="deleted", count=len(history), prior_versions=0,
-                refs=b"", keys=_canonical_keys(history), created_at=now,
-            ))
+            out.append(
+                OutboxRow(
+                    batch_id=str(uuid.uuid4()),
+                    run_id=run_id,
+                    category=t.category,
+                    store=t.store,
+                    target=t.history.name,
+                    action="delete",
+                    outcome="deleted",
+                    count=len(history),
+                    prior_versions=0,
+                    refs=b"",
+                    keys=_canonical_keys(history),
+                    created_at=now,
+                )
+            )
         return out
 
     # -- prior versions -------------------------------------------------------------------------
@@ -369,18 +428,23 @@ class TargetWorker:
                 floor = self._history_instant(hold.keep_younger_than.before(run_start))
                 parts.append(superseded > sa.literal(floor, superseded.type))
             held_parts.append(sa.and_(sa.true(), *parts))
-        return sa.and_(superseded.is_not(None), superseded < sa.literal(cutoff, superseded.type),
-                       sa.not_(sa.or_(sa.false(), *held_parts)))
+        return sa.and_(
+            superseded.is_not(None),
+            superseded < sa.literal(cutoff, superseded.type),
+            sa.not_(sa.or_(sa.false(), *held_parts)),
+        )
 
     def _history_instant(self, value: datetime) -> datetime:
         h = self.target.history
         assert h is not None
         if self.target.dialect != "sqlite" and getattr(h.superseded.type, "timezone", False):
             return value
-        zone = self.target.age_zone or timezone.utc
+        zone = self.target.age_zone or UTC
         return value.astimezone(zone).replace(tzinfo=None)
 
-    def run_history_batch(self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool) -> BatchResult:
+    def run_history_batch(
+        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
+    ) -> BatchResult:
         """Delete the next batch of expired prior versions (``prior_versions``) after ``cursor``."""
         t = self.target
         h = t.history
@@ -400,16 +464,31 @@ class TargetWorker:
             cursor.after = tuple(rows[-1])
             keys = [tuple(r[1:]) for r in rows]
             if dry_run:
-                return BatchResult(selected=len(rows), touched=0, history=len(rows), exhausted=len(rows) < self.batch_size)
+                return BatchResult(
+                    selected=len(rows), touched=0, history=len(rows), exhausted=len(rows) < self.batch_size
+                )
             stmt = sa.delete(h.table).where(self._key_in(keys, h.key)).where(cond).returning(*h.key)
             deleted = [tuple(r) for r in conn.execute(stmt).all()]
             crash_point("sql_history_after_delete")
             out: list[OutboxRow] = []
             if deleted:
-                out.append(OutboxRow(
-                    batch_id=str(uuid.uuid4()), run_id=run_id, category=t.category, store=t.store, target=h.name,
-                    action="delete", outcome="deleted", count=len(deleted), prior_versions=0,
-                    refs=b"", keys=_canonical_keys(deleted), created_at=now_utc(),
-                ))
+                out.append(
+                    OutboxRow(
+                        batch_id=str(uuid.uuid4()),
+                        run_id=run_id,
+                        category=t.category,
+                        store=t.store,
+                        target=h.name,
+                        action="delete",
+                        outcome="deleted",
+                        count=len(deleted),
+                        prior_versions=0,
+                        refs=b"",
+                        keys=_canonical_keys(deleted),
+                        created_at=now_utc(),
+                    )
+                )
                 self.outbox.insert(conn, out)
-        return BatchResult(selected=len(rows), touched=0, history=len(deleted), outbox=out, exhausted=len(rows) < self.batch_size)
+        return BatchResult(
+            selected=len(rows), touched=0, history=len(deleted), outbox=out, exhausted=len(rows) < self.batch_size
+        )
