@@ -17,7 +17,7 @@ from typing import Any
 
 from retentiond.audit.canonical import canonical_loads
 from retentiond.audit.ledger import Entry
-from retentiond.audit.verify import TrustedCheckpoint
+from retentiond.audit.results import TrustedCheckpoint
 from retentiond.errors import TemporaryFailure
 
 
@@ -84,7 +84,9 @@ class Anchor:
             raise TemporaryFailure(
                 f"cannot read the anchor bucket s3://{self.bucket}: {exc.__class__.__name__}"
             ) from None
-        return TrustedCheckpoint.from_json(canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}")
+        return TrustedCheckpoint.from_json(
+            canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}", origin="anchor"
+        )
 
 
 def checkpoint_and_anchor(

@@ -162,15 +162,16 @@ class TestVerify:
         trusted.write_text(shown.stdout, encoding="utf-8")
         _tamper(
             str(setup["url"]),
-            sa.delete(entries_table).where(entries_table.c.seq > 5),
-            sa.delete(refs_table).where(refs_table.c.seq > 5),
+            sa.delete(entries_table).where(entries_table.c.seq > 4),
+            sa.delete(refs_table).where(refs_table.c.seq > 4),
             sa.update(head_table).values(
-                seq=5, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 5).scalar_subquery()
+                seq=4, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 4).scalar_subquery()
             ),
         )
-        assert 0 == cli("audit", "verify", "-c", setup["config"]).code  # invisible without outside state
+        # Cut right after a checkpoint and covered up: invisible without outside state.
+        assert 0 == cli("audit", "verify", "-c", setup["config"]).code
         result = cli("audit", "verify", "-c", setup["config"], "--trusted-checkpoint", trusted)
-        assert (65, "FAILED seq 6: truncated:") == (result.code, result.stdout[:24])
+        assert (65, "FAILED seq 5: truncated:") == (result.code, result.stdout[:24])
 
     def test_offline_export(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
         export = Path(str(setup["dir"])) / "export.jsonl"
@@ -222,7 +223,7 @@ class TestShowFindExport:
         assert (True, "run-2", True) == (
             hit.stdout.startswith("deleted on "),
             hit.stdout.split(" by run ")[1].split()[0],
-            miss.stdout.startswith("no record"),
+            miss.stdout.startswith("no outcome recorded"),
         )
 
     def test_find_composite_key_both_forms(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
@@ -359,5 +360,5 @@ class TestAnchorAndS3:
         )
         assert (True, True) == (
             hit.stdout.startswith("blocked (object lock) on "),
-            other_version.stdout.startswith("no record"),
+            other_version.stdout.startswith("no outcome recorded"),
         )
