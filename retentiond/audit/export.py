@@ -239,7 +239,12 @@ class _Reader:
         yield from self._iter
 
     def check_start(self, first: Row) -> Damage | None:
-        """Return damage when the first entry is not where the header says the window starts."""
+        """Return damage when the first entry is not where the header says the export starts.
+
+        A v2 export without ``since`` is the ledger from its beginning: it must start at seq 1.
+        """
+        if self.header.get("format") == EXPORT_FORMAT and self.header.get("since") is None and first[0] != 1:
+            return Damage(1, DamageKind.DELETED, f"an export from the beginning starts at seq {first[0]}")
         seq, prev = self.header.get("first_seq"), self.header.get("prev_hash")
         if isinstance(seq, int) and first[0] != seq:
             return Damage(first[0], DamageKind.DELETED, f"the export starts at seq {first[0]}, its header at seq {seq}")

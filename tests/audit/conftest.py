@@ -268,3 +268,61 @@ def harness_factory(
     yield make
     for h in made:
         h.close()
+
+
+def append_forged(h: Harness, event: str, fields: dict[str, Any], *, time: str | None = None) -> int:
+    """Append a correctly chained entry straight into the tables, as someone with database rights would."""
+    from retentiond.audit.canonical import canonical_dumps, utcnow_text
+
+    stamp = time or utcnow_text()
+    text = canonical_dumps(fields)
+    with h.raw() as conn:
+        last = conn.execute(
+            sa.select(entries_table.c.seq, entries_table.c.hash).order_by(entries_table.c.seq.desc())
+        ).first()
+        from retentiond.audit.canonical import genesis_hash
+
+        seq, prev = (last.seq + 1, bytes(last.hash)) if last else (1, genesis_hash(h.ledger_id))
+        body = entry_body(
+            seq=seq, time=stamp, event=event, run_id=None, category=None, batch_id=None, fields=text, refs=b""
+        )
+        conn.execute(
+            sa.insert(entries_table).values(
+                seq=seq,
+                time=stamp,
+                event=event,
+                run_id=None,
+                category=None,
+                batch_id=None,
+                fields=text,
+                refs=b"",
+                prev_hash=prev,
+                hash=chain_hash(prev, body),
+            )
+        )
+        h.fix_head(conn)
+    return seq
+
+
+def forged_checkpoint(h: Harness, signer: Signer) -> int:
+    """Append a v2 checkpoint over the head signed by ``signer`` without the ledger's key guard."""
+    from retentiond.audit.canonical import utcnow_text
+    from retentiond.audit.signing import checkpoint_message
+
+    head = h.ledger.head()
+    last_cp = h.ledger.latest_checkpoint()
+    from_seq = last_cp.seq if last_cp else 1
+    hashes = b"".join(e.hash for e in h.ledger.iter_entries(from_seq=from_seq)).hex()
+    now = utcnow_text()
+    message = checkpoint_message(h.ledger_id, head.seq, head.hash.hex(), now, from_seq=from_seq, entry_hashes=hashes)
+    fields = {
+        "covered_hash": head.hash.hex(),
+        "covered_seq": head.seq,
+        "entry_hashes": hashes,
+        "from_seq": from_seq,
+        "key_fingerprint": signer.fingerprint,
+        "ledger_id": h.ledger_id,
+        "signature": signer.sign(message),
+        "signed_at": now,
+    }
+    return append_forged(h, "checkpoint", fields, time=now)

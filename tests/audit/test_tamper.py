@@ -245,7 +245,9 @@ class TestAcceptance:
         result = h.ledger.verify(keys, trusted=[trusted])
         assert (11, DamageKind.TRUNCATED) == (result.damage.seq, result.damage.kind)  # type: ignore[union-attr]
 
-    def test_cut_inside_a_run_is_an_unsigned_outcome(self, harness_factory: Callable[[], Harness], keys: KeyRing) -> None:
+    def test_cut_inside_a_run_is_an_unsigned_outcome(
+        self, harness_factory: Callable[[], Harness], keys: KeyRing
+    ) -> None:
         h = harness_factory()
         h.build(rounds=3)
         with h.raw() as conn:
