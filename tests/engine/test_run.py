@@ -99,6 +99,12 @@ class TestGuard:
         assert 0 == done.returncode, done.stderr
         assert set(range(6, 11)) == env.ids()
         assert ["stopped", "allowed"] == [e.fields["decision"] for e in env.entries("guard_tripped")]
+        started = env.entries("run_started")[-1].fields
+        assert ("CHG-1234", "CHG-1234", True) == (
+            started["reference"],
+            env.entries("guard_tripped")[-1].fields["reference"],
+            bool(started["actor_user"]),
+        )
 
 
 class TestPlanEqualsRun:
