@@ -18,6 +18,7 @@ import hashlib
 import json
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -62,7 +63,7 @@ def fingerprint(key: Ed25519PublicKey) -> str:
     return sha256(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).hex()
 
 
-def good_signature(key: Ed25519PublicKey, signature: object, message: dict) -> bool:
+def good_signature(key: Ed25519PublicKey, signature: object, message: dict[str, Any]) -> bool:
     try:
         key.verify(bytes.fromhex(str(signature)), jcs(message).encode())
     except (InvalidSignature, ValueError):
@@ -77,7 +78,9 @@ def no_float(text: str) -> float:
 class Verifier:
     """Applies the rules of docs/auditing.md to the entries of one export, in order."""
 
-    def __init__(self, ledger_id: str, keys: dict, trusted: list[dict], args: argparse.Namespace) -> None:
+    def __init__(
+        self, ledger_id: str, keys: dict[str, Any], trusted: list[dict[str, Any]], args: argparse.Namespace
+    ) -> None:
         self.ledger_id, self.keys, self.given, self.args = ledger_id, dict(keys), set(keys), args
         self.trusted = {t["seq"]: t for t in trusted}
         for t in trusted:  # a trusted checkpoint must itself be signed by a key the auditor gave
@@ -110,7 +113,7 @@ class Verifier:
         self.tail: list[tuple[int, str, str]] = []  # (seq, event, time) after it
         self.any_outcome = False
 
-    def entry(self, e: dict) -> None:
+    def entry(self, e: dict[str, Any]) -> None:
         """Check one entry line against the chain, then its own rules (checkpoint, rotation)."""
         seq, prev, digest = e["seq"], bytes.fromhex(e["prev_hash"]), bytes.fromhex(e["hash"])
         if self.n is None:
@@ -146,7 +149,7 @@ class Verifier:
         self.hash_at[n], self.seq_of[digest] = digest, n
         self.prev, self.n = digest, n + 1
 
-    def signed_by_current(self, n: int, fp: str, signature: object, message: dict, what: str) -> None:
+    def signed_by_current(self, n: int, fp: str, signature: object, message: dict[str, Any], what: str) -> None:
         if fp not in self.keys:
             raise Failed(n, "bad_signature", f"{what} signed by unknown key {fp[:32]}")
         if self.current is None:
@@ -157,7 +160,7 @@ class Verifier:
         if not good_signature(self.keys[fp], signature, message):
             raise Failed(n, "bad_signature", f"{what} signature does not verify")
 
-    def checkpoint(self, e: dict, detached_end: int | None = None) -> None:
+    def checkpoint(self, e: dict[str, Any], detached_end: int | None = None) -> None:
         n, f = e["seq"], e["fields"]
         message = {"domain": "retentiond-checkpoint-v1", "head_hash": f["covered_hash"], "ledger_id": f["ledger_id"]}
         message |= {"seq": f["covered_seq"], "time": f["signed_at"]}
@@ -184,7 +187,7 @@ class Verifier:
             raise Failed(n, "malformed", "checkpoint entry_hashes differ from the entries it covers")
         self.last_cp, self.signed_to, self.tail = (n, e["time"]), n, []
 
-    def listed(self, f: dict, n: int) -> dict[int, str]:
+    def listed(self, f: dict[str, Any], n: int) -> dict[int, str]:
         """Return seq -> hex hash of a v2 checkpoint's signed entry_hashes (empty for v1)."""
         if f.get("from_seq") is None:
             return {}
@@ -193,7 +196,7 @@ class Verifier:
             raise Failed(n, "malformed", "checkpoint entry_hashes do not span from_seq..covered_seq")
         return {first + i: hashes[64 * i : 64 * i + 64] for i in range(last - first + 1)}
 
-    def rotation(self, e: dict) -> None:
+    def rotation(self, e: dict[str, Any]) -> None:
         n, f = e["seq"], e["fields"]
         new = Ed25519PublicKey.from_public_bytes(bytes.fromhex(f["new_public_key"]))
         if fingerprint(new) != f["new_fingerprint"]:
@@ -214,7 +217,7 @@ class Verifier:
         self.current = f["new_fingerprint"]
         self.periods.append((self.current, n))
 
-    def against_trusted(self, t: dict, digest: bytes) -> None:
+    def against_trusted(self, t: dict[str, Any], digest: bytes) -> None:
         if bytes.fromhex(t["hash"]) == digest:
             return
         listed = self.listed(t["fields"], t["seq"])
@@ -258,7 +261,7 @@ class Verifier:
         )
 
 
-def verify(path: str, keys: dict, trusted: list[dict], args: argparse.Namespace) -> str:
+def verify(path: str, keys: dict[str, Any], trusted: list[dict[str, Any]], args: argparse.Namespace) -> str:
     with open(path, encoding="utf-8") as lines:
         header = json.loads(lines.readline(), parse_float=no_float)
         if not isinstance(header, dict) or header.get("format") not in FORMATS:
@@ -291,14 +294,15 @@ def verify(path: str, keys: dict, trusted: list[dict], args: argparse.Namespace)
     return v.finish(window=bool(header.get("until")))
 
 
-def load_keys(paths: list[str]) -> dict:
-    keys = {}
+def load_keys(paths: list[str]) -> dict[str, Ed25519PublicKey]:
+    keys: dict[str, Ed25519PublicKey] = {}
     for path in paths:
         with open(path, "rb") as f:
             pem = f.read()
+        key: object
         if b"PRIVATE KEY" in pem:
-            key = serialization.load_pem_private_key(pem, password=None)
-            key = key.public_key() if isinstance(key, Ed25519PrivateKey) else None
+            private = serialization.load_pem_private_key(pem, password=None)
+            key = private.public_key() if isinstance(private, Ed25519PrivateKey) else None
         else:
             key = serialization.load_pem_public_key(pem)
         if not isinstance(key, Ed25519PublicKey):

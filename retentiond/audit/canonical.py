@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 import rfc8785
@@ -161,7 +161,7 @@ def entry_body(
     """
     # Keys in sorted order: batch_id, category, event, fields, refs, run_id, seq, time.
     return (
-        '{"batch_id":%s,"category":%s,"event":%s,"fields":%s,"refs":"%s","run_id":%s,"seq":%d,"time":%s}'
+        '{"batch_id":%s,"category":%s,"event":%s,"fields":%s,"refs":"%s","run_id":%s,"seq":%d,"time":%s}'  # noqa: UP031
         % (_js(batch_id), _js(category), _js(event), fields, refs.hex(), _js(run_id), seq, _js(time))
     ).encode("utf-8")
 

@@ -140,5 +140,7 @@ class Entry:
         A batch with object refs stores ``count`` version refs, then ``count`` object refs in
         the same order; any other entry pairs nothing.
         """
-        versions, objects = self.refs, self.object_refs
-        return tuple(v for v, o in zip(versions, objects) if o == object_ref)
+        objects = self.object_refs
+        if not objects:
+            return ()
+        return tuple(v for v, o in zip(self.refs, objects, strict=True) if o == object_ref)

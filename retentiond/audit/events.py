@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Union
 
 from retentiond.audit.canonical import MAX_SAFE_INTEGER, format_time, parse_time
 from retentiond.audit.refs import RecordRef
-from retentiond.audit.values import (  # noqa: F401 - re-exported: the event field types
+from retentiond.audit.values import (
     Action,
     BatchId,
     BatchIdStr,
@@ -107,7 +107,7 @@ def _hints(cls: type) -> dict[str, Any]:
     hints = _HINTS.get(cls)
     if hints is None:
         resolved = typing.get_type_hints(cls, include_extras=True)
-        hints = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        hints = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}
         _HINTS[cls] = hints
     return hints
 
@@ -148,6 +148,10 @@ def _coerce(annotation: Any, value: Any, name: str) -> Any:
         return types.MappingProxyType(
             {_coerce(key_type, k, name): _coerce(value_type, v, name) for k, v in value.items()}
         )
+    return _coerce_scalar(annotation, value, name)
+
+
+def _coerce_scalar(annotation: Any, value: Any, name: str) -> Any:
     if annotation is int:
         if type(value) is not int:
             raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
@@ -459,3 +463,31 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 #: Events a run writes about what it did; one that no checkpoint covers is damage ("unsigned outcome").
 OUTCOME_EVENTS = frozenset({"batch", "guard_tripped", "run_finished", "run_interrupted", "reconciled"})
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "OUTCOME_EVENTS",
+    "Action",
+    "Batch",
+    "BatchId",
+    "Checkpoint",
+    "ConfigLoaded",
+    "ConfigRejected",
+    "Digest",
+    "Event",
+    "GuardDecision",
+    "GuardTripped",
+    "HoldChanged",
+    "HoldKind",
+    "HoldPlaced",
+    "HoldReleased",
+    "KeyRotated",
+    "Label",
+    "Name",
+    "Outcome",
+    "Reconciled",
+    "RunFinished",
+    "RunInterrupted",
+    "RunStarted",
+]

@@ -281,9 +281,12 @@ class Ledger(LedgerReader):
                     .order_by(entries_table.c.seq.desc())
                     .limit(1)
                 ).first()
-                if if_older_than is not None and last is not None:
-                    if parse_time(now) - parse_time(last.time) < if_older_than:
-                        return None
+                if (
+                    if_older_than is not None
+                    and last is not None
+                    and parse_time(now) - parse_time(last.time) < if_older_than
+                ):
+                    return None
                 self._check_current(conn, signer)
                 from_seq, hashes = self._listed(conn, head, 1 if last is None else last.seq)
                 signature = signer.sign(

@@ -261,7 +261,7 @@ class LedgerReader:
                 rows = conn.execution_options(yield_per=5000).execute(
                     select(*ROW_COLUMNS).order_by(entries_table.c.seq)
                 )
-                verifier.run(rows)  # type: ignore[arg-type]  # Rows unpack like the Row tuples
+                verifier.run(rows)  # SQLAlchemy Rows unpack like the Row tuples
                 rows.close()
                 result = verifier.finish()
                 if result.ok and check_index:

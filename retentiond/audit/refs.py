@@ -85,7 +85,7 @@ def canonical_value(value: Any) -> str:
     """
     kind = type(value)
     if kind is str:
-        return value
+        return str(value)
     if kind is int:
         return str(value)
     if isinstance(value, uuid.UUID):

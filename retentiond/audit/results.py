@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from retentiond.audit.signing import KeyRing, checkpoint_message
@@ -20,7 +20,7 @@ from retentiond.audit.signing import KeyRing, checkpoint_message
 Row = tuple[int, str, str, "str | None", "str | None", "str | None", str, bytes, bytes, bytes]
 
 
-class DamageKind(str, Enum):
+class DamageKind(StrEnum):
     """What verification found wrong (a diagnosis; the first bad seq is what is certain)."""
 
     MODIFIED = "modified"  # an entry's stored fields no longer hash to its stored hash

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, TypeAlias
 
 from retentiond.audit.refs import RecordRef
@@ -137,14 +137,14 @@ class BatchId(str):
         return cls(str(uuid.uuid4()))
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a category does to an expired record."""
 
     DELETE = "delete"
     ANONYMIZE = "anonymize"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What happened to the records of a batch."""
 
     DELETED = "deleted"
@@ -155,14 +155,14 @@ class Outcome(str, Enum):
     SKIPPED = "skipped"
 
 
-class GuardDecision(str, Enum):
+class GuardDecision(StrEnum):
     """What became of a run that would exceed ``max_fraction_per_run``."""
 
     STOPPED = "stopped"
     ALLOWED = "allowed"  # the operator passed --allow-large for this run
 
 
-class HoldKind(str, Enum):
+class HoldKind(StrEnum):
     """The kind of a hold (holds.toml ``kind``)."""
 
     LEGAL = "legal"
