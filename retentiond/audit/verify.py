@@ -22,6 +22,7 @@ from typing import Any
 from retentiond.audit.canonical import canonical_loads, genesis_hash, parse_time
 from retentiond.audit.diagnose import diagnose
 from retentiond.audit.events import OUTCOME_EVENTS
+from retentiond.audit.keyschedule import KeySchedule
 from retentiond.audit.results import (
     Damage,
     DamageKind,
@@ -36,7 +37,6 @@ from retentiond.audit.signing import (
     fingerprint,
     public_key_from_hex,
     rotation_message,
-    verify_signature,
 )
 
 _RING = 2048  # hashes of recently verified rows kept to locate where a chain link points
@@ -65,10 +65,11 @@ class ChainVerifier:
     ) -> None:
         self.ledger_id = ledger_id
         self.policy = policy
-        self.keys = policy.keys.copy() if policy.keys is not None else None
+        self.result = VerifyResult(ledger_id=ledger_id, signatures_checked=policy.keys is not None)
+        self.schedule = KeySchedule(policy.keys, self.result.key_periods) if policy.keys is not None else None
+        self.keys = self.schedule.ring if self.schedule is not None else None
         self.head = head
         self.window = window
-        self.result = VerifyResult(ledger_id=ledger_id, signatures_checked=self.keys is not None)
         self.n, self.prev = start if start is not None else (1, genesis_hash(ledger_id))
         self.result.first_seq = self.n
         self._ring: list[tuple[bytes, int] | None] = [None] * _RING
@@ -225,38 +226,9 @@ class ChainVerifier:
 
     def _signed_by_current(self, n: int, fp: str, sig: str, message: bytes, what: str) -> Damage | None:
         """Check that ``sig`` is the current key's signature (the first one establishes the key)."""
-        assert self.keys is not None
-        periods = self.result.key_periods
-        if fp not in self.keys.keys:
-            return Damage(
-                n,
-                DamageKind.BAD_SIGNATURE,
-                f"{what} signed by unknown key {fp[:32]}: it or the entries before it were forged "
-                "(or give its --pubkey)",
-            )
-        if not periods:
-            periods.append(KeyPeriod(fp, n))
-        elif fp != periods[-1].fingerprint:
-            mine = [p for p in periods if p.fingerprint == fp]
-            when = (
-                f"it was retired at seq {mine[-1].until_seq}"
-                if mine and mine[-1].until_seq is not None
-                else "no rotation in the ledger makes it the signing key"
-            )
-            return Damage(
-                n,
-                DamageKind.KEY_NOT_VALID,
-                f"{what} signed by key {fp[:16]}, not by {periods[-1].fingerprint[:16]} valid since seq "
-                f"{periods[-1].from_seq}: {when}",
-            )
-        if not verify_signature(self.keys.keys[fp], sig, message):
-            start = self.result.signed_through or (self.result.first_seq or 1) - 1
-            return Damage(
-                n,
-                DamageKind.BAD_SIGNATURE,
-                f"{what} signature does not verify: it or the entries {start + 1}..{n - 1} it covers were forged",
-            )
-        return None
+        assert self.schedule is not None
+        start = (self.result.signed_through or (self.result.first_seq or 1) - 1) + 1
+        return self.schedule.check(n, fp, sig, message, what, start)
 
     def _rebuilt(self, n: int, from_seq: Any, hashes: Any) -> Damage:
         """Name the first entry that differs from what the checkpoint at ``n`` signed."""
@@ -290,7 +262,9 @@ class ChainVerifier:
         try:
             f = canonical_loads(row[6])
             old_fp, new_fp, new_hex = f["old_fingerprint"], f["new_fingerprint"], f["new_public_key"]
-            old_sig, new_sig = f["old_signature"], f["new_signature"]
+            old_sig = f["old_signature"]
+            if not isinstance(f["new_signature"], str) or not (old_sig is None or isinstance(old_sig, str)):
+                raise TypeError("signatures")
             new_key = public_key_from_hex(new_hex)
             message = rotation_message(
                 f["ledger_id"], f["covered_seq"], f["covered_hash"], f["rotated_at"], old_fp, new_hex
@@ -303,30 +277,10 @@ class ChainVerifier:
             return Damage(n, DamageKind.ROLLED_BACK_CHECKPOINT, "key rotation made at another position or ledger")
         if f["covered_hash"] != prev.hex():
             return self._rebuilt(n, None, None)
-        if self.keys is None:
+        if self.schedule is None:
             return None
-        if not verify_signature(new_key, str(new_sig), message):
-            return Damage(n, DamageKind.BAD_SIGNATURE, "key rotation not signed by the new key")
-        vouched = "rotation"
-        if old_sig is None:
-            if new_fp not in self.keys.given:
-                return Damage(
-                    n,
-                    DamageKind.BAD_SIGNATURE,
-                    f"key rotation without the old key's signature to key {new_fp[:16]}: trust it only by giving "
-                    "its public key (--pubkey)",
-                )
-            vouched = "rotation without old key (auditor)"
-        else:
-            damage = self._signed_by_current(n, str(old_fp), str(old_sig), message, "key rotation")
-            if damage is not None:
-                return damage
-        self.keys.learn(new_key)
-        periods = self.result.key_periods
-        if periods:
-            periods[-1].until_seq = n
-        periods.append(KeyPeriod(new_fp, n, vouched_by=vouched))
-        return None
+        start = (self.result.signed_through or (self.result.first_seq or 1) - 1) + 1
+        return self.schedule.rotate(n, f, new_key, message, start)
 
     # --- trusted checkpoints -------------------------------------------------------------------
 
