@@ -10,6 +10,7 @@ that checkpoint alone, whose signed ``entry_hashes`` list the window's last entr
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -251,3 +252,54 @@ class _Reader:
         if isinstance(prev, str) and first[8].hex() != prev:
             return Damage(first[0], DamageKind.MODIFIED, "the first entry's prev_hash differs from the header's")
         return None
+
+
+CSV_COLUMNS = (
+    "seq",
+    "time",
+    "event",
+    "run_id",
+    "category",
+    "batch_id",
+    "store",
+    "target",
+    "action",
+    "outcome",
+    "count",
+    "ref_count",
+    "fields",
+    "hash",
+)
+
+
+def write_csv(ledger: Ledger, stream: TextIO, since: datetime | None, until: datetime | None) -> int:
+    """Write entries as CSV for spreadsheets (ref counts instead of refs; not verifiable); return the count.
+
+    Raises:
+        TemporaryFailure: the ledger is unreachable.
+    """
+    count = 0
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    for e in ledger.iter_entries(since=since, until=until):
+        f = e.fields
+        writer.writerow(
+            [
+                e.seq,
+                e.time,
+                e.event,
+                e.run_id or "",
+                e.category or "",
+                e.batch_id or "",
+                f.get("store", ""),
+                f.get("target", ""),
+                f.get("action", ""),
+                f.get("outcome", ""),
+                f.get("count", ""),
+                e.ref_count,
+                e.fields_json,
+                e.hash.hex(),
+            ]
+        )
+        count += 1
+    return count

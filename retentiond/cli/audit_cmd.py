@@ -11,24 +11,21 @@ verification result at the top of what they print.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 
 from retentiond.audit.anchor import checkpoint_and_anchor
 from retentiond.audit.canonical import canonical_loads
 from retentiond.audit.events import EVENT_TYPES
-from retentiond.audit.export import EXPORT_FORMAT, verify_export, write_export
-from retentiond.audit.find import Hit, find_object, find_record
+from retentiond.audit.export import EXPORT_FORMAT, verify_export, write_csv, write_export
 from retentiond.audit.ledger import Entry, Ledger
-from retentiond.audit.refs import RefMaker
 from retentiond.audit.results import TrustedCheckpoint, VerifyPolicy, VerifyResult
 from retentiond.audit.signing import KeyRing, load_public_key
 from retentiond.audit.state import read_state, write_state
@@ -37,7 +34,7 @@ from retentiond.cli.holds_cmd import INSTANT
 from retentiond.cli.render import table
 from retentiond.config.durations import parse_operational
 from retentiond.config.loader import LoadedConfig
-from retentiond.errors import ConfigError, ConfigIssue, ExitCode, RetentiondError, UsageError
+from retentiond.errors import ExitCode, UsageError
 
 DEFAULT_INTERVAL = timedelta(hours=1)
 
@@ -342,145 +339,8 @@ def show_cmd(
     return ExitCode.OK
 
 
-# --- find ---------------------------------------------------------------------------------------
-
-
-def hmac_maker(loaded: LoadedConfig) -> RefMaker:
-    """Return the ref maker of the configured HMAC key.
-
-    Raises:
-        ConfigError: no key, or a key too short.
-    """
-    from retentiond.actions.setup import hmac_key
-
-    try:
-        return RefMaker(hmac_key(loaded))
-    except ValueError as exc:
-        raise ConfigError([ConfigIssue("audit.hmac_key", str(exc))]) from None
-
-
-def _key_columns(loaded: LoadedConfig, store: str, table_name: str) -> int | None:
-    """Return how many key columns the configured target ``store``/``table`` has, if configured."""
-    for category in loaded.settings.categories.values():
-        for target in category.sql:
-            if target.store == store and target.table == table_name:
-                return len(target.key)
-    return None
-
-
-def present_state(app: AppContext, store: str, query: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """Return the record's state now from ``explain`` (text and JSON), or why it is not available.
-
-    The one place ``audit find`` reaches the stores: the explain entry points decide held /
-    kept until / would act / not found with the same code a run uses.
-    """
-    try:
-        loaded = app.config()
-    except ConfigError:
-        return "present state not available: this config has no categories (an auditor-only config)", None
-    try:
-        if "bucket" in query:
-            from retentiond.actions.s3explain import explain_object
-
-            found: Any = explain_object(loaded, store, query["bucket"], query["object_key"])
-        else:
-            from retentiond.actions.explain import explain
-
-            found = explain(loaded, store, query["table"], list(query["key"]))
-    except RetentiondError as exc:
-        return f"present state not available: {exc}", None
-    return found.render(), found.as_dict()
-
-
-@command_with_options(audit_group, "find")
-@click.option("--store", required=True, help="Store name of [stores].")
-@click.option("--table", "table_name", help="SQL table (as in the config, optionally schema-qualified).")
-@click.option(
-    "--key", "keys", multiple=True, help="Primary key value in canonical text; repeat (or use a,b) for composite keys."
-)
-@click.option("--bucket", help="S3 bucket.")
-@click.option("--object-key", help="S3 object key (every version of it, unless --version-id).")
-@click.option("--version-id", help="S3: only this version ('null' for an unversioned object).")
-@click.option("--no-explain", is_flag=True, help="When nothing is recorded, do not look up the record's present state.")
-@pass_app
-def find_cmd(
-    app: AppContext,
-    store: str,
-    table_name: str | None,
-    keys: tuple[str, ...],
-    bucket: str | None,
-    object_key: str | None,
-    version_id: str | None,
-    no_explain: bool,
-) -> int:
-    """Say what happened to one record or S3 object: "deleted on … by run … under category …"."""
-    loaded = app.config(audit_only=True)
-    maker = hmac_maker(loaded)
-    with open_ledger(loaded) as ledger:
-        try:
-            if table_name is not None and keys and bucket is None and object_key is None:
-                values = list(keys)
-                if len(values) == 1 and "," in values[0] and (_key_columns(loaded, store, table_name) or 1) > 1:
-                    values = values[0].split(",")
-                ref = maker.sql(store, table_name, tuple(values))
-                hits, what = find_record(ledger, ref), f"{store}/{table_name} key"
-                query: dict[str, Any] = {"table": table_name, "key": values}
-            elif bucket is not None and object_key is not None and table_name is None and not keys:
-                if version_id is not None:
-                    ref = maker.s3(store, bucket, object_key, None if version_id == "null" else version_id)
-                    hits, what = find_record(ledger, ref), f"{store}/{bucket} object version"
-                else:
-                    ref = maker.s3_object(store, bucket, object_key)
-                    hits, what = find_object(ledger, maker, store, bucket, object_key), f"{store}/{bucket} object"
-                query = {"bucket": bucket, "object_key": object_key}
-            else:
-                raise UsageError("give --table T --key K, or --bucket B --object-key K [--version-id V]")
-        except (ValueError, TypeError) as exc:
-            raise UsageError(str(exc)) from None
-    present: tuple[str, dict[str, Any] | None] | None = None
-    if not hits and not no_explain:
-        present = present_state(app, store, query)
-    _print_find(app, ref.hex(), what, hits, present)
-    return ExitCode.OK
-
-
-def _print_find(
-    app: AppContext, ref: str, what: str, hits: list[Hit], present: tuple[str, dict[str, Any] | None] | None
-) -> None:
-    if app.json:
-        data: dict[str, Any] = {"ref": ref, "entries": [h.to_json() for h in hits], "recorded": bool(hits)}
-        if present is not None:
-            data["present"] = present[1] if present[1] is not None else {"unavailable": present[0]}
-        click.echo(json.dumps(data, sort_keys=True))
-        return
-    if not hits:
-        click.echo(f"no outcome recorded: the ledger has no entry for this {what} (ref {ref[:16]})")
-        if present is not None:
-            click.echo(present[0])
-        return
-    for hit in hits:
-        click.echo(hit.render())
-
-
 # --- export -------------------------------------------------------------------------------------
 
-
-CSV_COLUMNS = (
-    "seq",
-    "time",
-    "event",
-    "run_id",
-    "category",
-    "batch_id",
-    "store",
-    "target",
-    "action",
-    "outcome",
-    "count",
-    "ref_count",
-    "fields",
-    "hash",
-)
 
 _COVERAGE = {
     "none": "the window's end is not covered by a checkpoint yet: it will not verify until one is written "
@@ -537,31 +397,7 @@ def _write_export(
 ) -> tuple[int, str]:
     if fmt == "jsonl":
         return write_export(ledger, stream, since, until)
-    count = 0
-    writer = csv.writer(stream)
-    writer.writerow(CSV_COLUMNS)
-    for e in ledger.iter_entries(since=since, until=until):
-        f = e.fields
-        writer.writerow(
-            [
-                e.seq,
-                e.time,
-                e.event,
-                e.run_id or "",
-                e.category or "",
-                e.batch_id or "",
-                f.get("store", ""),
-                f.get("target", ""),
-                f.get("action", ""),
-                f.get("outcome", ""),
-                f.get("count", ""),
-                e.ref_count,
-                e.fields_json,
-                e.hash.hex(),
-            ]
-        )
-        count += 1
-    return count, "csv"
+    return write_csv(ledger, stream, since, until), "csv"
 
 
 # --- checkpoint, init ---------------------------------------------------------------------------
@@ -610,9 +446,9 @@ def init_cmd(app: AppContext) -> int:
 
 
 def _register_keys() -> None:
-    from retentiond.cli import audit_keys_cmd
+    from retentiond.cli import audit_find_cmd, audit_keys_cmd
 
-    for command in audit_keys_cmd.commands:
+    for command in [*audit_keys_cmd.commands, *audit_find_cmd.commands]:
         audit_group.add_command(command)
 
 
