@@ -14,7 +14,7 @@ without outcome entries (see docs/auditing.md, "What OK guarantees").
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring as _enc
 from typing import Any
@@ -90,12 +90,20 @@ class ChainVerifier:
     # --- the rows ------------------------------------------------------------------------------
 
     def run(self, rows: Iterable[Row]) -> None:
-        """Verify ``rows`` (continuing from the rows of earlier calls); stops at the first damage."""
+        """Verify ``rows`` (continuing from the rows of earlier calls); stops at the first damage.
+
+        The loop keeps its state in locals (this is the per-entry fast path) and hands it to the
+        instance only around the rare entries that need more: checkpoints, rotations, trusted
+        checkpoints and the first broken link.
+        """
         if self.result.damage is not None:
             return
-        n, prev = self.n, self.prev
+        start = n = self.n
+        prev = self.prev
         sha = hashlib.sha256
         ring = self._ring
+        outcomes = OUTCOME_EVENTS
+        trusted_at, wanted, kept = self._trusted_at, self._wanted, self._kept
         it = iter(rows)
         for row in it:
             seq, time, event, run_id, category, batch_id, fields, refs, row_prev, h = row
@@ -118,37 +126,59 @@ class ChainVerifier:
                 good = False
             if not good:
                 self.n, self.prev = n, prev
+                self.result.entries += n - start
                 recent = {r[0]: r[1] for r in ring if r is not None}
                 self._fail(diagnose(row, n, prev, recent, it))
                 return
-            self.n, self.prev = n, prev
-            if event == "checkpoint":
-                damage = self._checkpoint(row)
-            elif event == "key_rotated":
-                damage = self._rotation(row)
-                self._unsigned(n, event, time)
+            if event == "checkpoint" or event == "key_rotated" or (trusted_at and n in trusted_at):
+                self.n, self.prev = n, prev
+                if not self._special(row, it):
+                    self.result.entries += n - start
+                    return
             else:
-                damage = None
-                self._unsigned(n, event, time)
-            if damage is None and self._trusted_at and n in self._trusted_at:
-                damage = self._against_trusted(self._trusted_at[n], row, it)
-            if damage is not None:
-                self._fail(damage)
-                return
-            if self._wanted and n in self._wanted:
-                self._kept[n] = h
-            if event == "checkpoint" and self.keys is not None:
-                self._since, self._since_from = [h], n
-            elif self._since is not None:
-                self._since.append(h)
-                if len(self._since) > _MAX_KEPT:
-                    self._since = None
+                # An entry only a later checkpoint can cover: the tail's first seq, times, outcomes.
+                if self._tail_first is None:
+                    self._tail_first, self._tail_times = n, (time, time)
+                else:
+                    low, high = self._tail_times  # type: ignore[misc]  # set with _tail_first
+                    if time < low or time > high:
+                        self._tail_times = (min(low, time), max(high, time))
+                if event in outcomes and self._tail_outcome is None:
+                    self._tail_outcome = n
+                    if self._first_outcome is None:
+                        self._first_outcome = n
+                since = self._since
+                if since is not None:
+                    since.append(h)
+                    if len(since) > _MAX_KEPT:
+                        self._since = None
+            if wanted and n in wanted:
+                kept[n] = h
             ring[n % _RING] = (h, n)
             self._refs_bytes += len(refs)
             prev = h
             n += 1
-            self.result.entries += 1
+        self.result.entries += n - start
         self.n, self.prev = n, prev
+
+    def _special(self, row: Row, it: Iterator[Row]) -> bool:
+        """Handle a checkpoint, a rotation or a trusted position; return False after damage."""
+        n, event, h = self.n, row[2], row[9]
+        if event == "checkpoint":
+            damage = self._checkpoint(row)
+        else:
+            damage = self._rotation(row) if event == "key_rotated" else None
+            self._unsigned(n, event, row[1])
+        if damage is None and n in self._trusted_at:
+            damage = self._against_trusted(self._trusted_at[n], row, it)
+        if damage is not None:
+            self._fail(damage)
+            return False
+        if event == "checkpoint" and self.keys is not None:
+            self._since, self._since_from = [h], n
+        elif self._since is not None:
+            self._since.append(h)
+        return True
 
     def _unsigned(self, n: int, event: str, time: str) -> None:
         """Note an entry that only a later checkpoint can cover."""
