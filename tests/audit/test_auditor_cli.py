@@ -316,3 +316,24 @@ class TestActor:
     def test_allow_large_without_reference_is_usage(self, hold_config: Path, cli: Callable[..., Result]) -> None:
         result = cli("run", "-c", hold_config, "--allow-large")
         assert (2, True) == (result.code, "--reference TICKET" in result.stderr)
+
+
+class TestAnchorAbsence:
+    """A configured anchor bucket that holds no checkpoint is reported, not silently skipped."""
+
+    def test_empty_anchor_reported(
+        self, setup: dict[str, object], cli: Callable[..., Result], s3_client: object, s3_endpoint: str
+    ) -> None:
+        from tests.audit.test_cli import ANCHOR
+
+        s3_client.create_bucket(Bucket="audit-anchors", ObjectLockEnabledForBucket=True)  # type: ignore[attr-defined]
+        config = Path(str(setup["config"]))
+        config.write_text(
+            config.read_text().replace(
+                "[categories.support]", ANCHOR.format(endpoint=s3_endpoint) + "\n[categories.support]"
+            )
+        )
+        result = cli("audit", "verify", "-c", config)
+        skipped = cli("audit", "verify", "-c", config, "--no-anchor")
+        assert (0, True) == (result.code, "holds no checkpoint: nothing anchored yet" in result.stderr)
+        assert "the anchor bucket was not read (--no-anchor)" in skipped.stderr
