@@ -50,7 +50,8 @@ from retentiond.audit.canonical import (
 from retentiond.audit.events import Checkpoint
 from retentiond.audit.schema import entries_table, head_table, refs_table
 from retentiond.audit.signing import checkpoint_message, load_private_key
-from retentiond.audit.verify import export_header, row_to_json, verify_export
+from retentiond.audit.export import export_header, row_to_json, verify_export
+from retentiond.audit.results import VerifyPolicy
 
 
 def machine() -> str:
@@ -120,9 +121,12 @@ def build_rows(
     )
     key = 0
     base = "2026-11-01T00:00:00.000000Z"
+    since: list[bytes] = []  # hashes a v2 checkpoint lists: from the previous checkpoint on
+    from_seq = 1
     for seq in range(1, entries + 1):
         if seq % 1000 == 0:
-            msg = checkpoint_message(ledger_id, seq - 1, prev.hex(), base)
+            listed = b"".join(since).hex()
+            msg = checkpoint_message(ledger_id, seq - 1, prev.hex(), base, from_seq=from_seq, entry_hashes=listed)
             cp = Checkpoint(
                 ledger_id=ledger_id,
                 covered_seq=seq - 1,
@@ -130,6 +134,8 @@ def build_rows(
                 signed_at=datetime(2026, 11, 1, tzinfo=UTC),
                 key_fingerprint=signer.fingerprint,
                 signature=signer.sign(msg),
+                from_seq=from_seq,
+                entry_hashes=listed,
             )
             row = dict(
                 seq=seq,
@@ -163,6 +169,9 @@ def build_rows(
         row["prev_hash"], row["hash"] = prev, h
         rows.append(row)
         prev = h
+        if row["event"] == "checkpoint":
+            since, from_seq = [], seq
+        since.append(h)
     return rows, ref_rows
 
 
@@ -269,14 +278,14 @@ def main() -> None:
         with Ledger.open(sqlite_url, create=False) as ledger, open(export, "w") as out:
             import json
 
-            out.write(json.dumps(export_header(ledger.ledger_id)) + "\n")
+            out.write(json.dumps(export_header(ledger.ledger_id, since=None, until=None)) + "\n")
             out.writelines(
                 json.dumps(row_to_json(e.as_row()), sort_keys=True, separators=(",", ":")) + "\n"
                 for e in ledger.iter_entries()
             )
         t0 = time.perf_counter()
         with open(export) as stream:
-            result = verify_export(stream, keys=keys)
+            result = verify_export(stream, VerifyPolicy(keys=keys))
         elapsed = time.perf_counter() - t0
         assert result.ok, result.summary()
         print(

@@ -244,4 +244,7 @@ class HoldWatcher:
             expires_at=hold.expires_at,
             hold_sha256=hashlib.sha256(definition).hexdigest(),
             subject_refs=subject_refs,
+            placed_by=hold.placed_by,
+            reference=hold.reference,
+            reason_hmac=self.refs.hold_reason(hold.reason) if self.refs is not None else None,
         )

@@ -40,6 +40,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRo
     """
     appended = 0
     for row in rows:
+        versions, objects = Batch.split(_refs(row, refs), row.count)
         event = Batch(
             batch_id=row.batch_id,
             category=row.category,
@@ -48,7 +49,8 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRo
             action=Action(row.action),
             outcome=Outcome(row.outcome),
             count=row.count,
-            refs=_refs(row, refs),
+            refs=versions,
+            object_refs=objects,
             prior_versions=row.prior_versions,
             prefix=getattr(row, "prefix", None),
         )

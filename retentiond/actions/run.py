@@ -29,6 +29,7 @@ from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
 from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
+from retentiond.audit.actor import Actor
 from retentiond.audit.events import (
     Action,
     Batch,
@@ -165,6 +166,7 @@ class Runner:
         categories: Sequence[str] = (),
         mode: str = "run",
         allow_large: bool = False,
+        reference: str | None = None,
         now: datetime | None = None,
         stop: threading.Event | None = None,
         progress: Progress | None = None,
@@ -180,6 +182,7 @@ class Runner:
         self.categories = list(categories) or list(settings.categories)
         self.mode = mode
         self.allow_large = allow_large
+        self.reference = reference  # the operator's ticket, validated by audit.actor.check_reference
         self.run_start = (now or datetime.now(UTC)).astimezone(UTC)
         # The run's clock: run_start plus monotonic time elapsed. Hold expiry and release grace
         # are judged on it, so a run started with ``now=`` (tests, replays) is consistent.
@@ -227,6 +230,8 @@ class Runner:
                         run_start=self.run_start,
                         cutoffs={c: cuts[c] for c in self.categories},
                         config_sha256=self.loaded.sha256,
+                        reference=self.reference,
+                        **Actor.of_this_process().fields(),
                     ),
                     run_id=self.run_id,
                 )
@@ -361,6 +366,7 @@ class Runner:
                         total=r.total,
                         limit=int(self.settings.daemon.max_fraction_per_run * r.total),
                         decision=GuardDecision.ALLOWED if r.guard == "allowed" else GuardDecision.STOPPED,
+                        reference=self.reference if r.guard == "allowed" else None,
                     ),
                     run_id=self.run_id,
                 )

@@ -39,7 +39,9 @@ class S3StoreHandle:
         def refs_of(bucket: str, items: Sequence[tuple[str, str | None]]) -> bytes:
             if refs is None:
                 return b""
-            return b"".join(refs.s3(name, bucket, key, version) for key, version in items)
+            # The version refs, then each version's object-level ref (audit find by key alone).
+            versions = b"".join(refs.s3(name, bucket, key, version) for key, version in items)
+            return versions + b"".join(refs.s3_object(name, bucket, key) for key, _ in items)
 
         self.refs_of = refs_of
         self.journal = IntentJournal(runner.loaded.state_dir if runner.writes else None, name, self.client, refs_of)

@@ -24,6 +24,8 @@ from retentiond.audit.events import (
     HoldKind,
     HoldPlaced,
     HoldReleased,
+    KeyRotated,
+    Label,
     Name,
     Outcome,
     Reconciled,
@@ -31,15 +33,25 @@ from retentiond.audit.events import (
     RunInterrupted,
     RunStarted,
 )
+from retentiond.audit.export import verify_export, write_export
 from retentiond.audit.ledger import (
     AppendedEntry,
     DuplicateBatch,
     Entry,
     Head,
+    KeyNotCurrent,
     Ledger,
     new_run_id,
 )
 from retentiond.audit.refs import RecordRef, RefMaker
+from retentiond.audit.results import (
+    Damage,
+    DamageKind,
+    KeyPeriod,
+    TrustedCheckpoint,
+    VerifyPolicy,
+    VerifyResult,
+)
 from retentiond.audit.signing import (
     KeyRing,
     Signer,
@@ -48,16 +60,17 @@ from retentiond.audit.signing import (
     load_private_key,
     load_public_key,
 )
-from retentiond.audit.verify import (
-    Damage,
-    DamageKind,
-    TrustedCheckpoint,
-    VerifyResult,
-    verify_export,
-)
+from retentiond.audit.verify import ChainVerifier
 
 __all__ = [
     "Action",
+    "ChainVerifier",
+    "KeyNotCurrent",
+    "KeyPeriod",
+    "KeyRotated",
+    "Label",
+    "VerifyPolicy",
+    "write_export",
     "AppendedEntry",
     "Batch",
     "BatchId",

@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from retentiond.audit.canonical import canonical_loads
-from retentiond.audit.ledger import Entry
-from retentiond.audit.verify import TrustedCheckpoint
+from retentiond.audit.ledger import Entry, Ledger
+from retentiond.audit.results import TrustedCheckpoint
+from retentiond.audit.signing import Signer
 from retentiond.errors import TemporaryFailure
 
 
@@ -59,7 +60,8 @@ class Anchor:
             )
         except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated classes; all mean "not anchored"
             raise TemporaryFailure(
-                f"checkpoint seq {checkpoint.seq} committed but not anchored in s3://{self.bucket}: {exc.__class__.__name__}"
+                f"checkpoint seq {checkpoint.seq} committed but not anchored in s3://{self.bucket}: "
+                f"{exc.__class__.__name__}"
             ) from None
         return key
 
@@ -84,12 +86,14 @@ class Anchor:
             raise TemporaryFailure(
                 f"cannot read the anchor bucket s3://{self.bucket}: {exc.__class__.__name__}"
             ) from None
-        return TrustedCheckpoint.from_json(canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}")
+        return TrustedCheckpoint.from_json(
+            canonical_loads(data), source=f"anchor s3://{self.bucket}/{newest}", origin="anchor"
+        )
 
 
 def checkpoint_and_anchor(
-    ledger: Any,
-    signer: Any,
+    ledger: Ledger,
+    signer: Signer,
     anchor: Anchor | None,
     *,
     run_id: str | None = None,

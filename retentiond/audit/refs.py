@@ -14,7 +14,12 @@ Canonical key text (documented in docs/auditing.md; changing it orphans every st
   ``YYYY-MM-DD``. Anything else (bool, float, bytes, None, naive datetime) is refused.
 * S3 objects: ``<object key>#<version id>``, version id ``null`` for an unversioned object
   (the name S3 itself gives it).
-* hold subjects (:meth:`RefMaker.subject`): ``v1|subject|<subject id>``.
+* S3 objects, every version at once (:meth:`RefMaker.s3_object`):
+  ``v1|@object|<store>|<bucket>|<object key>`` (``@`` cannot start a store name, so this
+  message never equals a version's or a row's);
+* hold subjects (:meth:`RefMaker.subject`): ``v1|subject|<subject id>``;
+* a hold's reason text (:meth:`RefMaker.hold_reason`): ``v1|@hold-reason|<reason>``, kept as a
+  hex digest so that the reason is provable with the key but never stored.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def canonical_value(value: Any) -> str:
     """
     kind = type(value)
     if kind is str:
-        return value
+        return str(value)
     if kind is int:
         return str(value)
     if isinstance(value, uuid.UUID):
@@ -166,6 +171,29 @@ class RefMaker:
             raise TypeError("object_key and version_id must be strings")
         version = "null" if version_id is None else version_id
         return self._make(f"v1|{_label('store', store)}|{_label('bucket', bucket)}|{object_key}#{version}")
+
+    def s3_object(self, store: str, bucket: str, object_key: str) -> RecordRef:
+        """Return the object-level ref of ``object_key``: the same for every version of it.
+
+        Recorded beside each version ref of an S3 batch so that ``audit find`` needs no version id.
+
+        Raises:
+            ValueError: ``store``/``bucket`` are not plain names.
+            TypeError: ``object_key`` is not a string.
+        """
+        if not isinstance(object_key, str):
+            raise TypeError("object_key must be a string")
+        return self._make(f"v1|@object|{_label('store', store)}|{_label('bucket', bucket)}|{object_key}")
+
+    def hold_reason(self, reason: str) -> str:
+        """Return the keyed digest (64 hex characters) of a hold's reason text.
+
+        Raises:
+            TypeError: ``reason`` is not a string.
+        """
+        if not isinstance(reason, str):
+            raise TypeError("reason must be a string")
+        return self._make(f"v1|@hold-reason|{reason}").hex()
 
     def subject(self, subject_id: str) -> RecordRef:
         """Return the ref of a data subject named by a hold (subject IDs are personal data).

@@ -1,506 +1,517 @@
-"""Verification of a ledger's hash chain and checkpoint signatures (SPEC §5, issue 3).
+"""Verification of a ledger's hash chain, checkpoint signatures, signing keys and coverage (SPEC §5).
 
-:func:`verify_rows` works on any stream of stored rows in seq order — from the database
-(:meth:`Ledger.verify`) or from a JSON-lines export (:func:`verify_export`) — so offline and
-online verification are the same code. The fast path does, per entry, one string format, one
-SHA-256 and three comparisons; diagnosis of *what* went wrong only runs after the first bad
-entry is found.
+:class:`ChainVerifier` works on any stream of stored rows in seq order — from the database
+(:meth:`Ledger.verify`) or from a JSON-lines export (:mod:`retentiond.audit.export`) — so
+offline and online verification are the same code. The fast path does, per entry, one string
+format, one SHA-256 and three comparisons; diagnosis of *what* went wrong only runs after the
+first bad entry is found (:mod:`retentiond.audit.diagnose`).
+
+Beyond an unbroken chain, ``ok`` requires coverage: every entry checked must be covered by a
+valid checkpoint signature made with the key valid at that position, except a young tail
+without outcome entries (see docs/auditing.md, "What OK guarantees").
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from json import dumps as _dumps
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring as _enc
+from typing import Any
 
-from retentiond.audit.canonical import (
-    canonical_loads,
-    chain_hash,
-    entry_body,
-    genesis_hash,
+from retentiond.audit.canonical import canonical_loads, genesis_hash, parse_time
+from retentiond.audit.diagnose import diagnose
+from retentiond.audit.events import OUTCOME_EVENTS
+from retentiond.audit.keyschedule import KeySchedule
+from retentiond.audit.results import (
+    Damage,
+    DamageKind,
+    KeyPeriod,
+    Row,
+    TrustedCheckpoint,
+    VerifyPolicy,
+    VerifyResult,
 )
-from retentiond.audit.signing import KeyRing, checkpoint_message
+from retentiond.audit.signing import (
+    checkpoint_message,
+    fingerprint,
+    public_key_from_hex,
+    rotation_message,
+)
 
-#: Row layout shared by the database and the export reader.
-Row = tuple[int, str, str, "str | None", "str | None", "str | None", str, bytes, bytes, bytes]
-
-_LOOKAHEAD = 1000  # rows read past the first bad one to tell a reorder from a deletion
 _RING = 2048  # hashes of recently verified rows kept to locate where a chain link points
+#: Slack on top of ``checkpoint_interval`` for a young unsigned tail: the daemon checks every
+#: 30 s whether a checkpoint is due, and clocks differ.
+UNSIGNED_GRACE = timedelta(minutes=5)
+_MAX_KEPT = 1_000_000  # entry hashes kept since the last checkpoint, to name a rebuilt chain's first change
 
 
-class DamageKind(str, Enum):
-    """What verification found wrong (a diagnosis; the first bad seq is what is certain)."""
+class ChainVerifier:
+    """Verifies rows fed in seq order; :meth:`finish` returns the :class:`VerifyResult`.
 
-    MODIFIED = "modified"  # an entry's stored fields no longer hash to its stored hash
-    DELETED = "deleted"  # a seq is missing, or entries were removed and the rest renumbered
-    REORDERED = "reordered"  # entries sit at another entry's seq
-    INSERTED = "inserted"  # an entry the chain did not contain when its successor was written
-    CHAIN_REBUILT = "chain_rebuilt"  # consistent chain, but not the one a checkpoint signed
-    BAD_SIGNATURE = "bad_signature"  # a checkpoint signature fails or names an unknown key
-    ROLLED_BACK_CHECKPOINT = "rolled_back_checkpoint"  # a checkpoint that signs another position
-    TRUNCATED = "truncated"  # the ledger ends before the head row / a trusted or anchored checkpoint
-    INDEX_MISMATCH = "index_mismatch"  # the refs index disagrees with the entries' refs
-    MALFORMED = "malformed"  # an export line or checkpoint that cannot be read
+    ``start`` is the ``(seq, prev_hash)`` to start from instead of ``(1, genesis)`` (exported
+    windows); ``head`` the ``(seq, hash)`` of the database's head row; ``window`` True means
+    trusted checkpoints outside the rows are not applicable (a window of history).
+    """
 
-
-@dataclass(frozen=True)
-class Damage:
-    """The first problem found: ``seq`` (None when not tied to one entry), kind, explanation."""
-
-    seq: int | None
-    kind: DamageKind
-    detail: str
-
-    def render(self) -> str:
-        """Return a one-line description."""
-        where = f"seq {self.seq}" if self.seq is not None else "ledger"
-        return f"{where}: {self.kind.value}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class TrustedCheckpoint:
-    """A checkpoint the auditor holds from outside the ledger (a file or the anchor bucket)."""
-
-    seq: int  # seq of the checkpoint entry itself
-    hash: bytes  # its entry hash
-    covered_seq: int
-    covered_hash: str
-    ledger_id: str
-    time: str
-    key_fingerprint: str
-    signature: str
-    source: str = "trusted checkpoint"
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], source: str = "trusted checkpoint") -> TrustedCheckpoint:
-        """Read a checkpoint entry as printed by ``audit show --format json`` / exported.
-
-        Raises:
-            ValueError: it is not a checkpoint entry.
-        """
-        try:
-            if data.get("event") != "checkpoint":
-                raise ValueError("not a checkpoint entry")
-            f = data["fields"]
-            return cls(
-                seq=int(data["seq"]),
-                hash=bytes.fromhex(data["hash"]),
-                covered_seq=int(f["covered_seq"]),
-                covered_hash=str(f["covered_hash"]),
-                ledger_id=str(f["ledger_id"]),
-                time=str(f["signed_at"]),
-                key_fingerprint=str(f["key_fingerprint"]),
-                signature=str(f["signature"]),
-                source=source,
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{source} is not a checkpoint entry ({exc.__class__.__name__})") from None
-
-
-@dataclass
-class VerifyResult:
-    """Outcome of a verification; ``ok`` is True only when no damage was found."""
-
-    ledger_id: str
-    entries: int = 0
-    refs: int = 0
-    first_seq: int | None = None
-    head_seq: int = 0
-    head_hash: str = ""
-    checkpoints: int = 0
-    last_checkpoint_seq: int | None = None
-    last_checkpoint_time: str | None = None
-    unsigned_tail: int = 0  # entries after the last checkpoint (not yet signed)
-    fingerprints: list[str] = field(default_factory=list)
-    signatures_checked: bool = False
-    trusted_checked: list[str] = field(default_factory=list)
-    damage: Damage | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Return True when the ledger verified."""
-        return self.damage is None
-
-    def summary(self) -> str:
-        """Return the one-line summary of ``audit verify``."""
-        if self.damage is not None:
-            return f"FAILED {self.damage.render()}"
-        keys = ",".join(f[:16] for f in self.fingerprints) if self.signatures_checked else "NOT CHECKED"
-        cp = self.last_checkpoint_time or "none"
-        trusted = f" trusted={'+'.join(self.trusted_checked)}" if self.trusted_checked else ""
-        start = f" from_seq={self.first_seq}" if self.first_seq not in (None, 1) else ""
-        return (
-            f"OK ledger={self.ledger_id} entries={self.entries} refs={self.refs} head_seq={self.head_seq} "
-            f"head_hash={self.head_hash} last_checkpoint={cp} unsigned_tail={self.unsigned_tail} key={keys}{trusted}{start}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the result as a JSON-ready dict."""
-        return {
-            "ok": self.ok,
-            "ledger_id": self.ledger_id,
-            "entries": self.entries,
-            "refs": self.refs,
-            "first_seq": self.first_seq,
-            "head_seq": self.head_seq,
-            "head_hash": self.head_hash,
-            "checkpoints": self.checkpoints,
-            "last_checkpoint_seq": self.last_checkpoint_seq,
-            "last_checkpoint_time": self.last_checkpoint_time,
-            "unsigned_tail": self.unsigned_tail,
-            "key_fingerprints": self.fingerprints if self.signatures_checked else [],
-            "trusted": self.trusted_checked,
-            "damage": None
-            if self.damage is None
-            else {"seq": self.damage.seq, "kind": self.damage.kind.value, "detail": self.damage.detail},
+    def __init__(
+        self,
+        ledger_id: str,
+        policy: VerifyPolicy,
+        *,
+        start: tuple[int, bytes] | None = None,
+        head: tuple[int, bytes] | None = None,
+        window: bool = False,
+    ) -> None:
+        self.ledger_id = ledger_id
+        self.policy = policy
+        self.result = VerifyResult(ledger_id=ledger_id, signatures_checked=policy.keys is not None)
+        self.schedule = KeySchedule(policy.keys, self.result.key_periods) if policy.keys is not None else None
+        self.keys = self.schedule.ring if self.schedule is not None else None
+        self.head = head
+        self.window = window
+        self.n, self.prev = start if start is not None else (1, genesis_hash(ledger_id))
+        self.result.first_seq = self.n
+        self._ring: list[tuple[bytes, int] | None] = [None] * _RING
+        self._refs_bytes = 0
+        self._since: list[bytes] | None = []  # hashes of entries since the last valid checkpoint (inclusive)
+        self._since_from = self.n
+        self._tail_first: int | None = None
+        self._tail_outcome: int | None = None
+        self._tail_times: tuple[str, str] | None = None
+        self._first_outcome: int | None = None
+        self._trusted_at = {t.seq: t for t in policy.trusted}
+        self._wanted = {
+            s for t in policy.trusted if t.from_seq is not None for s in range(t.from_seq, t.covered_seq + 1)
         }
+        self._kept: dict[int, bytes] = {}
+        self._check_trusted_signatures()
 
+    # --- the rows ------------------------------------------------------------------------------
 
-def _body(row: Row, seq: int | None = None) -> bytes:
-    return entry_body(
-        seq=row[0] if seq is None else seq,
-        time=row[1],
-        event=row[2],
-        run_id=row[3],
-        category=row[4],
-        batch_id=row[5],
-        fields=row[6],
-        refs=row[7],
-    )
+    def run(self, rows: Iterable[Row]) -> None:
+        """Verify ``rows`` (continuing from the rows of earlier calls); stops at the first damage.
 
+        The loop keeps its state in locals (this is the per-entry fast path) and hands it to the
+        instance only around the rare entries that need more: checkpoints, rotations, trusted
+        checkpoints and the first broken link.
+        """
+        if self.result.damage is not None:
+            return
+        start = n = self.n
+        prev = self.prev
+        sha = hashlib.sha256
+        ring = self._ring
+        outcomes = OUTCOME_EVENTS
+        trusted_at, wanted, kept = self._trusted_at, self._wanted, self._kept
+        it = iter(rows)
+        for row in it:
+            seq, time, event, run_id, category, batch_id, fields, refs, row_prev, h = row
+            try:
+                body = (
+                    '{"batch_id":%s,"category":%s,"event":%s,"fields":%s,"refs":"%s","run_id":%s,"seq":%d,"time":%s}'  # noqa: UP031 - the fast path
+                    % (
+                        "null" if batch_id is None else _enc(batch_id),
+                        "null" if category is None else _enc(category),
+                        _enc(event),
+                        fields,
+                        refs.hex(),
+                        "null" if run_id is None else _enc(run_id),
+                        seq,
+                        _enc(time),
+                    )
+                ).encode()
+                good = seq == n and row_prev == prev and sha(prev + body).digest() == h
+            except (TypeError, ValueError):
+                good = False
+            if not good:
+                self.n, self.prev = n, prev
+                self.result.entries += n - start
+                recent = {r[0]: r[1] for r in ring if r is not None}
+                self._fail(diagnose(row, n, prev, recent, it))
+                return
+            if event == "checkpoint" or event == "key_rotated" or (trusted_at and n in trusted_at):
+                self.n, self.prev = n, prev
+                if not self._special(row, it):
+                    self.result.entries += n - start
+                    return
+            else:
+                # An entry only a later checkpoint can cover: the tail's first seq, times, outcomes.
+                if self._tail_first is None:
+                    self._tail_first, self._tail_times = n, (time, time)
+                else:
+                    low, high = self._tail_times  # type: ignore[misc]  # set with _tail_first
+                    if time < low or time > high:
+                        self._tail_times = (min(low, time), max(high, time))
+                if event in outcomes and self._tail_outcome is None:
+                    self._tail_outcome = n
+                    if self._first_outcome is None:
+                        self._first_outcome = n
+                since = self._since
+                if since is not None:
+                    since.append(h)
+                    if len(since) > _MAX_KEPT:
+                        self._since = None
+            if wanted and n in wanted:
+                kept[n] = h
+            ring[n % _RING] = (h, n)
+            self._refs_bytes += len(refs)
+            prev = h
+            n += 1
+        self.result.entries += n - start
+        self.n, self.prev = n, prev
 
-def _intact_as(row: Row, seq: int) -> bool:
-    """Return True when the row's own prev_hash, fields and hash agree with it sitting at ``seq``."""
-    try:
-        return chain_hash(row[8], _body(row, seq)) == row[9]
-    except (TypeError, ValueError):
-        return False
+    def _special(self, row: Row, it: Iterator[Row]) -> bool:
+        """Handle a checkpoint, a rotation or a trusted position; return False after damage."""
+        n, event, h = self.n, row[2], row[9]
+        if event == "checkpoint":
+            damage = self._checkpoint(row)
+        else:
+            damage = self._rotation(row) if event == "key_rotated" else None
+            self._unsigned(n, event, row[1])
+        if damage is None and n in self._trusted_at:
+            damage = self._against_trusted(self._trusted_at[n], row, it)
+        if damage is not None:
+            self._fail(damage)
+            return False
+        if event == "checkpoint" and self.keys is not None:
+            self._since, self._since_from = [h], n
+        elif self._since is not None:
+            self._since.append(h)
+        return True
 
+    def _unsigned(self, n: int, event: str, time: str) -> None:
+        """Note an entry that only a later checkpoint can cover."""
+        if self._tail_first is None:
+            self._tail_first, self._tail_times = n, (time, time)
+        elif self._tail_times is not None:
+            low, high = self._tail_times
+            self._tail_times = (min(low, time), max(high, time))
+        if event in OUTCOME_EVENTS:
+            if self._tail_outcome is None:
+                self._tail_outcome = n
+            if self._first_outcome is None:
+                self._first_outcome = n
 
-def _diagnose(row: Row, n: int, prev: bytes, recent: dict[bytes, int], rows: Iterator[Row]) -> Damage:
-    """Explain why ``row`` (read where seq ``n`` was expected) does not chain onto ``prev``."""
-    ahead: list[Row] = []
-    for other in rows:
-        ahead.append(other)
-        if len(ahead) >= _LOOKAHEAD:
-            break
+    def _covered(self) -> None:
+        """Everything verified so far is covered by a signature."""
+        self.result.signed_through = self.n
+        self._tail_first = self._tail_outcome = None
+        self._tail_times = None
 
-    def appears_later(seq: int) -> bool:
-        return any(_intact_as(r, seq) for r in ahead)
+    # --- checkpoints and rotations -------------------------------------------------------------
 
-    seq = row[0]
-    if seq > n:
-        if appears_later(n):
-            return Damage(n, DamageKind.REORDERED, f"the entry written as seq {n} was moved later in the ledger")
-        return Damage(n, DamageKind.DELETED, f"entries {n}..{seq - 1} are missing")
-    if seq < n:
-        return Damage(seq, DamageKind.REORDERED, f"seq {seq} appears after seq {n - 1}")
-    if _intact_as(row, n):
-        # Exactly as written, but it was written after a different predecessor.
-        j = recent.get(row[8])
-        if j is not None and j < n - 1:
-            return Damage(
-                j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n - 1} were not in the chain when seq {n} was written"
+    def _checkpoint(self, row: Row) -> Damage | None:
+        n, prev = self.n, self.prev
+        try:
+            f = canonical_loads(row[6])
+            covered_seq, covered_hash, signed_at = f["covered_seq"], f["covered_hash"], f["signed_at"]
+            fp, sig, cp_ledger = f["key_fingerprint"], f["signature"], f["ledger_id"]
+            from_seq, hashes = f.get("from_seq"), f.get("entry_hashes")
+            if type(covered_seq) is not int or not all(isinstance(v, str) for v in (covered_hash, signed_at, fp, sig)):
+                raise TypeError("field types")
+            if from_seq is not None and (type(from_seq) is not int or not isinstance(hashes, str)):
+                raise TypeError("field types")
+            message = checkpoint_message(
+                cp_ledger, covered_seq, covered_hash, signed_at, from_seq=from_seq, entry_hashes=hashes
             )
-        return Damage(
-            n - 1,
-            DamageKind.MODIFIED,
-            f"seq {n - 1} was rewritten with a recomputed hash (seq {n} chains from another entry)",
-        )
-    for distance in range(1, _LOOKAHEAD + 64):
-        if _intact_as(row, n + distance):
-            if appears_later(n):
-                return Damage(n, DamageKind.REORDERED, f"seq {n} holds the entry written as seq {n + distance}")
-            return Damage(n, DamageKind.DELETED, f"{distance} entries were removed at seq {n} and the rest renumbered")
-        if n - distance >= 1 and _intact_as(row, n - distance):
-            j = recent.get(row[8])
-            start = j + 1 if j is not None else n - distance
-            return Damage(
-                start,
-                DamageKind.INSERTED,
-                f"entries {start}..{n - 1} were inserted before the entry written as seq {n - distance}",
-            )
-    if row[8] != prev:
-        return Damage(n, DamageKind.MODIFIED, "the stored prev_hash or hash was changed")
-    return Damage(n, DamageKind.MODIFIED, "the entry's fields no longer match its hash")
-
-
-def _check_checkpoint(
-    row: Row, n: int, prev: bytes, ledger_id: str, keys: KeyRing | None, last_good_cp: int
-) -> Damage | None:
-    try:
-        f = canonical_loads(row[6])
-        covered_seq = f["covered_seq"]
-        covered_hash = f["covered_hash"]
-        message = checkpoint_message(f["ledger_id"], covered_seq, covered_hash, f["signed_at"])
-        fp, sig, cp_ledger = f["key_fingerprint"], f["signature"], f["ledger_id"]
-    except (ValueError, KeyError, TypeError):
-        return Damage(n, DamageKind.MALFORMED, "checkpoint fields cannot be read")
-    if keys is not None:
-        problem = keys.verify(fp, sig, message)
-        if problem is not None:
+        except (ValueError, KeyError, TypeError):
+            return Damage(n, DamageKind.MALFORMED, "checkpoint fields cannot be read")
+        if self.keys is not None:
+            damage = self._signed_by_current(n, fp, sig, message, "checkpoint")
+            if damage is not None:
+                return damage
+        if cp_ledger != self.ledger_id:
+            return Damage(n, DamageKind.ROLLED_BACK_CHECKPOINT, "checkpoint signed for another ledger")
+        if covered_seq != n - 1:
             return Damage(
                 n,
-                DamageKind.BAD_SIGNATURE,
-                f"checkpoint {problem}: it or the entries {last_good_cp + 1}..{n - 1} it covers were forged",
+                DamageKind.ROLLED_BACK_CHECKPOINT,
+                f"checkpoint signs seq {covered_seq}, not seq {n - 1} before it (replayed or moved)",
             )
-    if cp_ledger != ledger_id:
-        return Damage(n, DamageKind.ROLLED_BACK_CHECKPOINT, "checkpoint signed for another ledger")
-    if covered_seq != n - 1:
+        if covered_hash != prev.hex():
+            return self._rebuilt(n, from_seq, hashes)
+        if row[1] != signed_at:
+            return Damage(n, DamageKind.MODIFIED, "the checkpoint entry's time differs from the time it signed")
+        if from_seq is not None:
+            assert isinstance(hashes, str)
+            if not 1 <= from_seq <= covered_seq or len(hashes) != 64 * (covered_seq - from_seq + 1):
+                return Damage(n, DamageKind.MALFORMED, "checkpoint entry_hashes do not span from_seq..covered_seq")
+            if self._since is not None and from_seq >= self._since_from:
+                ours = b"".join(self._since[from_seq - self._since_from :]).hex()
+                if ours != hashes:
+                    return Damage(n, DamageKind.MALFORMED, "checkpoint entry_hashes differ from the entries it covers")
+        if self.keys is None:
+            return None  # unsigned for our purposes: nothing checked its signature
+        period = self.result.key_periods[-1]
+        period.checkpoints += 1
+        period.first_time = period.first_time or signed_at
+        period.last_time = signed_at
+        self.result.checkpoints += 1
+        self.result.last_checkpoint_seq = n
+        self.result.last_checkpoint_time = row[1]
+        self.result.last_checkpoint_entry = row
+        self._covered()
+        return None
+
+    def _signed_by_current(self, n: int, fp: str, sig: str, message: bytes, what: str) -> Damage | None:
+        """Check that ``sig`` is the current key's signature (the first one establishes the key)."""
+        assert self.schedule is not None
+        start = (self.result.signed_through or (self.result.first_seq or 1) - 1) + 1
+        return self.schedule.check(n, fp, sig, message, what, start)
+
+    def _rebuilt(self, n: int, from_seq: Any, hashes: Any) -> Damage:
+        """Name the first entry that differs from what the checkpoint at ``n`` signed."""
+        first = self._first_difference(from_seq, hashes, n - 1)
+        if first is not None:
+            return Damage(
+                first,
+                DamageKind.CHAIN_REBUILT,
+                f"seq {first} is not the entry the checkpoint at seq {n} signed: entries {first}..{n - 1} "
+                "were changed and the chain recomputed",
+            )
+        start = (self.result.signed_through or (self.result.first_seq or 1) - 1) + 1
         return Damage(
-            n,
-            DamageKind.ROLLED_BACK_CHECKPOINT,
-            f"checkpoint signs seq {covered_seq}, not seq {n - 1} before it (replayed or moved)",
-        )
-    if covered_hash != prev.hex():
-        return Damage(
-            last_good_cp + 1,
+            start,
             DamageKind.CHAIN_REBUILT,
-            f"the checkpoint at seq {n} signed another chain: entries {last_good_cp + 1}..{n - 1} were rebuilt",
+            f"the checkpoint at seq {n} signed another chain: entries {start}..{n - 1} were rebuilt",
         )
-    return None
+
+    def _first_difference(self, from_seq: Any, hashes: Any, last: int) -> int | None:
+        if type(from_seq) is not int or not isinstance(hashes, str) or self._since is None:
+            return None
+        for seq in range(max(from_seq, self._since_from), last + 1):
+            i = (seq - from_seq) * 64
+            index = seq - self._since_from
+            if index >= len(self._since) or hashes[i : i + 64] != self._since[index].hex():
+                return seq
+        return None
+
+    def _rotation(self, row: Row) -> Damage | None:
+        n, prev = self.n, self.prev
+        try:
+            f = canonical_loads(row[6])
+            old_fp, new_fp, new_hex = f["old_fingerprint"], f["new_fingerprint"], f["new_public_key"]
+            old_sig = f["old_signature"]
+            if not isinstance(f["new_signature"], str) or not (old_sig is None or isinstance(old_sig, str)):
+                raise TypeError("signatures")
+            new_key = public_key_from_hex(new_hex)
+            message = rotation_message(
+                f["ledger_id"], f["covered_seq"], f["covered_hash"], f["rotated_at"], old_fp, new_hex
+            )
+        except (ValueError, KeyError, TypeError):
+            return Damage(n, DamageKind.MALFORMED, "key rotation fields cannot be read")
+        if fingerprint(new_key) != new_fp:
+            return Damage(n, DamageKind.MALFORMED, "key rotation: new_fingerprint is not the new key's")
+        if f["ledger_id"] != self.ledger_id or f["covered_seq"] != n - 1:
+            return Damage(n, DamageKind.ROLLED_BACK_CHECKPOINT, "key rotation made at another position or ledger")
+        if f["covered_hash"] != prev.hex():
+            return self._rebuilt(n, None, None)
+        if self.schedule is None:
+            return None
+        start = (self.result.signed_through or (self.result.first_seq or 1) - 1) + 1
+        return self.schedule.rotate(n, f, new_key, message, start)
+
+    # --- trusted checkpoints -------------------------------------------------------------------
+
+    def _check_trusted_signatures(self) -> None:
+        for t in self.policy.trusted:
+            if t.ledger_id != self.ledger_id:
+                self._fail(Damage(None, DamageKind.MALFORMED, f"{t.source} belongs to ledger {t.ledger_id!r}"))
+                return
+            if self.keys is not None:
+                problem = self.keys.verify(t.key_fingerprint, t.signature, t.message())
+                if problem is not None:
+                    self._fail(Damage(t.seq, DamageKind.BAD_SIGNATURE, f"{t.source}: {problem}"))
+                    return
+
+    def _against_trusted(self, t: TrustedCheckpoint, row: Row, it: Any) -> Damage | None:
+        """Compare the correctly chained entry at ``t.seq`` with the trusted one."""
+        n = self.n
+        if t.hash == row[9]:
+            self.result.trusted_checked.append(f"{t.source}@{t.seq}")
+            return None
+        low = max(t.from_seq or n, self.result.first_seq or 1)
+        changed = (s for s in range(low, min(t.covered_seq, n - 1) + 1) if self._kept.get(s, b"").hex() != t.listed(s))
+        diverged = next(changed, n)
+        if t.origin == "state":
+            return Damage(
+                diverged,
+                DamageKind.ROLLED_BACK,
+                f"another history than the one verified before ({t.source}): it diverges at seq {diverged}",
+            )
+        following = next(it, None)
+        if following is not None and following[9] == t.hash:
+            recent = {r[0]: r[1] for r in self._ring if r is not None}
+            j = recent.get(following[8], n - 1)
+            return Damage(j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n} were inserted before the {t.source}")
+        return Damage(
+            diverged,
+            DamageKind.CHAIN_REBUILT,
+            f"entry differs from the {t.source} (the ledger was rebuilt or rolled back from seq {diverged})",
+        )
+
+    # --- the end -------------------------------------------------------------------------------
+
+    def detached_checkpoint(self, row: Row, window_end: int) -> None:
+        """Accept a checkpoint exported without the entries between the window's end and it.
+
+        It covers the window when it is valid, made with the current key, and its signed
+        ``entry_hashes`` list the window's last entry with the hash verified here.
+        """
+        if self.result.damage is not None:
+            return
+        seq, last_hash = row[0], self.prev
+        try:
+            f = canonical_loads(row[6])
+            t = TrustedCheckpoint.from_json({"event": row[2], "seq": seq, "hash": row[9].hex(), "fields": f})
+        except ValueError:
+            self._fail(Damage(seq, DamageKind.MALFORMED, "the covering checkpoint cannot be read"))
+            return
+        if self.keys is None:
+            return
+        damage = self._signed_by_current(seq, t.key_fingerprint, t.signature, t.message(), "covering checkpoint")
+        if damage is None and (t.ledger_id != self.ledger_id or t.covered_seq != seq - 1):
+            damage = Damage(seq, DamageKind.ROLLED_BACK_CHECKPOINT, "the covering checkpoint signs another position")
+        if damage is None and t.listed(window_end) != last_hash.hex():
+            damage = Damage(
+                window_end,
+                DamageKind.CHAIN_REBUILT,
+                f"the covering checkpoint at seq {seq} does not list seq {window_end} with this hash",
+            )
+        if damage is not None:
+            self._fail(damage)
+            return
+        self.result.key_periods[-1].checkpoints += 1
+        self.result.checkpoints += 1
+        self.result.last_checkpoint_seq = seq
+        self.result.last_checkpoint_time = t.time
+        self.result.last_checkpoint_entry = row
+        self._covered()
+
+    def _fail(self, damage: Damage) -> None:
+        if self.result.damage is None:
+            self.result.damage = damage
+
+    def finish(self) -> VerifyResult:
+        """Return the result: trusted checkpoints found, head row matched, every entry covered."""
+        result = self.result
+        last, prev = self.n - 1, self.prev
+        result.refs = self._refs_bytes // 32
+        result.head_seq, result.head_hash = last, prev.hex()
+        result.fingerprints = self.keys.fingerprints() if self.keys is not None else []
+        if result.damage is None:
+            self._fail_beyond(last)
+        if result.damage is None:
+            self._coverage(last)
+        result.unsigned_tail = 0 if self._tail_first is None else last - self._tail_first + 1
+        if result.damage is not None:
+            result.unsigned_status = None
+        return result
+
+    def _fail_beyond(self, last: int) -> None:
+        for t in self.policy.trusted:
+            if self.window and not (self.result.first_seq or 1) <= t.seq <= last:
+                self.result.notes.append(f"the {t.source} (seq {t.seq}) is outside this window: not checked")
+                continue
+            if t.seq > last:
+                kind = DamageKind.ROLLED_BACK if t.origin == "state" else DamageKind.TRUNCATED
+                self._fail(Damage(last + 1, kind, f"the ledger ends at seq {last} but the {t.source} has seq {t.seq}"))
+                return
+        if self.head is None:
+            return
+        head_seq, head_hash = self.head
+        if head_seq > last:
+            self._fail(
+                Damage(
+                    last + 1,
+                    DamageKind.TRUNCATED,
+                    f"the ledger ends at seq {last} but its head row records seq {head_seq}",
+                )
+            )
+        elif head_seq < last:
+            self._fail(
+                Damage(
+                    head_seq + 1,
+                    DamageKind.INSERTED,
+                    f"entries {head_seq + 1}..{last} were added without moving the head row",
+                )
+            )
+        elif head_hash != self.prev:
+            self._fail(Damage(last, DamageKind.MODIFIED, "the last entry does not match the head row"))
+
+    def _coverage(self, last: int) -> None:
+        """Fail unless every entry is covered by a signature (or the tail is young and outcome-free)."""
+        first = self._tail_first
+        if first is None:
+            return
+        result = self.result
+        damage: Damage | None = None
+        if result.checkpoints == 0 and self._first_outcome is not None:
+            damage = Damage(
+                self._first_outcome,
+                DamageKind.NO_CHECKPOINT,
+                f"entries {first}..{last} record outcomes but no valid checkpoint signs any of them",
+            )
+        elif self._tail_outcome is not None:
+            damage = Damage(
+                self._tail_outcome,
+                DamageKind.UNSIGNED_OUTCOME,
+                f"outcome entries from seq {self._tail_outcome} on are covered by no checkpoint (every run ends with "
+                "one: a run still in progress, or a forged tail; verify again after the run)",
+            )
+        elif not self._young():
+            damage = Damage(
+                first,
+                DamageKind.UNSIGNED_TAIL,
+                f"entries {first}..{last} are covered by no checkpoint and older than checkpoint_interval "
+                f"({self.policy.max_unsigned_age})",
+            )
+        if damage is None:
+            result.unsigned_status = "young"
+        elif self.policy.allow_unsigned_tail:
+            result.unsigned_status = "allowed"
+            result.notes.append(f"not covered by any signature, allowed: {damage.render()}")
+        else:
+            self._fail(damage)
+
+    def _young(self) -> bool:
+        if self._tail_times is None:
+            return True
+        now = self.policy.now or datetime.now(UTC)
+        try:
+            oldest, newest = parse_time(self._tail_times[0]), parse_time(self._tail_times[1])
+        except ValueError:
+            return False
+        return now - oldest <= self.policy.max_unsigned_age + UNSIGNED_GRACE and newest <= now + UNSIGNED_GRACE
 
 
 def verify_rows(
     rows: Iterable[Row],
     *,
     ledger_id: str,
-    keys: KeyRing | None,
-    trusted: list[TrustedCheckpoint] = [],  # noqa: B006 - never mutated
+    policy: VerifyPolicy,
     head: tuple[int, bytes] | None = None,
     start: tuple[int, bytes] | None = None,
 ) -> VerifyResult:
     """Verify rows in seq order and return the result (damage set on the first problem).
 
     ``head`` is the ``(seq, hash)`` of the head row when verifying a database; ``start`` the
-    ``(seq, prev_hash)`` to start from instead of ``(1, genesis)`` (partial exports).
-    ``trusted`` checkpoints must each be found, unchanged, in the ledger.
+    ``(seq, prev_hash)`` to start from instead of ``(1, genesis)``.
     """
-    result = VerifyResult(
-        ledger_id=ledger_id, fingerprints=keys.fingerprints() if keys else [], signatures_checked=keys is not None
-    )
-    for t in trusted:
-        if t.ledger_id != ledger_id:
-            result.damage = Damage(None, DamageKind.MALFORMED, f"{t.source} belongs to ledger {t.ledger_id!r}")
-            return result
-        if keys is not None:
-            problem = keys.verify(
-                t.key_fingerprint, t.signature, checkpoint_message(t.ledger_id, t.covered_seq, t.covered_hash, t.time)
-            )
-            if problem is not None:
-                result.damage = Damage(t.seq, DamageKind.BAD_SIGNATURE, f"{t.source}: {problem}")
-                return result
-    trusted_at = {t.seq: t for t in trusted}
-    n, prev = start if start is not None else (1, genesis_hash(ledger_id))
-    result.first_seq = n
-    sha = hashlib.sha256
-    ring: list[tuple[bytes, int] | None] = [None] * _RING
-    last_good_cp = n - 1
-    refs_bytes = 0
-    it = iter(rows)
-    for row in it:
-        seq, time, event, run_id, category, batch_id, fields, refs, row_prev, h = row
-        try:
-            body = (
-                '{"batch_id":%s,"category":%s,"event":%s,"fields":%s,"refs":"%s","run_id":%s,"seq":%d,"time":%s}'
-                % (
-                    "null" if batch_id is None else _enc(batch_id),
-                    "null" if category is None else _enc(category),
-                    _enc(event),
-                    fields,
-                    refs.hex(),
-                    "null" if run_id is None else _enc(run_id),
-                    seq,
-                    _enc(time),
-                )
-            ).encode()
-            good = seq == n and row_prev == prev and sha(prev + body).digest() == h
-        except (TypeError, ValueError):
-            good = False
-        if not good:
-            recent = {r[0]: r[1] for r in ring if r is not None}
-            result.damage = _diagnose(row, n, prev, recent, it)
-            return _finish(result, n - 1, prev)
-        if event == "checkpoint":
-            damage = _check_checkpoint(row, n, prev, ledger_id, keys, last_good_cp)
-            if damage is not None:
-                result.damage = damage
-                return _finish(result, n - 1, prev)
-            result.checkpoints += 1
-            result.last_checkpoint_seq = n
-            result.last_checkpoint_time = time
-            last_good_cp = n
-        if trusted_at:
-            tc = trusted_at.get(n)
-            if tc is not None and tc.hash != h:
-                # A correctly chained entry that is not the trusted one: if the trusted entry
-                # follows it, entries were inserted before it; otherwise the chain was rebuilt.
-                following = next(it, None)
-                if following is not None and following[9] == tc.hash:
-                    recent = {r[0]: r[1] for r in ring if r is not None}
-                    j = recent.get(following[8], n - 1)
-                    result.damage = Damage(
-                        j + 1, DamageKind.INSERTED, f"entries {j + 1}..{n} were inserted before the {tc.source}"
-                    )
-                else:
-                    result.damage = Damage(
-                        n,
-                        DamageKind.CHAIN_REBUILT,
-                        f"entry differs from the {tc.source} (the ledger was rebuilt or rolled back)",
-                    )
-                return _finish(result, n - 1, prev)
-        ring[n % _RING] = (h, n)
-        refs_bytes += len(refs)
-        prev = h
-        n += 1
-        result.entries += 1
-    result.refs = refs_bytes // 32
-    last = n - 1
-    for t in trusted:
-        if t.seq > last:
-            result.damage = Damage(
-                last + 1, DamageKind.TRUNCATED, f"the ledger ends at seq {last} but the {t.source} has seq {t.seq}"
-            )
-            return _finish(result, last, prev)
-        result.trusted_checked.append(f"{t.source}@{t.seq}")
-    if head is not None:
-        head_seq, head_hash = head
-        if head_seq > last:
-            result.damage = Damage(
-                last + 1, DamageKind.TRUNCATED, f"the ledger ends at seq {last} but its head row records seq {head_seq}"
-            )
-        elif head_seq < last:
-            result.damage = Damage(
-                head_seq + 1,
-                DamageKind.INSERTED,
-                f"entries {head_seq + 1}..{last} were added without moving the head row",
-            )
-        elif head_hash != prev:
-            result.damage = Damage(last, DamageKind.MODIFIED, "the last entry does not match the head row")
-    return _finish(result, last, prev)
+    verifier = ChainVerifier(ledger_id, policy, head=head, start=start)
+    verifier.run(rows)
+    return verifier.finish()
 
 
-def _finish(result: VerifyResult, last: int, prev: bytes) -> VerifyResult:
-    result.head_seq = last
-    result.head_hash = prev.hex()
-    result.unsigned_tail = last - (result.last_checkpoint_seq or (result.first_seq or 1) - 1)
-    return result
-
-
-from json.encoder import encode_basestring as _enc  # type: ignore[attr-defined]
-
-# --- exports ------------------------------------------------------------------------------------
-
-EXPORT_FORMAT = "retentiond-audit-export-v1"
-
-
-def export_header(ledger_id: str) -> dict[str, Any]:
-    """Return the first line of a JSON-lines export."""
-    return {"format": EXPORT_FORMAT, "ledger_id": ledger_id}
-
-
-def row_to_json(row: Row) -> dict[str, Any]:
-    """Return one stored row as an export / ``audit show --format json`` object.
-
-    The object is the canonical entry (``fields`` parsed) plus ``prev_hash`` and ``hash``;
-    ``refs`` stays the concatenated hex string that is hashed (64 hex characters per ref).
-    """
-    return {
-        "seq": row[0],
-        "time": row[1],
-        "event": row[2],
-        "run_id": row[3],
-        "category": row[4],
-        "batch_id": row[5],
-        "fields": canonical_loads(row[6]),
-        "refs": row[7].hex(),
-        "prev_hash": row[8].hex(),
-        "hash": row[9].hex(),
-    }
-
-
-def json_to_row(data: Mapping[str, Any]) -> Row:
-    """Return the stored-row tuple of an export object.
-
-    Raises:
-        ValueError: a field is missing or has the wrong type.
-    """
-    try:
-        seq = data["seq"]
-        if type(seq) is not int:
-            raise ValueError("seq is not an int")
-        return (
-            seq,
-            data["time"],
-            data["event"],
-            data["run_id"],
-            data["category"],
-            data["batch_id"],
-            # canonical_loads already refused floats: dump directly (the float walk is per-entry overhead).
-            _dumps(data["fields"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-            bytes.fromhex(data["refs"]),
-            bytes.fromhex(data["prev_hash"]),
-            bytes.fromhex(data["hash"]),
-        )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"missing or wrong field ({exc})") from None
-
-
-def verify_export(
-    stream: TextIO,
-    *,
-    keys: KeyRing | None,
-    trusted: list[TrustedCheckpoint] = [],  # noqa: B006 - never mutated
-    ledger_id: str | None = None,
-) -> VerifyResult:
-    """Verify a JSON-lines export offline (header line, then one entry per line).
-
-    A partial export (``--since``) is verified from its first entry's ``prev_hash``; a full
-    one from the genesis value. Raises nothing for bad content: damage is in the result.
-    """
-    header_line = stream.readline()
-    try:
-        header = canonical_loads(header_line)
-        if header.get("format") != EXPORT_FORMAT:
-            raise ValueError("not a retentiond audit export")
-        file_ledger = str(header["ledger_id"])
-    except (ValueError, AttributeError, KeyError):
-        return VerifyResult(
-            ledger_id=ledger_id or "?", damage=Damage(None, DamageKind.MALFORMED, "line 1 is not an export header")
-        )
-    if ledger_id is not None and file_ledger != ledger_id:
-        return VerifyResult(
-            ledger_id=ledger_id, damage=Damage(None, DamageKind.MALFORMED, f"export of ledger {file_ledger!r}")
-        )
-    state: dict[str, Any] = {}
-
-    def rows() -> Iterator[Row]:
-        for lineno, line in enumerate(stream, start=2):
-            if not line.strip():
-                continue
-            try:
-                row = json_to_row(canonical_loads(line))
-            except ValueError as exc:
-                state["bad"] = (lineno, str(exc))
-                return
-            yield row
-
-    gen = rows()
-    first = next(gen, None)
-    if first is None:
-        result = verify_rows([], ledger_id=file_ledger, keys=keys, trusted=trusted)
-    else:
-        start = None if first[0] == 1 else (first[0], first[8])
-
-        def chained() -> Iterator[Row]:
-            yield first
-            yield from gen
-
-        result = verify_rows(chained(), ledger_id=file_ledger, keys=keys, trusted=trusted, start=start)
-    if "bad" in state and (result.damage is None or result.damage.kind is DamageKind.TRUNCATED):
-        lineno, why = state["bad"]
-        result.damage = Damage(result.head_seq + 1, DamageKind.MALFORMED, f"export line {lineno} cannot be read: {why}")
-    return result
+__all__ = [
+    "ChainVerifier",
+    "Damage",
+    "DamageKind",
+    "KeyPeriod",
+    "Row",
+    "TrustedCheckpoint",
+    "VerifyPolicy",
+    "VerifyResult",
+    "verify_rows",
+]

@@ -26,13 +26,20 @@ class AppContext:
     output_format: str = "text"
     log_level: str = "info"
     _loaded: LoadedConfig | None = None
+    _audit_loaded: LoadedConfig | None = None
 
-    def config(self) -> LoadedConfig:
+    def config(self, *, audit_only: bool = False) -> LoadedConfig:
         """Return the validated configuration, loading it on first use.
+
+        ``audit_only`` (the ``audit`` commands) accepts a config without categories.
 
         Raises:
             ConfigError: the file is missing or invalid.
         """
+        if audit_only and self._loaded is None:
+            if self._audit_loaded is None:
+                self._audit_loaded = load_config(Path(self.config_path), audit_only=True)
+            return self._audit_loaded
         if self._loaded is None:
             self._loaded = load_config(Path(self.config_path))
         return self._loaded

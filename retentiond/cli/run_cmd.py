@@ -70,10 +70,24 @@ def plan_command(app: AppContext, categories: tuple[str, ...]) -> int:
 @click.option("--category", "categories", multiple=True, metavar="C", help="Only this category (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Walk the same batches, write nothing.")
 @click.option("--allow-large", is_flag=True, help="Allow this run to exceed max_fraction_per_run (audited).")
+@click.option(
+    "--reference",
+    metavar="TICKET",
+    help="Ticket the run is made under (a short label such as CHG-1234); required with --allow-large; audited.",
+)
 @pass_app
-def run_command(app: AppContext, categories: tuple[str, ...], dry_run: bool, allow_large: bool) -> int:
+def run_command(
+    app: AppContext, categories: tuple[str, ...], dry_run: bool, allow_large: bool, reference: str | None
+) -> int:
     """Run retention now for every (or the named) category; exit 1 when any category failed."""
     from retentiond.actions.run import Runner
+    from retentiond.audit.actor import check_reference
+    from retentiond.errors import UsageError
+
+    try:
+        reference = check_reference(reference, allow_large=allow_large)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
     progress = None
     bar = None
@@ -89,6 +103,7 @@ def run_command(app: AppContext, categories: tuple[str, ...], dry_run: bool, all
         categories=categories,
         mode="dry-run" if dry_run else "run",
         allow_large=allow_large,
+        reference=reference,
         progress=progress,
     )
     report = runner.execute()

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, StrictStr, field_validator, model_validator
 
 from retentiond.config.models import StrictModel
-from retentiond.config.types import HoldId, Retention, check_name
+from retentiond.config.types import HoldId, Label, Retention, check_name
 
 HOLD_KINDS = ("legal", "tax", "regulatory", "investigation")
 
@@ -47,8 +47,10 @@ class Hold(StrictModel):
     id: HoldId = Field(description="Unique id, e.g. 'LIT-2026-014'.")
     kind: Literal["legal", "tax", "regulatory", "investigation"] = Field(description="Why the records are kept.")
     reason: StrictStr = Field(min_length=1, description="Why, in words an auditor understands.")
-    reference: StrictStr | None = Field(None, description="Matter number, ticket or statute.")
-    placed_by: StrictStr = Field(min_length=1, description="Who placed the hold.")
+    reference: Label | None = Field(
+        None, description="Matter number, ticket or statute, as a short label ('Matter 2026-014'); audited."
+    )
+    placed_by: Label = Field(description="Who placed the hold, as a short label ('j.doe@legal'); audited.")
     placed_at: StartInstant = Field(description="Date (or offset date-time) the hold starts.")
     expires_at: EndInstant | None = Field(None, description="Last day of the hold (inclusive); absent = until removed.")
     categories: list[Annotated[str, Field(min_length=1)]] = Field(
@@ -61,7 +63,7 @@ class Hold(StrictModel):
         None, description="Only records younger than this are held (tax floors)."
     )
 
-    @field_validator("reason", "placed_by")
+    @field_validator("reason")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():

@@ -202,8 +202,12 @@ def _issues_from(
     return out
 
 
-def load_config(path: str | Path) -> LoadedConfig:
+def load_config(path: str | Path, *, audit_only: bool = False) -> LoadedConfig:
     """Return the validated configuration at ``path``.
+
+    ``audit_only`` accepts a file without categories (an auditor's or the ledger owner's
+    config: ``[audit]`` alone is enough for the ``audit`` commands); every section present is
+    still validated in full.
 
     Raises:
         ConfigError: with every issue found in the file (not the holds file; see ``load_holds``).
@@ -276,8 +280,12 @@ def load_config(path: str | Path) -> LoadedConfig:
         category = validate(Category, raw, ("categories", name), [Category])
         if category is not None:
             categories[name] = category
-    if not raw_categories:
-        add("categories", "no categories defined: there is nothing to enforce")
+    if not raw_categories and not audit_only:
+        add(
+            "categories",
+            "no categories defined: there is nothing to enforce (a config with only [audit] serves the "
+            "audit commands only)",
+        )
 
     invalid_store_names = set(raw_stores) - set(stores)
     _cross_check(daemon, audit, stores, categories, invalid_store_names, add)

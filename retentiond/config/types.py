@@ -23,6 +23,10 @@ _HOLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}", re.ASCII)
+# A short label such as "j.doe@legal" or "Matter 2026-014": words of ASCII letters, digits and
+# . _ - @ / : # + separated by single spaces; no punctuation that would let a sentence through.
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/:#+-]*(?: [A-Za-z0-9._@/:#+-]+){0,5}", re.ASCII)
+LABEL_MAX = 100
 
 
 def _check_identifier(value: str) -> str:
@@ -55,6 +59,21 @@ def check_name(value: str) -> str:
 def _check_hold_id(value: str) -> str:
     if not isinstance(value, str) or not _HOLD_ID.fullmatch(value):
         raise ValueError(f"invalid hold id {value!r}: use ASCII letters, digits and . _ - (at most 128)")
+    return value
+
+
+def check_label(value: str) -> str:
+    """Return ``value`` when it is a label (who placed a hold, a matter or ticket reference).
+
+    Raises:
+        ValueError: not a label: at most 100 characters, at most six words of ASCII letters,
+            digits and ``. _ - @ / : # +``, separated by single spaces.
+    """
+    if not isinstance(value, str) or len(value) > LABEL_MAX or not _LABEL.fullmatch(value):
+        raise ValueError(
+            f"invalid label {value!r}: at most {LABEL_MAX} characters, up to six words of ASCII letters, "
+            "digits and . _ - @ / : # + separated by single spaces (e.g. 'j.doe@legal', 'Matter 2026-014')"
+        )
     return value
 
 
@@ -112,6 +131,7 @@ Identifier = Annotated[str, AfterValidator(_check_identifier)]
 TableName = Annotated[str, AfterValidator(_check_table_name)]
 Name = Annotated[str, AfterValidator(check_name)]
 HoldId = Annotated[str, AfterValidator(_check_hold_id)]
+Label = Annotated[str, AfterValidator(check_label)]
 BucketName = Annotated[str, AfterValidator(_check_bucket)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 CredentialName = Annotated[str, AfterValidator(_check_credential_name)]

@@ -31,6 +31,7 @@ from retentiond.audit import (
 from retentiond.audit.canonical import chain_hash, entry_body
 from retentiond.audit.schema import entries_table, head_table
 from retentiond.audit.signing import load_private_key
+from retentiond.cli.main import main
 
 HMAC_KEY = b"test-hmac-key-0123456789abcdef!!"
 SQLITE_TRIGGER_NAMES = (
@@ -268,3 +269,179 @@ def harness_factory(
     yield make
     for h in made:
         h.close()
+
+
+def append_forged(h: Harness, event: str, fields: dict[str, Any], *, time: str | None = None) -> int:
+    """Append a correctly chained entry straight into the tables, as someone with database rights would."""
+    from retentiond.audit.canonical import canonical_dumps, utcnow_text
+
+    stamp = time or utcnow_text()
+    text = canonical_dumps(fields)
+    with h.raw() as conn:
+        last = conn.execute(
+            sa.select(entries_table.c.seq, entries_table.c.hash).order_by(entries_table.c.seq.desc())
+        ).first()
+        from retentiond.audit.canonical import genesis_hash
+
+        seq, prev = (last.seq + 1, bytes(last.hash)) if last else (1, genesis_hash(h.ledger_id))
+        body = entry_body(
+            seq=seq, time=stamp, event=event, run_id=None, category=None, batch_id=None, fields=text, refs=b""
+        )
+        conn.execute(
+            sa.insert(entries_table).values(
+                seq=seq,
+                time=stamp,
+                event=event,
+                run_id=None,
+                category=None,
+                batch_id=None,
+                fields=text,
+                refs=b"",
+                prev_hash=prev,
+                hash=chain_hash(prev, body),
+            )
+        )
+        h.fix_head(conn)
+    return seq
+
+
+def forged_checkpoint(h: Harness, signer: Signer) -> int:
+    """Append a v2 checkpoint over the head signed by ``signer`` without the ledger's key guard."""
+    from retentiond.audit.canonical import utcnow_text
+    from retentiond.audit.signing import checkpoint_message
+
+    head = h.ledger.head()
+    last_cp = h.ledger.latest_checkpoint()
+    from_seq = last_cp.seq if last_cp else 1
+    hashes = b"".join(e.hash for e in h.ledger.iter_entries(from_seq=from_seq)).hex()
+    now = utcnow_text()
+    message = checkpoint_message(h.ledger_id, head.seq, head.hash.hex(), now, from_seq=from_seq, entry_hashes=hashes)
+    fields = {
+        "covered_hash": head.hash.hex(),
+        "covered_seq": head.seq,
+        "entry_hashes": hashes,
+        "from_seq": from_seq,
+        "key_fingerprint": signer.fingerprint,
+        "ledger_id": h.ledger_id,
+        "signature": signer.sign(message),
+        "signed_at": now,
+    }
+    return append_forged(h, "checkpoint", fields, time=now)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+CONFIG = """\
+[daemon]
+holds_file = "holds.toml"
+state_dir = "state"
+
+[audit]
+url = "{url}"
+hmac_key_file = "hmac.key"
+signing_key_file = "keys/audit-signing.pem"
+
+[stores.app]
+kind = "sql"
+url_env = "RETENTIOND_APP_DB_URL"
+
+[categories.support]
+retain = "2y"
+action = "delete"
+
+  [[categories.support.sql]]
+  store = "app"
+  table = "tickets"
+  key = ["id"]
+  age_column = "closed_at"
+
+  [[categories.support.sql]]
+  store = "app"
+  table = "ticket_parts"
+  key = ["ticket_id", "part"]
+  age_column = "closed_at"
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """Exit code and output of one CLI call."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Return ``run(*args)`` calling ``retentiond.cli.main.main`` in-process."""
+    monkeypatch.delenv("RETENTIOND_CONFIG", raising=False)
+
+    def run(*args: object) -> Result:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exited.value.code
+        return Result(code if isinstance(code, int) else 0, out, err)
+
+    return run
+
+
+@pytest.fixture
+def setup(tmp_path: Path, url_factory: Callable[[], str], cli: Callable[..., Result]) -> dict[str, object]:
+    """A config with keys (made by `audit keygen`) and a ledger of two runs ending with checkpoints."""
+    url = url_factory()
+    assert 0 == cli("audit", "keygen", "--out-dir", tmp_path / "keys").code
+    (tmp_path / "hmac.key").write_bytes(HMAC_KEY)
+    (tmp_path / "holds.toml").write_text("", encoding="utf-8")
+    config = tmp_path / "retention.toml"
+    config.write_text(CONFIG.format(url=url), encoding="utf-8")
+    maker = RefMaker(HMAC_KEY)
+    with Ledger.open(url) as ledger:
+        for run, keys in (("run-1", [1, 2, 3]), ("run-2", [4, 5])):
+            refs = tuple(maker.sql_many("app", "tickets", [(k,) for k in keys]))
+            ledger.append(
+                Batch(
+                    batch_id=BatchId.new(),
+                    category="support",
+                    store="app",
+                    target="tickets",
+                    action=Action.DELETE,
+                    outcome=Outcome.DELETED,
+                    count=len(refs),
+                    refs=refs,
+                ),
+                run_id=run,
+            )
+            parts = (maker.sql("app", "ticket_parts", (7, "a")),)
+            ledger.append(
+                Batch(
+                    batch_id=BatchId.new(),
+                    category="support",
+                    store="app",
+                    target="ticket_parts",
+                    action=Action.DELETE,
+                    outcome=Outcome.HELD,
+                    count=1,
+                    refs=parts,
+                ),
+                run_id=run,
+            )
+            ledger.append(RunFinished(counts={"deleted": len(keys)}), run_id=run)
+            assert 0 == cli("audit", "checkpoint", "-c", config).code
+    return {"url": url, "config": config, "dir": tmp_path}
+
+
+def tamper_db(url: str, *stmts: sa.Executable) -> None:
+    """Run ``stmts`` on the ledger database with the append-only triggers out of the way."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        else:
+            for name in SQLITE_TRIGGER_NAMES:
+                conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
+        for stmt in stmts:
+            conn.execute(stmt)
+    engine.dispose()

@@ -8,10 +8,8 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from retentiond.audit import (
@@ -21,125 +19,9 @@ from retentiond.audit import (
     Ledger,
     Outcome,
     RefMaker,
-    RunFinished,
 )
 from retentiond.audit.schema import entries_table, head_table, refs_table
-from retentiond.cli.main import main
-from tests.audit.conftest import HMAC_KEY, SQLITE_TRIGGER_NAMES
-
-CONFIG = """\
-[daemon]
-holds_file = "holds.toml"
-state_dir = "state"
-
-[audit]
-url = "{url}"
-hmac_key_file = "hmac.key"
-signing_key_file = "keys/audit-signing.pem"
-
-[stores.app]
-kind = "sql"
-url_env = "RETENTIOND_APP_DB_URL"
-
-[categories.support]
-retain = "2y"
-action = "delete"
-
-  [[categories.support.sql]]
-  store = "app"
-  table = "tickets"
-  key = ["id"]
-  age_column = "closed_at"
-
-  [[categories.support.sql]]
-  store = "app"
-  table = "ticket_parts"
-  key = ["ticket_id", "part"]
-  age_column = "closed_at"
-"""
-
-
-@dataclass(frozen=True)
-class Result:
-    """Exit code and output of one CLI call."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """Return ``run(*args)`` calling ``retentiond.cli.main.main`` in-process."""
-    monkeypatch.delenv("RETENTIOND_CONFIG", raising=False)
-
-    def run(*args: object) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        code = exited.value.code
-        return Result(code if isinstance(code, int) else 0, out, err)
-
-    return run
-
-
-@pytest.fixture
-def setup(tmp_path: Path, url_factory: Callable[[], str], cli: Callable[..., Result]) -> dict[str, object]:
-    """A config with keys (made by `audit keygen`) and a ledger of two runs ending with checkpoints."""
-    url = url_factory()
-    assert 0 == cli("audit", "keygen", "--out-dir", tmp_path / "keys").code
-    (tmp_path / "hmac.key").write_bytes(HMAC_KEY)
-    (tmp_path / "holds.toml").write_text("", encoding="utf-8")
-    config = tmp_path / "retention.toml"
-    config.write_text(CONFIG.format(url=url), encoding="utf-8")
-    maker = RefMaker(HMAC_KEY)
-    with Ledger.open(url) as ledger:
-        for run, keys in (("run-1", [1, 2, 3]), ("run-2", [4, 5])):
-            refs = tuple(maker.sql_many("app", "tickets", [(k,) for k in keys]))
-            ledger.append(
-                Batch(
-                    batch_id=BatchId.new(),
-                    category="support",
-                    store="app",
-                    target="tickets",
-                    action=Action.DELETE,
-                    outcome=Outcome.DELETED,
-                    count=len(refs),
-                    refs=refs,
-                ),
-                run_id=run,
-            )
-            parts = (maker.sql("app", "ticket_parts", (7, "a")),)
-            ledger.append(
-                Batch(
-                    batch_id=BatchId.new(),
-                    category="support",
-                    store="app",
-                    target="ticket_parts",
-                    action=Action.DELETE,
-                    outcome=Outcome.HELD,
-                    count=1,
-                    refs=parts,
-                ),
-                run_id=run,
-            )
-            ledger.append(RunFinished(counts={"deleted": len(keys)}), run_id=run)
-            assert 0 == cli("audit", "checkpoint", "-c", config).code
-    return {"url": url, "config": config, "dir": tmp_path}
-
-
-def _tamper(url: str, *stmts: sa.Executable) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        else:
-            for name in SQLITE_TRIGGER_NAMES:
-                conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
-        for stmt in stmts:
-            conn.execute(stmt)
-    engine.dispose()
+from tests.audit.conftest import HMAC_KEY, Result, tamper_db
 
 
 class TestVerify:
@@ -150,7 +32,9 @@ class TestVerify:
         assert (0, True) == (result.code, result.stdout.startswith("OK ledger=retentiond entries=8 refs=7 head_seq=8"))
 
     def test_changed_entry_exits_65_naming_seq(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
-        _tamper(str(setup["url"]), sa.update(entries_table).where(entries_table.c.seq == 5).values(category="billing"))
+        tamper_db(
+            str(setup["url"]), sa.update(entries_table).where(entries_table.c.seq == 5).values(category="billing")
+        )
         result = cli("audit", "verify", "-c", setup["config"])
         assert (65, "FAILED seq 5: modified:") == (result.code, result.stdout[:23])
 
@@ -160,17 +44,18 @@ class TestVerify:
         trusted = Path(str(setup["dir"])) / "trusted.json"
         shown = cli("audit", "show", "-c", setup["config"], "--event", "checkpoint", "--format", "json", "--limit", "1")
         trusted.write_text(shown.stdout, encoding="utf-8")
-        _tamper(
+        tamper_db(
             str(setup["url"]),
-            sa.delete(entries_table).where(entries_table.c.seq > 5),
-            sa.delete(refs_table).where(refs_table.c.seq > 5),
+            sa.delete(entries_table).where(entries_table.c.seq > 4),
+            sa.delete(refs_table).where(refs_table.c.seq > 4),
             sa.update(head_table).values(
-                seq=5, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 5).scalar_subquery()
+                seq=4, hash=sa.select(entries_table.c.hash).where(entries_table.c.seq == 4).scalar_subquery()
             ),
         )
-        assert 0 == cli("audit", "verify", "-c", setup["config"]).code  # invisible without outside state
+        # Cut right after a checkpoint and covered up: invisible without outside state.
+        assert 0 == cli("audit", "verify", "-c", setup["config"]).code
         result = cli("audit", "verify", "-c", setup["config"], "--trusted-checkpoint", trusted)
-        assert (65, "FAILED seq 6: truncated:") == (result.code, result.stdout[:24])
+        assert (65, "FAILED seq 5: truncated:") == (result.code, result.stdout[:24])
 
     def test_offline_export(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
         export = Path(str(setup["dir"])) / "export.jsonl"
@@ -222,7 +107,7 @@ class TestShowFindExport:
         assert (True, "run-2", True) == (
             hit.stdout.startswith("deleted on "),
             hit.stdout.split(" by run ")[1].split()[0],
-            miss.stdout.startswith("no record"),
+            miss.stdout.startswith("no outcome recorded"),
         )
 
     def test_find_composite_key_both_forms(self, setup: dict[str, object], cli: Callable[..., Result]) -> None:
@@ -299,7 +184,7 @@ class TestAnchorAndS3:
         config.write_text(text)
         assert 0 == cli("audit", "checkpoint", "-c", config).code
         ok = cli("audit", "verify", "-c", config)
-        _tamper(
+        tamper_db(
             str(setup["url"]),
             sa.delete(entries_table).where(entries_table.c.seq > 7),
             sa.delete(refs_table).where(refs_table.c.seq > 7),
@@ -359,5 +244,5 @@ class TestAnchorAndS3:
         )
         assert (True, True) == (
             hit.stdout.startswith("blocked (object lock) on "),
-            other_version.stdout.startswith("no record"),
+            other_version.stdout.startswith("no outcome recorded"),
         )

@@ -238,12 +238,24 @@ class TestAcceptance:
         h.build(rounds=3)
         trusted = h.trusted_latest()
         with h.raw() as conn:
+            conn.execute(sa.delete(entries_table).where(entries_table.c.seq > 10))
+            conn.execute(sa.delete(refs_table).where(refs_table.c.seq > 10))
+            h.fix_head(conn)
+        assert h.ledger.verify(keys).ok  # cut at a checkpoint and covered up: invisible without outside state
+        result = h.ledger.verify(keys, trusted=[trusted])
+        assert (11, DamageKind.TRUNCATED) == (result.damage.seq, result.damage.kind)  # type: ignore[union-attr]
+
+    def test_cut_inside_a_run_is_an_unsigned_outcome(
+        self, harness_factory: Callable[[], Harness], keys: KeyRing
+    ) -> None:
+        h = harness_factory()
+        h.build(rounds=3)
+        with h.raw() as conn:
             conn.execute(sa.delete(entries_table).where(entries_table.c.seq > 12))
             conn.execute(sa.delete(refs_table).where(refs_table.c.seq > 12))
             h.fix_head(conn)
-        assert h.ledger.verify(keys).ok  # a covered-up truncation is invisible without outside state
-        result = h.ledger.verify(keys, trusted=[trusted])
-        assert (13, DamageKind.TRUNCATED) == (result.damage.seq, result.damage.kind)  # type: ignore[union-attr]
+        result = h.ledger.verify(keys)
+        assert (12, DamageKind.UNSIGNED_OUTCOME) == (result.damage.seq, result.damage.kind)  # type: ignore[union-attr]
 
     def test_exported_checkpoint_json_is_trusted_format(self, harness_factory: Callable[[], Harness]) -> None:
         h = harness_factory()

@@ -180,7 +180,11 @@ class TestStop:
         daemon.signal(signal.SIGINT)
         # Exit code 128 + the signal handled second (Python may run either handler first).
         assert daemon.wait(10) in {128 + signal.SIGTERM, 128 + signal.SIGINT}
-        assert 0 == site.cli("audit", "verify").returncode
+        # The chain is intact, but the cut run's outcomes are signed by no checkpoint yet (issue 11).
+        unsigned = site.cli("audit", "verify")
+        kind = unsigned.stdout.split(": ")[1] if unsigned.stdout.startswith("FAILED") else unsigned.stdout
+        assert (65, True) == (unsigned.returncode, kind in ("no_checkpoint", "unsigned_outcome"))
+        assert 0 == site.cli("audit", "verify", "--allow-unsigned-tail").returncode
         site.write(pause="0s")
         again = start_daemon(site)
         again.wait_ledger(lambda es: finished_runs(es) >= 1)

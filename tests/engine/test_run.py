@@ -95,10 +95,16 @@ class TestGuard:
         assert [("stopped", 5, 10)] == [
             (e.fields["decision"], e.fields["would_act"], e.fields["total"]) for e in tripped
         ]
-        done = env.cli("run", "--allow-large")
+        done = env.cli("run", "--allow-large", "--reference", "CHG-1234")
         assert 0 == done.returncode, done.stderr
         assert set(range(6, 11)) == env.ids()
         assert ["stopped", "allowed"] == [e.fields["decision"] for e in env.entries("guard_tripped")]
+        started = env.entries("run_started")[-1].fields
+        assert ("CHG-1234", "CHG-1234", True) == (
+            started["reference"],
+            env.entries("guard_tripped")[-1].fields["reference"],
+            bool(started["actor_user"]),
+        )
 
 
 class TestPlanEqualsRun:
