@@ -46,7 +46,7 @@ def list_holds(app: AppContext, at: datetime | None) -> int:
     loaded = app.config()
     when = at or datetime.now(UTC)
     try:
-        views = HoldWatcher(loaded, record_changes=False).views(when)
+        views = HoldWatcher(loaded, record_changes=False, pending="estimate").views(when)
     except HoldsUnavailable as exc:
         # Legal's file is invalid: `holds list` reports it like `config validate` does.
         raise ConfigError(exc.issues or [ConfigIssue("", str(exc), file=str(loaded.holds_path))]) from None
