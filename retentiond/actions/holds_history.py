@@ -121,10 +121,10 @@ def holds_at(events: Iterable[dict[str, Any]], at: datetime) -> list[dict[str, A
 
 
 def held_at_last_run(ledger: Ledger, at: datetime) -> tuple[str, str, dict[str, int]] | None:
-    """Return (run id, finish time, hold id → records held) of the last run finished by ``at``.
+    """Return (run id, finish time, protector id → records held) of the last run finished by ``at``.
 
-    Per-hold counts add the definitions of a hold (a former one in its grace counts under its
-    hold); a record held by two holds counts for each.
+    A protector id is a hold id, or ``ID/grace-…`` for a former definition in its grace; a
+    record held by two of them counts for each.
     """
     finished = [e for e in ledger.iter_entries(event="run_finished", until=at) if e.run_id]
     if not finished:
@@ -136,6 +136,5 @@ def held_at_last_run(ledger: Ledger, at: datetime) -> tuple[str, str, dict[str, 
         if entry.run_id != last.run_id or entry.fields.get("outcome") != "held":
             continue
         for protector in entry.fields.get("holds") or ():
-            hold_id = base_id(str(protector))
-            counts[hold_id] = counts.get(hold_id, 0) + int(entry.fields.get("count", 0))
+            counts[str(protector)] = counts.get(str(protector), 0) + int(entry.fields.get("count", 0))
     return str(last.run_id), last.time, counts

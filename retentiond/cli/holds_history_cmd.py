@@ -92,6 +92,10 @@ def _file_details(app: AppContext) -> dict[str, Any]:
         return {}
 
 
+def _former(held: dict[str, int], hold_id: str) -> int:
+    return sum(n for protector, n in held.items() if protector != hold_id and base_id(protector) == hold_id)
+
+
 @_commands.command("report")
 @click.option("--at", "at", type=INSTANT, required=True, help="The date (or time) the report is about.")
 @click.option("--format", "report_format", type=click.Choice(["text", "csv", "json"]), default="text")
@@ -129,13 +133,15 @@ def report(app: AppContext, at: datetime, report_format: str) -> int:
                 "protects_until": hold.get("protects_until"),
                 "former_definition_until": hold.get("former_until"),
                 "records_held_last_run": held[2].get(hold["hold_id"], 0) if held else None,
+                "records_held_by_former_definitions": _former(held[2], hold["hold_id"]) if held else None,
             }
         )
     meta = {
         "at": at.astimezone(UTC).isoformat(),
         "source": found.source,
         "last_run": {"run_id": held[0], "finished": held[1]} if held else None,
-        "note": "records held count per hold: a record held by two holds counts for each",
+        "note": "records held per definition: a record held by two holds, or by a hold and a former "
+        "definition of it still in its release grace, counts for each",
     }
     if report_format == "json":
         click.echo(json.dumps({**meta, "holds": rows}, indent=2, sort_keys=True, default=str))
