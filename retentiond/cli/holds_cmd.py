@@ -6,7 +6,7 @@ The editing commands live in ``holds_edit_cmd``, history and report in ``holds_h
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,13 @@ from retentiond.config.loader import LoadedConfig, load_holds
 from retentiond.errors import ConfigError, ConfigIssue, ExitCode, HoldsUnavailable
 from retentiond.policy.holds import HoldView
 
+if TYPE_CHECKING:
+    ParamBase = click.ParamType[Any]  # generic from click 8.3 on
+else:
+    ParamBase = click.ParamType
 
-class InstantParam(click.ParamType):
+
+class InstantParam(ParamBase):
     """An RFC 3339 time or a date; a time without an offset is taken as UTC."""
 
     name = "TIME"
@@ -114,7 +119,9 @@ def list_holds(app: AppContext, at: datetime | None, matter: str | None) -> int:
     if matter is not None:
         views = [v for v in views if v.hold.matter == matter]
     if app.json:
-        app.emit_json({"at": when.isoformat(), "holds_file": str(loaded.holds_path), "holds": [_json_view(v) for v in views]})
+        app.emit_json(
+            {"at": when.isoformat(), "holds_file": str(loaded.holds_path), "holds": [_json_view(v) for v in views]}
+        )
         return ExitCode.OK
     rows = [
         (

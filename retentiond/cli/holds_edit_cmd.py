@@ -16,6 +16,7 @@ import click
 
 from retentiond.actions.holds_change import HoldChangePlan, HoldEdit, apply_change
 from retentiond.cli.context import AppContext, command_with_options, pass_app
+from retentiond.cli.holds_cmd import ParamBase
 from retentiond.config.holds import HOLD_KINDS, Hold
 from retentiond.errors import ExitCode
 
@@ -23,7 +24,7 @@ _commands = click.Group()
 NEVER = "never"
 
 
-class EndParam(click.ParamType):
+class EndParam(ParamBase):
     """A hold's last day (2027-12-31), an RFC 3339 time with an offset, or ``never``."""
 
     name = "DATE|never"
@@ -93,10 +94,12 @@ def _report(app: AppContext, plan: HoldChangePlan, verb: str) -> int:
         changed = {k: (old, new) for k, (old, new) in changed.items() if new not in ("-", "no")}
     grace = app.config().settings.daemon.hold_release_grace
     narrowed = plan.narrowing.aspects
+    hold = plan.new or plan.old
+    assert hold is not None
     if app.json:
         app.emit_json(
             {
-                "hold_id": (plan.new or plan.old).id if (plan.new or plan.old) else None,
+                "hold_id": hold.id,
                 "action": verb,
                 "file": str(plan.path),
                 "changed": {k: {"from": old, "to": new} for k, (old, new) in changed.items()},
@@ -104,8 +107,6 @@ def _report(app: AppContext, plan: HoldChangePlan, verb: str) -> int:
             }
         )
         return ExitCode.OK
-    hold = plan.new or plan.old
-    assert hold is not None
     click.echo(f"{verb} hold {hold.id} in {plan.path}")
     for key, (old, new) in changed.items():
         click.echo(f"  {key}: {new}" if old is None else f"  {key}: {old} -> {new}")
@@ -179,7 +180,9 @@ def extend_hold(app: AppContext, hold_id: str, expires: Any, actor: str | None) 
 
     plan = plan_change(loaded, edit, datetime.now(UTC))
     if plan.narrowing.expires_earlier:
-        raise click.BadParameter("that is earlier than the hold's end: use `holds edit ID --expires DATE`", param_hint="--expires")
+        raise click.BadParameter(
+            "that is earlier than the hold's end: use `holds edit ID --expires DATE`", param_hint="--expires"
+        )
     return _report(app, apply_change(loaded, edit, datetime.now(UTC)), "extended")
 
 

@@ -88,7 +88,9 @@ class Hold(StrictModel):
     change_approved_by: Person | None = Field(
         None, description="Who approved the last change (dual control; not the person who made it)."
     )
-    lifted_by: Person | None = Field(None, description="Who lifted the hold; a lifted hold protects nothing after the grace.")
+    lifted_by: Person | None = Field(
+        None, description="Who lifted the hold; a lifted hold protects nothing after the grace."
+    )
     lifted_at: StartInstant | None = Field(None, description="When the hold was lifted.")
     lift_approved_by: Person | None = Field(
         None, description="Who approved the lift (dual control; not the person who lifted)."

@@ -111,8 +111,8 @@ class HoldBlock:
 
     def get(self, key: str) -> Any:
         """Return the plain value of ``key`` (None when absent)."""
-        item = self._table.get(key)
-        return item.unwrap() if hasattr(item, "unwrap") else item
+        item: Any = self._table.get(key)
+        return item.unwrap() if isinstance(item, Item) else item
 
     def set(self, key: str, value: Any) -> None:
         """Set ``key`` (replacing it where it stands, or adding it after the last key); None removes it."""

@@ -375,7 +375,9 @@ def load_holds(path: str | Path, known_categories: typing.Iterable[str]) -> Hold
     return validate_holds({file: None for file in holds_files(base)}, known_categories)
 
 
-def validate_holds(contents: dict[Path, bytes | None], known_categories: typing.Iterable[str]) -> HoldsSnapshot:
+def validate_holds(
+    contents: typing.Mapping[Path, bytes | None], known_categories: typing.Iterable[str]
+) -> HoldsSnapshot:
     """Return the holds of the files ``contents`` names (a content of None: read the file).
 
     The one validator of holds: the daemon's reading and ``holds add/edit/lift`` (which checks

@@ -122,7 +122,7 @@ def narrowing(old: Hold, new: Hold | None, at: datetime) -> Narrowing:
     )
 
 
-class ApprovalProblem(str, enum.Enum):
+class ApprovalProblem(enum.StrEnum):
     """Why a change of a ``legal`` hold is refused under dual control."""
 
     REMOVED = "removed_without_lift"  # the block was deleted: lift it (with an approver) instead
@@ -160,7 +160,7 @@ def approval_problem(old: Hold, new: Hold | None, change: Narrowing, *, required
     return None
 
 
-class RemnantKind(str, enum.Enum):
+class RemnantKind(enum.StrEnum):
     """How a former definition came to be in its release grace."""
 
     REMOVED = "removed"  # the block left the file

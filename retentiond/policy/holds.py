@@ -24,7 +24,7 @@ from retentiond.policy.hold_changes import HoldsMemory, Remnant, RemnantKind
 EXPIRING_WITHIN = timedelta(days=30)
 
 
-class HoldState(str, enum.Enum):
+class HoldState(enum.StrEnum):
     """Where a hold stands at a given instant."""
 
     NOT_YET_ACTIVE = "not_yet_active"

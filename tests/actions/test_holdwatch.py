@@ -40,7 +40,9 @@ def configure(env: Env, **daemon: Any) -> None:
 class TestNarrowingIsARelease:
     """What the old definition protected stays protected until the grace ends, then goes."""
 
-    @pytest.mark.parametrize("how", ["subject removed", "category removed", "expiry moved into the past", "age floor shortened"])
+    @pytest.mark.parametrize(
+        "how", ["subject removed", "category removed", "expiry moved into the past", "age floor shortened"]
+    )
     def test_rows_kept_through_the_grace(self, pg_env: Env, how: str) -> None:
         """Ticket 2 (acct_2, 40 days old) is held before; after the narrowing it is kept for 7 days, then deleted."""
         env = pg_env

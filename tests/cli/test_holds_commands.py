@@ -146,7 +146,9 @@ class TestEdit:
         """Only the edited hold's lines change; comments and the other holds are byte for byte the same."""
         before = holds_text(legal)
         start, end = lit_block_bounds(before)
-        result = run_cli("-c", legal / "retention.toml", "holds", "edit", "LIT-2026-014", "--remove-subject", "acct_1042")
+        result = run_cli(
+            "-c", legal / "retention.toml", "holds", "edit", "LIT-2026-014", "--remove-subject", "acct_1042"
+        )
         after = holds_text(legal)
         assert 0 == result.code, result.output
         assert after.startswith(before[:start]) and after.endswith(before[end:])
@@ -252,7 +254,17 @@ class TestListAndCheck:
     def test_check_warns(self, legal: Path, run_cli: RunCli) -> None:
         """A subject with a trailing space and a subject hold on a table without subject column are flagged."""
         config = legal / "retention.toml"
-        run_cli("-c", config, "holds", "edit", "LIT-2026-014", "--add-subject", "acct_3 ", "--add-category", "tax_identifiers")
+        run_cli(
+            "-c",
+            config,
+            "holds",
+            "edit",
+            "LIT-2026-014",
+            "--add-subject",
+            "acct_3 ",
+            "--add-category",
+            "tax_identifiers",
+        )
         result = run_cli("-c", config, "--format", "json", "holds", "check")
         warnings = json.loads(result.stdout)["warnings"]
         assert 0 == result.code

@@ -52,8 +52,12 @@ periods = st.builds(RetentionPeriod, st.integers(min_value=1, max_value=40), st.
 @st.composite
 def holds(draw: st.DrawFn, hold_id: str = "LIT-1") -> Hold:
     placed = draw(instants)
-    expires = draw(st.one_of(st.none(), st.integers(min_value=1, max_value=500).map(lambda d: placed + timedelta(days=d))))
-    categories = draw(st.one_of(st.just(["*"]), st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=3, unique=True)))
+    expires = draw(
+        st.one_of(st.none(), st.integers(min_value=1, max_value=500).map(lambda d: placed + timedelta(days=d)))
+    )
+    categories = draw(
+        st.one_of(st.just(["*"]), st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=3, unique=True))
+    )
     subjects = draw(st.one_of(st.none(), st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=3, unique=True)))
     floor = draw(st.one_of(st.none(), periods))
     kind = draw(st.sampled_from(["legal", "tax"]))
@@ -143,7 +147,9 @@ class TestNarrowing:
             assert in_force_protects(new, record, when)
 
     @given(periods, periods, instants)
-    def test_period_comparison_is_conservative(self, new: RetentionPeriod, old: RetentionPeriod, when: datetime) -> None:
+    def test_period_comparison_is_conservative(
+        self, new: RetentionPeriod, old: RetentionPeriod, when: datetime
+    ) -> None:
         """A period not reported shorter reaches at least as far back from every instant."""
         if not period_shorter(new, old):
             assert new.before(when) <= old.before(when)

@@ -180,9 +180,10 @@ class TestViewMemory:
         old, new = make_hold(subjects=["s1", "s2"]), make_hold(subjects=["s1", "s3"])
         memory = HoldsMemory(in_force={"LIT-1": old}, refused={"LIT-1": "x"})
         views = view_memory(memory, [new], at(2026, 3, 1), GRACE)
-        assert [("LIT-1", HoldState.RELEASE_REFUSED, ["s1", "s2"]), ("LIT-1/unapproved", HoldState.ACTIVE, ["s1", "s3"])] == [
-            (v.protector_id, v.state, v.hold.subjects) for v in views
-        ]
+        assert [
+            ("LIT-1", HoldState.RELEASE_REFUSED, ["s1", "s2"]),
+            ("LIT-1/unapproved", HoldState.ACTIVE, ["s1", "s3"]),
+        ] == [(v.protector_id, v.state, v.hold.subjects) for v in views]
 
     def test_lifted_hold_shows_its_grace(self) -> None:
         """A lifted hold is shown through its former definition while in grace, then as released."""
