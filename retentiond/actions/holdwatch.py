@@ -1,89 +1,56 @@
-"""Live holds: re-read Legal's file before every batch, remember holds that left it.
+"""Live holds: re-read Legal's file before every batch, record every change of protection.
 
 SPEC §4 rules 1-2: a hold saved to the file protects from the next batch on, without a
-reload; an unreadable or invalid file stops every destructive action (fail closed); a hold
-that disappears keeps protecting for ``hold_release_grace``. The last seen holds live in
-``state_dir/holds-state.json`` so the grace survives restarts. Changes are audited as
-``hold_placed`` / ``hold_changed`` / ``hold_released`` with subject ids as refs.
+reload; an unreadable or invalid file stops every destructive action (fail closed). A hold
+that is removed, lifted or narrowed keeps protecting what it protected for
+``hold_release_grace``; with ``hold_release_requires_approval`` a legal hold's release without
+an approver is refused and the hold stays as it was (``policy.hold_changes``). Changes are
+audited as ``hold_placed`` / ``hold_changed`` / ``hold_released`` / ``hold_release_refused``
+with subject ids as refs, and remembered in ``state_dir/holds/`` (``actions.holds_state``).
+
+Why ``holds list`` once showed a grace end that moved on every call: a release not yet recorded
+by a run or the daemon was dated "now" by every reader. A recording still dates it when it is
+seen (the safe side), but a reader that does not record now estimates the date from the holds
+files' modification time, bounded by the last recording, which does not move between calls.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from retentiond.audit.events import HoldChanged, HoldPlaced, HoldReleased
+from retentiond.actions import holds_state
+from retentiond.audit.events import Event, HoldChanged, HoldPlaced, HoldReleased, HoldReleaseRefused
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig, holds_files, load_holds
 from retentiond.errors import ConfigError, HoldsUnavailable
 from retentiond.logs import get_logger
-from retentiond.policy.holds import HoldView, ReleasedHold, protecting, view_all
+from retentiond.policy.hold_changes import (
+    Change,
+    Changed,
+    HoldsMemory,
+    Placed,
+    Refused,
+    Released,
+    advance,
+    fingerprint,
+)
+from retentiond.policy.holds import HoldView, protecting, view_memory
 
-STATE_FILE = "holds-state.json"
-_PRUNE_AFTER = timedelta(days=30)
 log = get_logger("retentiond.holds")
-
-
-def _state_path(state_dir: Path) -> Path:
-    return state_dir / STATE_FILE
-
-
-def _read_state(state_dir: Path) -> dict[str, Any]:
-    path = _state_path(state_dir)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"seen": {}, "released": {}}
-    except (OSError, ValueError) as exc:
-        # A damaged state file must not silently drop released holds' grace: fail closed.
-        raise HoldsUnavailable(f"cannot read {path}: {exc}") from None
-    data.setdefault("seen", {})
-    data.setdefault("released", {})
-    return data
-
-
-def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = _state_path(state_dir)
-    # One temp file per process and thread: daemons sharing state_dir must never write into
-    # (and rename) each other's half-written file.
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, sort_keys=True, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_released(state_dir: Path) -> list[ReleasedHold]:
-    """Return the holds remembered as released (empty before the first run)."""
-    state = _read_state(state_dir)
-    return [
-        ReleasedHold(_load(entry["hold"]), datetime.fromisoformat(entry["released_at"]))
-        for entry in state["released"].values()
-    ]
-
-
-def _dump(hold: Hold) -> dict[str, Any]:
-    return hold.model_dump(mode="json")
-
-
-def _load(dumped: dict[str, Any]) -> Hold:
-    """Return a hold remembered in the state file; its instants are already resolved."""
-    data = dict(dumped)
-    for key in ("placed_at", "expires_at"):
-        if isinstance(data.get(key), str):
-            data[key] = datetime.fromisoformat(data[key])
-    return Hold.model_validate(data)
+Pending = Literal["now", "estimate"]
 
 
 class HoldWatcher:
-    """Holds as they stand now, re-read when the file's content changes."""
+    """Holds as they stand now, re-read when the files' content changes.
+
+    With ``record_changes`` (runs, the daemon) changes are audited and remembered; without
+    (plan, explain, ``holds list``) they are only evaluated: ``pending="now"`` dates an
+    unrecorded release as a recording now would (what a run would protect), ``"estimate"``
+    dates it from the files' modification time (a stable date to show).
+    """
 
     def __init__(
         self,
@@ -93,20 +60,28 @@ class HoldWatcher:
         refs: Any = None,
         run_id: str | None = None,
         record_changes: bool = True,
+        pending: Pending = "now",
+        tolerate_unreadable_state: bool = False,
     ) -> None:
         self.loaded = loaded
         self.path = loaded.holds_path
         self.categories = list(loaded.settings.categories)
         self.grace = loaded.settings.daemon.hold_release_grace
+        self.approval_required = loaded.settings.daemon.hold_release_requires_approval
         self.state_dir = loaded.state_dir
         self.ledger = ledger
         self.refs = refs
         self.run_id = run_id
         self.record_changes = record_changes
+        self.pending = pending
+        self.tolerate_unreadable_state = tolerate_unreadable_state
+        self.warnings: list[str] = []
         self._fingerprint: str | None = None
         self._holds: tuple[Hold, ...] = ()
         self._digest: str | None = None
-        self._released_cache: tuple[tuple[int, int, int], list[ReleasedHold]] | None = None
+        self._stored: tuple[tuple[int, int, int] | None, HoldsMemory] | None = None
+
+    # -- reading the file -----------------------------------------------------------------------
 
     def _fingerprint_now(self) -> str:
         """Return a hash over every holds file's name and bytes (cheap: holds files are small)."""
@@ -123,14 +98,21 @@ class HoldWatcher:
         """Return the SHA-256 of the last valid reading (None before the first)."""
         return self._digest
 
+    @property
+    def holds(self) -> tuple[Hold, ...]:
+        """Return the holds of the last valid reading, as written in the file."""
+        return self._holds
+
     def refresh(self, now: datetime) -> bool:
-        """Re-read the holds when the files changed; return True when they did.
+        """Re-read the holds when the files changed (recording the changes); return True when they did.
 
         Raises:
-            HoldsUnavailable: the file is missing, unreadable or invalid (fail closed).
+            HoldsUnavailable: the file is missing, unreadable or invalid (fail closed), or the
+                holds state cannot be read.
+            TemporaryFailure: the ledger is unreachable (nothing recorded; retried next time).
         """
-        fingerprint = self._fingerprint_now()
-        if fingerprint == self._fingerprint:
+        fingerprint_now = self._fingerprint_now()
+        if fingerprint_now == self._fingerprint:
             return False
         try:
             snapshot = load_holds(self.path, self.categories)
@@ -140,111 +122,172 @@ class HoldWatcher:
                 f"holds file {self.path} is invalid: {len(exc.issues)} error(s); no deletion until it is fixed",
                 exc.issues,
             ) from None
-        self._fingerprint = fingerprint
         self._holds = snapshot.holds
         self._digest = snapshot.digest
         if self.record_changes:
             self._record(now)
+        self._fingerprint = fingerprint_now  # only once recorded: a failed recording is tried again
         return True
 
+    # -- what protects -------------------------------------------------------------------------
+
     def protecting(self, now: datetime) -> list[Hold]:
-        """Return the holds that protect records at ``now`` (file holds and released ones in grace).
+        """Return the definitions that protect records at ``now``, under their protector ids.
 
         Raises:
-            HoldsUnavailable: as :meth:`refresh`.
+            HoldsUnavailable, TemporaryFailure: as :meth:`refresh`.
         """
         return protecting(self.views(now))
 
     def views(self, now: datetime) -> list[HoldView]:
-        """Return every hold's state at ``now``: in the file, and released ones remembered in state_dir.
+        """Return every definition's state at ``now``: the file's holds and the former ones in grace.
 
         Raises:
-            HoldsUnavailable: as :meth:`refresh`.
+            HoldsUnavailable, TemporaryFailure: as :meth:`refresh`.
         """
         self.refresh(now)
-        released = list(self._released())
-        if not self.record_changes:
-            released += self._unrecorded_releases(now)
-        return view_all(self._holds, released, now, self.grace)
+        stored = self._stored_memory()
+        at = now if self.pending == "now" else self._estimated_change_time(stored, now)
+        memory, _ = advance(stored, self._holds, at, self.grace, approval_required=self.approval_required)
+        return view_memory(memory, self._holds, now, self.grace, recorded=stored)
 
-    def _released(self) -> list[ReleasedHold]:
-        """Return the released holds of the state file, parsed again only when the file changed.
-
-        Called before every batch: a stat is enough while nobody (this process or another
-        daemon sharing ``state_dir``) rewrote the file.
-        """
+    def _stored_memory(self) -> HoldsMemory:
+        """Return the recorded memory, parsed again only when the state file changed (a stat per batch)."""
+        stamp = holds_state.state_stamp(self.state_dir)
+        if self._stored is not None and self._stored[0] == stamp and stamp is not None:
+            return self._stored[1]
         try:
-            st = _state_path(self.state_dir).stat()
-        except FileNotFoundError:
-            return []
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if self._released_cache is None or self._released_cache[0] != stamp:
-            self._released_cache = (stamp, read_released(self.state_dir))
-        return self._released_cache[1]
+            memory = holds_state.read_memory(self.state_dir)
+        except HoldsUnavailable as exc:
+            if not (self.tolerate_unreadable_state and isinstance(exc.__cause__, PermissionError)):
+                raise
+            self.warnings.append(f"{exc}: holds released in the last grace period are not shown")
+            memory = HoldsMemory()
+        self._stored = (stamp, memory)
+        return memory
 
-    def _unrecorded_releases(self, now: datetime) -> list[ReleasedHold]:
-        """Return holds last seen in the file, gone from it now, whose release no run has recorded yet.
+    def _estimated_change_time(self, stored: HoldsMemory, now: datetime) -> datetime:
+        """Return when the unrecorded changes were most likely made: the newest holds file's mtime,
+        not before the last recording (which saw the old file), not after ``now``."""
+        latest: datetime | None = None
+        paths: list[Path] = [self.path]
+        if self.path.is_dir():
+            paths += holds_files(self.path)
+        for path in paths:
+            try:
+                mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except OSError:
+                continue
+            latest = mtime if latest is None else max(latest, mtime)
+        estimate = latest or now
+        if stored.recorded_at is not None:
+            estimate = max(estimate, stored.recorded_at)
+        return min(estimate, now)
 
-        A plan (or explain) records nothing, but the next real run will record them as released
-        at its start and protect them for the grace: so must the plan, or its figures (and
-        explain's verdict) would promise deletions the run will not do.
-        """
-        if not _state_path(self.state_dir).exists():
-            return []
-        state = _read_state(self.state_dir)
-        current = {h.id for h in self._holds}
-        return [
-            ReleasedHold(_load(dumped), now)
-            for hold_id, dumped in state["seen"].items()
-            if hold_id not in current and hold_id not in state["released"]
-        ]
+    # -- recording -----------------------------------------------------------------------------
 
     def _record(self, now: datetime) -> None:
-        """Diff the holds against the last seen set; audit and remember the changes."""
-        state = _read_state(self.state_dir)
-        seen: dict[str, Any] = state["seen"]
-        released: dict[str, Any] = state["released"]
-        current = {h.id: h for h in self._holds}
-        events: list[Any] = []
-        for hold_id, hold in current.items():
-            dumped = _dump(hold)
-            if hold_id not in seen:
-                events.append(self._placed(HoldPlaced, hold))
-                released.pop(hold_id, None)
-            elif seen[hold_id] != dumped:
-                events.append(self._placed(HoldChanged, hold))
-        for hold_id, dumped in seen.items():
-            if hold_id not in current:
-                old = _load(dumped)
-                until = now + self.grace.delta
-                if old.expires_at is not None:
-                    until = min(until, old.expires_at)
-                released[hold_id] = {"hold": dumped, "released_at": now.isoformat()}
-                events.append(HoldReleased(hold_id=hold_id, released_at=now, protects_until=max(until, now)))
-        for hold_id in list(released):
-            entry = released[hold_id]
-            if datetime.fromisoformat(entry["released_at"]) + self.grace.delta + _PRUNE_AFTER < now:
-                del released[hold_id]
-        state["seen"] = {h.id: _dump(h) for h in self._holds}
-        if self.ledger is not None:
-            for event in events:
-                self.ledger.append(event, run_id=self.run_id)
-        _write_state(self.state_dir, state)
-        for event in events:
-            log.info("hold change", change=event.event_name, hold_id=str(event.hold_id))
+        """Diff the holds against the memory; audit and remember the changes (one recorder at a time)."""
+        with holds_state.locked(self.state_dir):
+            stored = holds_state.read_memory(self.state_dir)
+            memory, changes = advance(stored, self._holds, now, self.grace, approval_required=self.approval_required)
+            if not changes and holds_state.state_stamp(self.state_dir) is not None and _same(memory, stored):
+                return
+            copies: list[dict[str, Any]] = []
+            for change in changes:
+                event = self._event(change)
+                line = _copy_line(change, event)
+                if self.ledger is not None:
+                    appended = self.ledger.append(event, run_id=self.run_id)
+                    line.update(seq=appended.seq, hash=appended.hash.hex(), time=appended.time)
+                copies.append(line)
+            holds_state.write_memory(self.state_dir, memory)
+            holds_state.append_events(self.state_dir, copies)
+        self._stored = None
+        for change in changes:
+            log.info("hold change", change=type(change).__name__.lower(), hold_id=_hold_of(change).id)
 
-    def _placed(self, kind: type, hold: Hold) -> Any:
-        subject_refs = tuple(self.refs.subject(s) for s in hold.subjects or ()) if self.refs is not None else ()
-        definition = json.dumps(_dump(hold), sort_keys=True, separators=(",", ":")).encode()
-        return kind(
-            hold_id=hold.id,
-            kind=hold.kind,
-            categories=tuple(hold.categories),
-            placed_at=hold.placed_at,
-            expires_at=hold.expires_at,
-            hold_sha256=hashlib.sha256(definition).hexdigest(),
-            subject_refs=subject_refs,
-            placed_by=hold.placed_by,
-            reference=hold.reference,
-            reason_hmac=self.refs.hold_reason(hold.reason) if self.refs is not None else None,
+    def _subject_refs(self, hold: Hold) -> tuple[Any, ...]:
+        if self.refs is None:
+            return ()
+        return tuple(self.refs.subject(s) for s in hold.subjects or ())
+
+    def _event(self, change: Change) -> Event:
+        """Return the ledger event of ``change`` (subject ids as refs, never in clear)."""
+        if isinstance(change, Placed):
+            return HoldPlaced(**self._definition(change.hold))
+        if isinstance(change, Changed):
+            old_subjects, new_subjects = set(change.old.subjects or ()), set(change.new.subjects or ())
+            both_listed = change.old.subjects is not None and change.new.subjects is not None
+            return HoldChanged(
+                **self._definition(change.new),
+                narrowed=change.narrowing.aspects,
+                subjects_removed=change.narrowing.subjects_removed,
+                subjects_added=len(new_subjects - old_subjects) if both_listed else 0,
+                categories_removed=change.narrowing.categories_removed,
+                protects_until=change.protects_until,
+            )
+        if isinstance(change, Released):
+            return HoldReleased(
+                hold_id=change.old.id, released_at=change.released_at, protects_until=change.protects_until
+            )
+        return HoldReleaseRefused(
+            hold_id=change.old.id,
+            problem=change.problem.value,
+            narrowed=change.narrowing.aspects,
+            hold_sha256=fingerprint(change.new) if change.new is not None else None,
         )
+
+    def _definition(self, hold: Hold) -> dict[str, Any]:
+        return {
+            "hold_id": hold.id,
+            "kind": hold.kind,
+            "categories": tuple(hold.categories),
+            "placed_at": hold.placed_at,
+            "expires_at": hold.expires_at,
+            "hold_sha256": fingerprint(hold),
+            "subject_refs": self._subject_refs(hold),
+            "placed_by": hold.placed_by,
+            "reference": hold.reference,
+            "reason_hmac": self.refs.hold_reason(hold.reason) if self.refs is not None else None,
+        }
+
+
+def _same(a: HoldsMemory, b: HoldsMemory) -> bool:
+    """Return True when two memories differ at most in ``recorded_at``."""
+    return (
+        {k: fingerprint(v) for k, v in a.in_force.items()} == {k: fingerprint(v) for k, v in b.in_force.items()}
+        and a.remnants == b.remnants
+        and dict(a.refused) == dict(b.refused)
+    )
+
+
+def _hold_of(change: Change) -> Hold:
+    return change.hold if isinstance(change, Placed) else change.old
+
+
+def _copy_line(change: Change, event: Event) -> dict[str, Any]:
+    """Return the line of ``events.jsonl``: the ledger fields plus who did it according to the file."""
+    line: dict[str, Any] = {"event": event.event_name, **event.json_fields()}
+    hold = change.new if isinstance(change, (Changed, Refused)) else None
+    if isinstance(change, Placed):
+        hold = change.hold
+        line.update(by=hold.placed_by, reference=hold.reference)
+    elif isinstance(change, Released) and change.lifted is not None:
+        hold = change.lifted
+        line.update(by=hold.lifted_by, approved_by=hold.lift_approved_by, how="lifted")
+    elif isinstance(change, Released):
+        line.update(how="removed")
+    elif hold is not None and hold.lifted:
+        line.update(by=hold.lifted_by, approved_by=hold.lift_approved_by)
+    elif hold is not None:
+        line.update(by=hold.changed_by, approved_by=hold.change_approved_by)
+    subject_holder = hold or _hold_of(change)
+    line.update(
+        matter=subject_holder.matter,
+        subjects=len(subject_holder.subjects) if subject_holder.subjects is not None else None,
+    )
+    if isinstance(change, Changed) and change.old.changed_at == change.new.changed_at:
+        line.pop("by", None)  # the file does not say who made this change
+        line.pop("approved_by", None)
+    return {k: v for k, v in line.items() if v is not None}

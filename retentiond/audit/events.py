@@ -266,6 +266,13 @@ class HoldChanged(Event):
     placed_by: LabelStr | None = None
     reference: LabelStr | None = None
     reason_hmac: DigestStr | None = None
+    # What narrowed (released, categories, subjects, expires_at, placed_at, keep_younger_than):
+    # the former definition keeps protecting until ``protects_until`` (release grace).
+    narrowed: Names = ()
+    subjects_removed: int = 0
+    subjects_added: int = 0
+    categories_removed: Names = ()
+    protects_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +283,17 @@ class HoldReleased(Event):
     hold_id: NameStr
     released_at: datetime
     protects_until: datetime
+
+
+@dataclass(frozen=True)
+class HoldReleaseRefused(Event):
+    """Dual control refused a release or narrowing of a legal hold: its former definition stays in force."""
+
+    event_name: ClassVar[str] = "hold_release_refused"
+    hold_id: NameStr
+    problem: NameStr  # removed_without_lift | lift_not_approved | change_not_approved | approval_reused
+    narrowed: Names = ()
+    hold_sha256: DigestStr | None = None  # digest of the refused definition (None: removed from the file)
 
 
 @dataclass(frozen=True)
@@ -450,6 +468,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HoldPlaced,
         HoldChanged,
         HoldReleased,
+        HoldReleaseRefused,
         RunStarted,
         Batch,
         GuardTripped,

@@ -293,7 +293,7 @@ def _summary(entry: Entry) -> str:
     if entry.event in ("run_finished", "run_interrupted"):
         counts = f.get("counts") or {}
         return " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "-"
-    if entry.event in ("hold_placed", "hold_changed", "hold_released"):
+    if entry.event in ("hold_placed", "hold_changed", "hold_released", "hold_release_refused"):
         return f"hold {f.get('hold_id')}" + (f" by {f['placed_by']}" if f.get("placed_by") else "")
     if entry.event == "guard_tripped":
         return f"{f.get('would_act')}/{f.get('total')} > limit {f.get('limit')} in {f.get('store')}/{f.get('target')}"

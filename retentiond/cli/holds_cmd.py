@@ -1,23 +1,36 @@
-"""``retentiond holds list``."""
+"""``retentiond holds list`` and ``holds check``; the group of Legal's commands.
+
+The editing commands live in ``holds_edit_cmd``, history and report in ``holds_history_cmd``.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.cli.context import AppContext, command_with_options, pass_app
 from retentiond.cli.render import table
+from retentiond.config.holds import Hold
+from retentiond.config.loader import LoadedConfig, load_holds
 from retentiond.errors import ConfigError, ConfigIssue, ExitCode, HoldsUnavailable
+from retentiond.policy.holds import HoldView
+
+if TYPE_CHECKING:
+    ParamBase = click.ParamType[Any]  # generic from click 8.3 on
+else:
+    ParamBase = click.ParamType
 
 
-class InstantParam(click.ParamType):
+class InstantParam(ParamBase):
     """An RFC 3339 time or a date; a time without an offset is taken as UTC."""
 
     name = "TIME"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        """Return the instant written as ``value`` (a usage error, exit 2, when it is none)."""
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
@@ -35,62 +48,163 @@ INSTANT = InstantParam()
 
 @click.group("holds")
 def holds_group() -> None:
-    """Inspect Legal's holds."""
+    """Legal's holds: list, check, add, extend, edit, lift, history, report."""
+
+
+def _subjects(hold: Hold) -> int | str:
+    return len(hold.subjects) if hold.subjects is not None else "all"
+
+
+def _until(view: HoldView) -> str:
+    if view.protects_until is None:
+        return "until removed"
+    text = view.protects_until.isoformat(timespec="seconds")
+    return f"{text} (estimate)" if view.pending else text
+
+
+def _state(view: HoldView) -> str:
+    if view.change in ("lifted", "removed", "narrowed") and view.protecting:
+        return f"{view.state.value} ({view.change})"
+    if view.change == "unapproved":
+        return f"{view.state.value} (unapproved change)"
+    return view.state.value
+
+
+def _json_view(view: HoldView) -> dict[str, Any]:
+    hold = view.hold
+    return {
+        "id": hold.id,
+        "protector_id": view.protector_id,
+        "kind": hold.kind,
+        "matter": hold.matter,
+        "state": view.state.value,
+        "change": view.change,
+        "pending": view.pending,
+        "since": view.since.isoformat() if view.since else None,
+        "protecting": view.protecting,
+        "categories": hold.categories,
+        "subjects": _subjects(hold),
+        "keep_younger_than": str(hold.keep_younger_than) if hold.keep_younger_than else None,
+        "placed_by": hold.placed_by,
+        "placed_at": hold.placed_at.isoformat(),
+        "expires_at": hold.expires_at.isoformat() if hold.expires_at else None,
+        "protects_until": view.protects_until.isoformat() if view.protects_until else None,
+        "reason": hold.reason,
+        "reference": hold.reference,
+        "lifted_by": hold.lifted_by,
+        "changed_by": hold.changed_by,
+    }
 
 
 @command_with_options(holds_group, "list")
 @click.option("--at", "at", type=INSTANT, default=None, help="Evaluate at this time instead of now.")
+@click.option("--matter", default=None, help="Only the holds of this matter.")
 @pass_app
-def list_holds(app: AppContext, at: datetime | None) -> int:
-    """List holds as the daemon sees them: active, expiring, in release grace, expired, not yet active."""
+def list_holds(app: AppContext, at: datetime | None, matter: str | None) -> int:
+    """List holds as the daemon sees them: active, expiring, in release grace, expired, not yet active.
+
+    A hold lifted, removed or narrowed shows its former definition in 'release_grace' until the
+    grace ends; '(estimate)' marks a date no run or daemon has recorded yet.
+    """
     loaded = app.config()
     when = at or datetime.now(UTC)
+    watcher = HoldWatcher(loaded, record_changes=False, pending="estimate", tolerate_unreadable_state=True)
     try:
-        views = HoldWatcher(loaded, record_changes=False).views(when)
+        views = watcher.views(when)
     except HoldsUnavailable as exc:
         # Legal's file is invalid: `holds list` reports it like `config validate` does.
         raise ConfigError(exc.issues or [ConfigIssue("", str(exc), file=str(loaded.holds_path))]) from None
+    for warning in watcher.warnings:
+        click.echo(f"retentiond: warning: {warning}", err=True)
+    if matter is not None:
+        views = [v for v in views if v.hold.matter == matter]
     if app.json:
         app.emit_json(
-            {
-                "at": when.isoformat(),
-                "holds_file": str(loaded.holds_path),
-                "holds": [
-                    {
-                        "id": v.hold.id,
-                        "kind": v.hold.kind,
-                        "state": v.state.value,
-                        "protecting": v.protecting,
-                        "categories": v.hold.categories,
-                        "subjects": len(v.hold.subjects) if v.hold.subjects else "all",
-                        "keep_younger_than": str(v.hold.keep_younger_than) if v.hold.keep_younger_than else None,
-                        "placed_by": v.hold.placed_by,
-                        "placed_at": v.hold.placed_at.isoformat(),
-                        "expires_at": v.hold.expires_at.isoformat() if v.hold.expires_at else None,
-                        "protects_until": v.protects_until.isoformat() if v.protects_until else None,
-                        "reason": v.hold.reason,
-                        "reference": v.hold.reference,
-                    }
-                    for v in views
-                ],
-            }
+            {"at": when.isoformat(), "holds_file": str(loaded.holds_path), "holds": [_json_view(v) for v in views]}
         )
         return ExitCode.OK
     rows = [
         (
-            v.hold.id,
+            v.protector_id or v.hold.id,
             v.hold.kind,
-            v.state.value,
+            v.hold.matter or "-",
+            _state(v),
             ",".join(v.hold.categories),
-            len(v.hold.subjects) if v.hold.subjects else "all",
+            _subjects(v.hold),
             str(v.hold.keep_younger_than or "-"),
             v.hold.placed_at.date().isoformat(),
-            v.protects_until.isoformat(timespec="seconds") if v.protects_until else "until removed",
+            _until(v),
         )
         for v in views
     ]
     click.echo(f"holds at {when.isoformat(timespec='seconds')} from {loaded.holds_path}")
-    click.echo(
-        table(["id", "kind", "state", "categories", "subjects", "younger than", "placed", "protects until"], rows)
-    )
+    headers = ["id", "kind", "matter", "state", "categories", "subjects", "younger than", "placed", "protects until"]
+    click.echo(table(headers, rows))
     return ExitCode.OK
+
+
+def check_warnings(loaded: LoadedConfig, holds: tuple[Hold, ...]) -> list[str]:
+    """Return the mistakes found in valid holds that need no database: subjects with spaces or
+    listed twice, and subject holds on targets that cannot tell whose a record is."""
+    warnings: list[str] = []
+    categories = loaded.settings.categories
+    for hold in holds:
+        subjects = hold.subjects or []
+        for n, subject in enumerate(subjects, start=1):
+            if subject != subject.strip():
+                warnings.append(
+                    f"hold {hold.id}: subject {n} of {len(subjects)} has a leading or trailing space "
+                    "and matches only a stored value with the same space"
+                )
+        if len(set(subjects)) != len(subjects):
+            warnings.append(f"hold {hold.id}: {len(subjects) - len(set(subjects))} subject(s) listed twice")
+        if hold.subjects is None or hold.lifted:
+            continue
+        for name, category in categories.items():
+            if not hold.covers_category(name):
+                continue
+            for i, sql in enumerate(category.sql):
+                if sql.subject_column is None:
+                    warnings.append(
+                        f"hold {hold.id}: categories.{name}.sql[{i}] ({sql.store}/{sql.table}) has no subject_column: "
+                        "the hold protects every record of that table, whoever's"
+                    )
+            for i, s3 in enumerate(category.s3):
+                if s3.subject_pattern is None:
+                    warnings.append(
+                        f"hold {hold.id}: categories.{name}.s3[{i}] ({s3.store}/{s3.bucket}) has no subject_pattern: "
+                        "the hold protects every object of that prefix, whoever's"
+                    )
+    return warnings
+
+
+@command_with_options(holds_group, "check")
+@pass_app
+def check_holds(app: AppContext) -> int:
+    """Validate the holds file(s) and warn about likely mistakes (exit 78 when invalid).
+
+    Warns about subjects with leading or trailing spaces or listed twice, and about holds naming
+    subjects in a category whose targets have no subject column (or pattern), where they hold
+    everything. Checks against the stored data come with the stores (holds impact).
+    """
+    loaded = app.config()
+    snapshot = load_holds(loaded.holds_path, loaded.settings.categories)  # ConfigError -> 78
+    warnings = check_warnings(loaded, snapshot.holds)
+    if app.json:
+        app.emit_json({"valid": True, "holds": len(snapshot.holds), "warnings": warnings})
+        return ExitCode.OK
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+    click.echo(f"valid: {len(snapshot.holds)} hold(s) in {loaded.holds_path}, {len(warnings)} warning(s)")
+    return ExitCode.OK
+
+
+def _register() -> None:
+    from retentiond.cli import holds_edit_cmd, holds_history_cmd
+
+    for module in (holds_edit_cmd, holds_history_cmd):
+        for command in module.COMMANDS:
+            holds_group.add_command(command)
+
+
+_register()

@@ -99,11 +99,15 @@ class HoldsSnapshot:
         return h.hexdigest()
 
 
-def _read_toml(path: Path, issues: list[ConfigIssue]) -> tuple[dict[str, Any], str, str] | None:
-    """Return (data, text, sha256) or None after appending the reason to ``issues``."""
+def _read_toml(
+    path: Path, issues: list[ConfigIssue], raw: bytes | None = None
+) -> tuple[dict[str, Any], str, str] | None:
+    """Return (data, text, sha256) of ``path`` (or of ``raw``, its would-be content) or None
+    after appending the reason to ``issues``."""
     label = str(path)
     try:
-        raw = path.read_bytes()
+        if raw is None:
+            raw = path.read_bytes()
     except FileNotFoundError:
         issues.append(ConfigIssue("", "file not found", file=label))
         return None
@@ -373,16 +377,30 @@ def load_holds(path: str | Path, known_categories: typing.Iterable[str]) -> Hold
         ConfigError: with every issue found; the caller decides whether that is fatal
         for a command (exit 78) or fails closed for a run.
     """
-    known = set(known_categories)
     base = Path(path)
-    issues: list[ConfigIssue] = []
     if not base.exists():
         raise ConfigError([ConfigIssue("", "holds file not found", file=str(base))])
+    return validate_holds({file: None for file in holds_files(base)}, known_categories)
+
+
+def validate_holds(
+    contents: typing.Mapping[Path, bytes | None], known_categories: typing.Iterable[str]
+) -> HoldsSnapshot:
+    """Return the holds of the files ``contents`` names (a content of None: read the file).
+
+    The one validator of holds: the daemon's reading and ``holds add/edit/lift`` (which checks
+    the files it is about to write) both go through it.
+
+    Raises:
+        ConfigError: with every issue found.
+    """
+    known = set(known_categories)
+    issues: list[ConfigIssue] = []
     holds: list[Hold] = []
     where: dict[str, str] = {}
     files: dict[str, str] = {}
-    for file in holds_files(base):
-        read = _read_toml(file, issues)
+    for file, raw in contents.items():
+        read = _read_toml(file, issues, raw)
         if read is None:
             continue
         data, text, digest = read

@@ -88,7 +88,18 @@ class DaemonSettings(StrictModel):
     )
     hold_release_grace: Retention = Field(
         RetentionPeriod(7, "d"),
-        description="A hold that disappears from the holds file keeps protecting for this long.",
+        description=(
+            "A hold that is lifted, removed from the holds file or narrowed (fewer subjects or categories, "
+            "an earlier expires_at, a shorter keep_younger_than) keeps protecting what it protected for this long."
+        ),
+    )
+    hold_release_requires_approval: StrictBool = Field(
+        False,
+        description=(
+            "Dual control: lifting or narrowing a hold of kind 'legal' needs an approver other than the person "
+            "who made the change (lift_approved_by / change_approved_by in the holds file); without it the "
+            "daemon keeps the hold as it was and audits hold_release_refused."
+        ),
     )
     holds_file: StrictStr = Field(
         "holds.toml", min_length=1, description="Legal's holds file or a directory of *.toml, relative to this file."

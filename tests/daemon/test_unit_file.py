@@ -65,7 +65,7 @@ class TestUnitFile:
         lines = [
             l.split() for l in (SYSTEMD / "retentiond.sysusers").read_text().splitlines() if l and not l.startswith("#")
         ]
-        assert [("u", "retentiond")] == [(l[0], l[1]) for l in lines]
+        assert [("u", "retentiond"), ("g", "retentiond-legal"), ("m", "retentiond")] == [(l[0], l[1]) for l in lines]
 
 
 @pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""When a hold protects (SPEC §4 rule 1): view_hold, view_released, view_all."""
+"""When a hold protects (SPEC §4 rule 1): view_hold, view_remnant, view_all, view_memory."""
 
 from __future__ import annotations
 
@@ -11,15 +11,24 @@ from hypothesis import strategies as st
 
 from retentiond.config.durations import RetentionPeriod
 from retentiond.config.holds import Hold
+from retentiond.policy.hold_changes import HoldsMemory, Remnant, RemnantKind
 from retentiond.policy.holds import (
     EXPIRING_WITHIN,
     HoldState,
-    ReleasedHold,
     protecting,
     view_all,
     view_hold,
-    view_released,
+    view_memory,
+    view_remnant,
 )
+
+
+def ReleasedHold(hold: Hold, released_at: datetime) -> Remnant:  # noqa: N802 - reads like the old type
+    """Return the remnant of a hold removed from the file at ``released_at``."""
+    return Remnant(hold, released_at, RemnantKind.REMOVED)
+
+
+view_released = view_remnant
 
 UTC = UTC
 GRACE = RetentionPeriod(7, "d")
@@ -135,12 +144,17 @@ class TestViewReleased:
 class TestViewAll:
     """All holds at once: those in the file, then released ones not back in the file."""
 
-    def test_order_and_dedup(self) -> None:
-        """A released hold whose id is back in the file is shown once, from the file."""
-        in_file = make_hold(id="A")
+    def test_readded_hold_keeps_former_definition(self) -> None:
+        """A removed hold put back keeps its former definition in grace, under a grace protector id."""
+        in_file = make_hold(id="A", subjects=["s1"])
         released = [ReleasedHold(make_hold(id="A"), at(2026, 3, 1)), ReleasedHold(make_hold(id="B"), at(2026, 3, 1))]
         views = view_all((in_file,), released, at(2026, 3, 2), GRACE)
-        assert [("A", HoldState.ACTIVE), ("B", HoldState.RELEASE_GRACE)] == [(v.hold.id, v.state) for v in views]
+        assert [
+            ("A", HoldState.ACTIVE),
+            ("A/grace-20260301T000000Z", HoldState.RELEASE_GRACE),
+            ("B", HoldState.RELEASE_GRACE),
+        ] == [(v.protector_id, v.state) for v in views]
+        assert ["A", "A/grace-20260301T000000Z", "B"] == [h.id for h in protecting(views)]
 
     def test_protecting(self) -> None:
         """protecting() keeps active, expiring and in-grace holds only."""
@@ -156,3 +170,35 @@ class TestViewAll:
         ]
         views = view_all(holds, released, at(2026, 3, 1), GRACE)
         assert ["ACTIVE", "SOON", "GRACE"] == [h.id for h in protecting(views)]
+
+
+class TestViewMemory:
+    """Views of refused changes, lifted holds and pending (unrecorded) changes."""
+
+    def test_refused_change_keeps_old_and_new(self) -> None:
+        """A refused narrowing: the old definition protects as the hold, the unapproved one protects too."""
+        old, new = make_hold(subjects=["s1", "s2"]), make_hold(subjects=["s1", "s3"])
+        memory = HoldsMemory(in_force={"LIT-1": old}, refused={"LIT-1": "x"})
+        views = view_memory(memory, [new], at(2026, 3, 1), GRACE)
+        assert [
+            ("LIT-1", HoldState.RELEASE_REFUSED, ["s1", "s2"]),
+            ("LIT-1/unapproved", HoldState.ACTIVE, ["s1", "s3"]),
+        ] == [(v.protector_id, v.state, v.hold.subjects) for v in views]
+
+    def test_lifted_hold_shows_its_grace(self) -> None:
+        """A lifted hold is shown through its former definition while in grace, then as released."""
+        lifted = make_hold(lifted_by="a", lifted_at=date(2026, 3, 1))
+        remnant = Remnant(make_hold(), at(2026, 3, 1, 12), RemnantKind.LIFTED)
+        memory = HoldsMemory(in_force={"LIT-1": lifted}, remnants=(remnant,))
+        during = view_memory(memory, [lifted], at(2026, 3, 5), GRACE)
+        after = view_memory(memory, [lifted], at(2026, 3, 9), GRACE)
+        assert [("LIT-1", HoldState.RELEASE_GRACE, "lifted")] == [(v.protector_id, v.state, v.change) for v in during]
+        assert [HoldState.RELEASED] == [v.state for v in after]
+
+    def test_pending_marks_unrecorded_remnants(self) -> None:
+        """A remnant absent from the recorded memory is pending; a recorded one is not."""
+        recorded_remnant = Remnant(make_hold(id="A"), at(2026, 3, 1), RemnantKind.REMOVED)
+        new_remnant = Remnant(make_hold(id="B"), at(2026, 3, 2), RemnantKind.REMOVED)
+        memory = HoldsMemory(remnants=(recorded_remnant, new_remnant))
+        views = view_memory(memory, [], at(2026, 3, 3), GRACE, recorded=HoldsMemory(remnants=(recorded_remnant,)))
+        assert [("A", False), ("B", True)] == [(v.hold.id, v.pending) for v in views]
