@@ -105,14 +105,14 @@ def open_page(path: Path, viewport: dict[str, int] = VIEWPORT) -> Iterator[Page]
             context.close()
 
 
-def screenshot(report: Path, out: Path, *, full_page: bool = False) -> None:
-    """Write a PNG of ``report`` (its first screen, or the whole page)."""
-    with open_page(report) as loaded:
-        loaded.page.screenshot(path=str(out), full_page=full_page)
+def screenshot(report: Path, out: Path, *, height: int = VIEWPORT["height"]) -> None:
+    """Write a PNG of the top ``height`` pixels of ``report`` at the test's width."""
+    with open_page(report, {"width": VIEWPORT["width"], "height": height}) as loaded:
+        loaded.page.screenshot(path=str(out))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m tests.report.browser REPORT.html OUT.png")
-    screenshot(Path(sys.argv[1]), Path(sys.argv[2]))
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m tests.report.browser REPORT.html OUT.png [HEIGHT]")
+    screenshot(Path(sys.argv[1]), Path(sys.argv[2]), height=int(sys.argv[3]) if len(sys.argv) == 4 else 1000)
     print(sys.argv[2])
