@@ -100,13 +100,19 @@ def figures_of(fields: Mapping[str, Any]) -> Figures:
     outcome = fields.get("outcome")
     count = int(fields.get("count") or 0)
     prior = int(fields.get("prior_versions") or 0)
-    out = Figures()
-    if outcome in ("deleted", "anonymized"):
-        setattr(out, str(outcome), count - prior)
-        out.prior_versions = prior
-    elif outcome in ("held", "blocked", "failed", "skipped"):
-        setattr(out, str(outcome), count)
-    return out
+    if outcome == "deleted":
+        return Figures(deleted=count - prior, prior_versions=prior)
+    if outcome == "anonymized":
+        return Figures(anonymized=count - prior, prior_versions=prior)
+    if outcome == "held":
+        return Figures(held=count)
+    if outcome == "blocked":
+        return Figures(blocked=count)
+    if outcome == "failed":
+        return Figures(failed=count)
+    if outcome == "skipped":
+        return Figures(skipped=count)
+    return Figures()
 
 
 def month_of(time_text: str) -> str:
@@ -364,6 +370,8 @@ class Aggregator:
                 expires_at=_text(f.get("expires_at")),
                 recorded=entry.time,
                 subjects=subjects,
+                placed_by=_text(f.get("placed_by")),
+                reference=_text(f.get("reference")),
                 changes=changes,
             )
             return
@@ -372,6 +380,8 @@ class Aggregator:
         hold.placed_at = str(f.get("placed_at"))
         hold.expires_at = _text(f.get("expires_at"))
         hold.subjects = subjects
+        hold.placed_by = _text(f.get("placed_by")) or hold.placed_by
+        hold.reference = _text(f.get("reference")) or hold.reference
         hold.changes.append(entry.time)
 
     # -- the result -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ figures give the state at the period's last run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: The per-record figures, in the order every renderer shows them.
@@ -47,9 +47,14 @@ class Figures:
     skipped: int = 0
 
     def add(self, other: Figures) -> None:
-        """Add ``other``'s counts to these, in place."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        """Add ``other``'s counts to these, in place (spelled out: called several times per entry)."""
+        self.deleted += other.deleted
+        self.anonymized += other.anonymized
+        self.prior_versions += other.prior_versions
+        self.held += other.held
+        self.blocked += other.blocked
+        self.failed += other.failed
+        self.skipped += other.skipped
 
     @property
     def acted(self) -> int:
@@ -200,6 +205,8 @@ class HoldHistory:
     expires_at: str | None
     recorded: str  # when the ledger first recorded it (hold_placed entry time)
     subjects: int | None  # number of subject refs; None = every subject of its categories
+    placed_by: str | None = None  # when the ledger records it (a later ledger version)
+    reference: str | None = None
     changes: list[str] = field(default_factory=list)  # hold_changed entry times
     released_at: str | None = None
     protects_until: str | None = None  # end of the release grace

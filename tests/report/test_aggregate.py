@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retentiond.audit.canonical import format_time
+from retentiond.audit.canonical import canonical_dumps, format_time
 from retentiond.audit.ledger import Entry
 from retentiond.config.durations import RetentionPeriod
 from retentiond.report.aggregate import aggregate, applied_period, months_between
@@ -207,6 +207,15 @@ class TestHolds:
         )
         (in_grace,) = report_of(b.entries, until=T0 + timedelta(days=33)).holds
         assert "in release grace" == in_grace.state
+
+    def test_who_placed_it_when_recorded(self) -> None:
+        """placed_by and reference, which a later ledger version records, are shown when present."""
+        b = Builder()
+        placed = b.hold("hold_placed", T0, "H")
+        fields = {**placed.fields, "placed_by": "j.doe-legal", "reference": "Matter-2026-014"}
+        b.entries[-1] = Entry(*placed.as_row()[:6], canonical_dumps(fields), *placed.as_row()[7:])
+        (hold,) = report_of(b.entries).holds
+        assert ("j.doe-legal", "Matter-2026-014") == (hold.placed_by, hold.reference)
 
     def test_which_holds_a_period_shows(self) -> None:
         """Placed before and in force: shown; released long before, or placed after: not."""
