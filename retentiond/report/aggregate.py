@@ -9,7 +9,6 @@ requests of another issue plug in here) or are counted as unsummarized, never dr
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from typing import Any, Protocol
 
 from retentiond.audit.canonical import format_time, parse_time
 from retentiond.audit.ledger import Entry
-from retentiond.config.durations import RetentionPeriod
 from retentiond.report.model import (
     AppliedRetention,
     BacklogPoint,
@@ -29,12 +27,12 @@ from retentiond.report.model import (
     Figures,
     GuardTrip,
     HoldHistory,
-    MonthRuns,
     Period,
     Report,
     RunSummary,
     Verification,
 )
+from retentiond.report.periods import applied_period, earliest, hold_state, month_of, months_between, run_months
 
 _CORE_EVENTS = frozenset(
     {
@@ -52,7 +50,6 @@ _CORE_EVENTS = frozenset(
         "checkpoint",
     }
 )
-_AVERAGE_DAYS = (("y", 365.2425), ("mo", 30.436875), ("w", 7.0), ("d", 1.0))
 
 
 class Extension(Protocol):
@@ -75,26 +72,6 @@ class Extension(Protocol):
 EXTENSIONS: tuple[Callable[[], Extension], ...] = ()
 
 
-def applied_period(run_start: datetime, cutoff: datetime, configured: str | None = None) -> str:
-    """Return the retention period a run applied (``run_start - cutoff``) in the config's words.
-
-    ``configured`` is preferred when it gives exactly this cutoff; otherwise the first of years,
-    months, weeks, days that does; otherwise ``"N days"`` (a cutoff no period explains).
-    """
-    if configured is not None:
-        try:
-            if RetentionPeriod.parse(configured).before(run_start) == cutoff:
-                return configured
-        except ValueError:
-            pass
-    days = (run_start - cutoff).total_seconds() / 86400
-    for unit, average in _AVERAGE_DAYS:
-        amount = round(days / average)
-        if amount >= 1 and RetentionPeriod(amount, unit).before(run_start) == cutoff:
-            return f"{amount}{unit}"
-    return f"{days:g} days"
-
-
 def figures_of(fields: Mapping[str, Any]) -> Figures:
     """Return the figures one ``batch`` entry adds (the counting rules of :mod:`.model`)."""
     outcome = fields.get("outcome")
@@ -113,21 +90,6 @@ def figures_of(fields: Mapping[str, Any]) -> Figures:
     if outcome == "skipped":
         return Figures(skipped=count)
     return Figures()
-
-
-def month_of(time_text: str) -> str:
-    """Return ``YYYY-MM`` of a ledger time (UTC text)."""
-    return time_text[:7]
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Return every month from ``first`` to ``last`` (``YYYY-MM``, inclusive)."""
-    year, month = int(first[:4]), int(first[5:7])
-    out: list[str] = []
-    while f"{year:04d}-{month:02d}" <= last:
-        out.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return out
 
 
 @dataclass
@@ -412,7 +374,7 @@ class Aggregator:
             by_month={m: dict(sorted(c.items())) for m, c in sorted(s.by_month.items())},
             categories=dict(sorted(s.categories.items())),
             runs=runs,
-            run_months=_run_months(runs),
+            run_months=run_months(runs),
             guard_trips=s.guard_trips,
             holds=self._holds(end),
             backlog=[
@@ -442,9 +404,9 @@ class Aggregator:
         for hold in self.s.holds.values():
             if self.only and "*" not in hold.categories and not self.only & set(hold.categories):
                 continue
-            stop = _earliest(hold.expires_at, hold.protects_until)
+            stop = earliest(hold.expires_at, hold.protects_until)
             hold.in_force = hold.placed_at < end and (stop is None or start is None or stop > start)
-            hold.state = _hold_state(hold, end)
+            hold.state = hold_state(hold, end)
             latest = self.s.hold_latest.get(hold.hold_id)
             hold.held_latest = latest.held if latest is not None else 0
             if hold.in_force or hold.hold_id in self.s.hold_events_in_period:
@@ -481,44 +443,6 @@ def aggregate(
         in_force = aggregator.s.last_digest or aggregator.s.config_before
         report.given_config_in_force = in_force == given_config_sha256
     return report
-
-
-def _run_months(runs: Sequence[RunSummary]) -> list[MonthRuns]:
-    months: dict[str, MonthRuns] = {}
-    durations: dict[str, list[int]] = {}
-    for run in runs:
-        month = months.setdefault(month_of(run.started), MonthRuns(month=month_of(run.started)))
-        month.runs += 1
-        if run.status == "finished":
-            month.finished += 1
-        elif run.status == "interrupted":
-            month.interrupted += 1
-        else:
-            month.incomplete += 1
-        month.with_failures += run.failed
-        month.guard_trips += run.guard_trips
-        if run.duration_ms is not None:
-            month.total_ms += run.duration_ms
-            durations.setdefault(month.month, []).append(run.duration_ms)
-    for name, values in durations.items():
-        months[name].median_ms = int(statistics.median_low(values))
-        months[name].max_ms = max(values)
-    return [months[m] for m in sorted(months)]
-
-
-def _hold_state(hold: HoldHistory, end: str) -> str:
-    if hold.placed_at >= end:
-        return "not yet in force"
-    if hold.released_at is not None:
-        return "in release grace" if hold.protects_until is not None and hold.protects_until > end else "released"
-    if hold.expires_at is not None and hold.expires_at <= end:
-        return "expired"
-    return "in force"
-
-
-def _earliest(*times: str | None) -> str | None:
-    present = [t for t in times if t is not None]
-    return min(present) if present else None
 
 
 def _text(value: Any) -> str | None:

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from retentiond.report.aggregate import month_of
 from retentiond.report.model import OUTCOME_FIGURES, Report
+from retentiond.report.periods import month_of
 
 FORMAT = "retentiond-report-v1"
 CSV_COLUMNS = ("section", "month", "category", "item", "metric", "value")

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from retentiond.audit.canonical import canonical_dumps, format_time
 from retentiond.audit.ledger import Entry
 from retentiond.config.durations import RetentionPeriod
-from retentiond.report.aggregate import aggregate, applied_period, months_between
+from retentiond.report.aggregate import aggregate
 from retentiond.report.model import ExtraTable, Figures, Report
+from retentiond.report.periods import applied_period, months_between
 from tests.report.entries import NOW, VERIFIED, Builder
 
 CATEGORIES = ("alpha", "beta", "gamma")
