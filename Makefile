@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv postgres clean
+.PHONY: demo test venv postgres clean report-example
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP) postgres
 
 demo: $(STAMP)
 	$(BIN)/python -m demo.run
+
+# The README's screenshot: the demo's report in headless Chromium (Debian's chromium package).
+report-example: demo
+	$(BIN)/python -m tests.report.browser demo/out/report.html docs/report-example.png 1700
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo/out

@@ -4,9 +4,11 @@
    audit keys, the shipped holds file;
 2. seeds realistic rows for the shipped categories (three years, expired and not, under the
    tax hold and the example legal hold, with prior versions);
-3. runs ``retentiond plan``, ``retentiond run`` (the blast-radius guard stops the first pass
-   over three years of never-purged data), ``retentiond run --allow-large``, a second run
-   that finds nothing to do, and ``retentiond audit verify``.
+3. fast-forwards through the last eleven months, one run a month (demo/history.py: the
+   blast-radius guard stops the first pass over three years of never-purged data, the operator
+   allows it once; Legal places, extends and lifts an investigation hold);
+4. runs ``retentiond holds list``, ``plan``, today's ``run``, ``audit verify`` and
+   ``retentiond report``, which writes ``demo/out/report.html``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from demo.history import MONTHS, fast_forward
 from demo.seed import seed
 from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
@@ -102,14 +105,18 @@ def main() -> None:
     print(f"demo: seeded {sum(counts.values())} rows in {len(counts)} tables of {OUT / 'app.db'}")
     c = str(config)
     step("is the policy valid?", "config", "validate", "-c", c)
-    step("Legal's holds", "holds", "list", "-c", c)
-    step("what would a run do?", "plan", "-c", c)
-    step("first run: the guard stops categories that would purge more than 25 % at once", "run", "-c", c, ok=(0, 1))
-    step("the operator allows this first large purge once (audited)", "run", "--allow-large", "-c", c)
-    step("a second run finds nothing left to do", "run", "-c", c)
+    print(f"\ndemo: the last {MONTHS} months in fast-forward, one run a month (the real engine; only the clock moves):")
+    fast_forward(config, now)
+    step("Legal's holds today", "holds", "list", "-c", c)
+    step("what would a run do now?", "plan", "-c", c)
+    if step("today's run", "run", "-c", c, ok=(0, 1)):
+        step("the operator reviews what the guard stopped and allows it once", "run", "--allow-large", "-c", c)
     step("an auditor verifies the ledger", "audit", "verify", "-c", c)
+    report = OUT / "report.html"
+    step("the retention report: verified first, then per category and month", "report", "-c", c, "--out", str(report))
     server.stop()
     print("\ndemo: done. Files in demo/out/; try `retentiond audit show -c demo/out/retention.toml`.")
+    print(f"demo: the retention report is {report}")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,13 @@ class RunReport:
                 counts["blocked"] += t.blocked
         return dict(counts)
 
+    def eligible(self) -> dict[str, int]:
+        """Return per category the records eligible when its batches began (the run's backlog)."""
+        counts: Counter[str] = Counter()
+        for t in self.targets:
+            counts[t.category] += t.eligible
+        return dict(counts)
+
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
@@ -311,7 +318,10 @@ class Runner:
                     ConfigRejected(source="holds", file_sha256=None, issue_count=len(exc.issues)), run_id=self.run_id
                 )
                 self.audit.ledger.append(
-                    RunInterrupted(reason="holds_invalid", counts=self.report.totals()), run_id=self.run_id
+                    RunInterrupted(
+                        reason="holds_invalid", counts=self.report.totals(), eligible=self.report.eligible()
+                    ),
+                    run_id=self.run_id,
                 )
                 self.audit.checkpoint(run_id=self.run_id)
             except RetentiondError:
@@ -537,14 +547,18 @@ class Runner:
         if self.stop.is_set():
             self.report.interrupted = True
             self.audit.ledger.append(
-                RunInterrupted(reason="stop_requested", counts=self.report.totals()), run_id=self.run_id
+                RunInterrupted(reason="stop_requested", counts=self.report.totals(), eligible=self.report.eligible()),
+                run_id=self.run_id,
             )
             log.warning("run interrupted", run_id=self.run_id, **self.report.totals())
         else:
             crash_point("before_run_finished")
             self.audit.ledger.append(
                 RunFinished(
-                    counts=self.report.totals(), failed_categories=tuple(self.report.failed), duration_ms=duration_ms
+                    counts=self.report.totals(),
+                    failed_categories=tuple(self.report.failed),
+                    duration_ms=duration_ms,
+                    eligible=self.report.eligible(),
                 ),
                 run_id=self.run_id,
             )

@@ -387,12 +387,17 @@ class GuardTripped(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    """A run completed; ``counts`` maps outcome names to record counts."""
+    """A run completed; ``counts`` maps outcome names to record counts.
+
+    ``eligible`` maps each category the run counted to the records that were expired and not
+    held when its batches began (the backlog the run set out to clear; ``retentiond report``).
+    """
 
     event_name: ClassVar[str] = "run_finished"
     counts: dict[NameStr, int]
     failed_categories: Names = ()
     duration_ms: int = 0
+    eligible: dict[NameStr, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -402,6 +407,7 @@ class RunInterrupted(Event):
     event_name: ClassVar[str] = "run_interrupted"
     reason: NameStr
     counts: dict[NameStr, int] = field(default_factory=dict)
+    eligible: dict[NameStr, int] = field(default_factory=dict)  # as in RunFinished, for the categories counted
 
 
 @dataclass(frozen=True)

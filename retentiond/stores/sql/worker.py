@@ -375,7 +375,9 @@ class TargetWorker:
                     action=self.acting.action,
                     outcome="anonymized" if self.anonymize else "deleted",
                     count=len(touched),
-                    prior_versions=len(history),
+                    # prior_versions counts the entry's own refs that are prior versions (as in S3);
+                    # the history rows that went with these records have their own entry below.
+                    prior_versions=0,
                     refs=b"",
                     keys=_canonical_keys(touched),
                     created_at=now,
@@ -393,7 +395,7 @@ class TargetWorker:
                     action="delete",
                     outcome="deleted",
                     count=len(history),
-                    prior_versions=0,
+                    prior_versions=len(history),
                     refs=b"",
                     keys=_canonical_keys(history),
                     created_at=now,
@@ -482,7 +484,7 @@ class TargetWorker:
                         action="delete",
                         outcome="deleted",
                         count=len(deleted),
-                        prior_versions=0,
+                        prior_versions=len(deleted),
                         refs=b"",
                         keys=_canonical_keys(deleted),
                         created_at=now_utc(),
