@@ -89,10 +89,14 @@ def report_command(
     if since is not None and until is not None and since >= until:
         raise UsageError("--since must be before --until")
     config = load_report_config(app.config_path)
-    keys = config.keys(pubkeys)
     now = datetime.now(UTC)
     with open_ledger(config) as ledger:
-        verification = verify_ledger(ledger, keys)
+        keys = config.keys(pubkeys)
+        if keys is None:
+            raise UsageError(
+                "no public key: give --pubkey FILE (the signing key's public half; repeat for every key of the ledger)"
+            )
+        verification = verify_ledger(ledger, keys, config)
         entries = verified_entries(ledger, verification) if verification.ok else iter(())
         report = aggregate(
             entries,

@@ -241,7 +241,7 @@ class Aggregator:
             run_id=entry.run_id,
             started=str(f["run_start"]),
             categories=wanted,
-            actor=_text(f.get("actor")),
+            actor=_actor(f),
             reference=_text(f.get("reference")),
             config_sha256=_text(f.get("config_sha256")),
         )
@@ -447,3 +447,13 @@ def aggregate(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _actor(fields: Mapping[str, Any]) -> str | None:
+    """Return who started a run, as ``run_started`` records it: the unit, else the user (via sudo)."""
+    unit, user, sudo = (_text(fields.get(k)) for k in ("actor_unit", "actor_user", "actor_sudo_user"))
+    if unit:
+        return unit
+    if user and sudo:
+        return f"{sudo} (as {user})"
+    return user or _text(fields.get("actor"))

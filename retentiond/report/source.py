@@ -5,9 +5,9 @@ Two kinds of configuration work:
 * the operator's full ``retention.toml`` — the report also shows each category's retention as
   that file configures it, and whether it is the file the ledger recorded as in force;
 * an auditor's file with only ``[audit]`` (the ledger's ``url`` or ``url_env`` and optionally
-  ``ledger_id``): today's loader refuses a file without categories, so this module accepts
-  exactly that one refusal and reads ``[audit]`` alone. The public key comes from ``--pubkey``
-  (or, in an operator's file, is the public half of the signing key).
+  ``ledger_id``), loaded as the ``audit`` commands load it. The public key comes from
+  ``--pubkey`` (or, in an operator's file, is the public half of the signing key); without
+  one the report refuses, as ``audit verify`` does: an unchecked ledger is not evidence.
 
 Verification goes through :func:`verify_ledger`, the one adapter to ``retentiond.audit``'s
 verifier, and only entries up to the verified head are read back.
@@ -15,7 +15,6 @@ verifier, and only entries up to the verified head are read back.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from retentiond.audit.ledger import Entry, Ledger
+from retentiond.audit.results import VerifyPolicy
 from retentiond.audit.signing import KeyRing, Signer, load_public_key
 from retentiond.config.loader import LoadedConfig, load_config
 from retentiond.config.models import AuditSettings
@@ -93,36 +93,22 @@ def load_report_config(path: str | Path) -> ReportConfig:
     Raises:
         ConfigError: the file is invalid, or an auditor-only file names no ledger URL.
     """
-    config_path = Path(path)
-    try:
-        loaded = load_config(config_path)
-    except ConfigError as exc:
-        audit = _auditor_only(config_path, exc)
-        url = read_secret_text(audit, "url", "audit", base_dir=config_path.resolve().parent)
+    loaded = load_config(Path(path), audit_only=True)
+    audit = loaded.settings.audit
+    url = read_secret_text(audit, "url", "audit", base_dir=loaded.directory)
+    if not loaded.settings.categories:
         if not url:
             raise ConfigError(
                 [
                     ConfigIssue(
                         "audit.url",
                         "required in a configuration without categories: where the ledger is (url or url_env)",
-                        file=str(config_path),
+                        file=str(path),
                     )
                 ]
-            ) from None
-        return ReportConfig(config_path, audit, url, None)
-    audit = loaded.settings.audit
-    url = read_secret_text(audit, "url", "audit", base_dir=loaded.directory)
+            )
+        return ReportConfig(loaded.path, audit, url, None)
     return ReportConfig(loaded.path, audit, url or f"sqlite:///{loaded.state_dir / 'audit.db'}", loaded)
-
-
-def _auditor_only(path: Path, refused: ConfigError) -> AuditSettings:
-    """Return ``[audit]`` of a file the loader refused only for having no categories, else re-raise."""
-    if not refused.issues or any(i.path != "categories" for i in refused.issues):
-        raise refused
-    data = tomllib.loads(path.read_text(encoding="utf-8"))  # the loader has just parsed it
-    if set(data) - {"audit"}:
-        raise refused  # stores or daemon settings but no categories: a broken operator's file
-    return AuditSettings.model_validate(data.get("audit", {}))  # the loader found no issue in it
 
 
 def open_ledger(config: ReportConfig) -> Ledger:
@@ -142,7 +128,7 @@ def open_ledger(config: ReportConfig) -> Ledger:
     return Ledger.open(config.ledger_url, config.audit.ledger_id, create=False)
 
 
-def verify_ledger(ledger: Ledger, keys: KeyRing | None) -> Verification:
+def verify_ledger(ledger: Ledger, keys: KeyRing, config: ReportConfig) -> Verification:
     """Verify the whole ledger with ``retentiond.audit``'s verifier and return what the report states.
 
     The one place the report calls verification: when the verifier changes, only this changes.
@@ -150,7 +136,8 @@ def verify_ledger(ledger: Ledger, keys: KeyRing | None) -> Verification:
     Raises:
         TemporaryFailure: the database is unreachable.
     """
-    result = ledger.verify(keys)
+    # The same rule as ``audit verify``: no OK without a signature over the entries (issue 11).
+    result = ledger.verify(policy=VerifyPolicy(keys=keys, max_unsigned_age=config.audit.checkpoint_interval))
     damage = result.damage
     return Verification(
         ok=result.ok,

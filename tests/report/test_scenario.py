@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import re
 from collections import Counter
@@ -135,6 +136,8 @@ class TestContent:
         guarded = ["support", "contacts", "notes", "media"]
         assert [guarded, [], [], ["notes"], []] == [r["failed_categories"] for r in runs]
         assert all(r["duration_ms"] is not None for r in runs)
+        # run_started records who ran it (issue 11): here the OS user of the test process.
+        assert {getpass.getuser()} == {r["actor"] for r in runs}
         decisions = Counter(g["decision"] for g in data["guard_trips"])
         assert decisions["stopped"] == decisions["allowed"] == 4  # every category, once each
         assert {MONTHS[0]} == {g["time"][:7] for g in data["guard_trips"]}
@@ -226,11 +229,11 @@ class TestVerification:
         assert "NOT checked" not in result.err
 
     def test_without_a_public_key(self, scenario_sqlite: Scenario, report_cli: Cli) -> None:
-        """No key at all: the report says signatures were not checked (and the command warns)."""
+        """No key at all: refused as ``audit verify`` refuses (exit 2, asks for --pubkey), nothing written."""
         result = report_cli(scenario_sqlite.auditor_config(), fmt="html")
-        assert 0 == result.code
-        assert "signatures NOT checked" in result.text
-        assert "NOT checked" in result.err
+        assert 2 == result.code
+        assert "--pubkey" in result.err
+        assert not result.path.exists()
 
 
 class TestUsage:
