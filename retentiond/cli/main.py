@@ -35,6 +35,7 @@ def _register() -> None:
         ("retentiond.cli.audit_cmd", "audit_group"),
         ("retentiond.cli.run_cmd", "commands"),
         ("retentiond.cli.daemon_cmd", "daemon_command"),
+        ("retentiond.cli.install_cmd", "install_unit_command"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])
