@@ -29,7 +29,7 @@ test: $(STAMP) postgres
 demo: $(STAMP)
 	$(BIN)/python -m demo.run
 
-# sdist + wheel in dist/ (timestamps from the last commit, for reproducible archives).
+# sdist + wheel in dist/ (SOURCE_DATE_EPOCH = the last commit: the same commit builds the same wheel).
 dist: $(STAMP)
 	rm -rf dist
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) $(BIN)/python -m build --outdir dist .
