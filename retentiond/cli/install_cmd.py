@@ -66,7 +66,9 @@ def _installed_path(*tail: str) -> Path | None:
     """Return the installed file whose RECORD entry ends with the path parts ``tail``, or None.
 
     Data files and scripts are recorded relative to site-packages (``../../../share/…``), so this
-    finds them whatever the installation scheme (venv, ``--prefix /usr``, ``--user``).
+    finds them whatever the installation scheme (venv, ``--prefix /usr``, ``--user``). The path is
+    normalised without following symlinks: a venv reached through ``/opt/retentiond -> …-1.2``
+    keeps its stable name in the unit.
     """
     try:
         dist = metadata.distribution("retentiond")
@@ -74,7 +76,7 @@ def _installed_path(*tail: str) -> Path | None:
         return None
     for entry in dist.files or ():
         if tuple(entry.parts[-len(tail) :]) == tail:
-            path = Path(str(dist.locate_file(entry))).resolve()
+            path = Path(os.path.normpath(os.path.abspath(str(dist.locate_file(entry)))))
             if path.is_file():
                 return path
     return None
@@ -118,7 +120,7 @@ def locate_executable() -> Path:
         return scripts
     found = shutil.which("retentiond")
     if found is not None:
-        return Path(found).resolve()
+        return Path(os.path.abspath(found))
     raise UsageError("cannot find the retentiond executable of this installation; pass --executable PATH")
 
 
@@ -275,6 +277,8 @@ def install_unit_command(app: AppContext, prefix: Path, executable: Path | None,
     differs and --force is not given, 1 when a file cannot be written.
     """
     shipped = locate_shipped()
+    if executable is not None and not os.access(executable, os.X_OK):
+        raise UsageError(f"--executable {executable} is not an executable file")
     executable = executable or locate_executable()
     files = plan_files(prefix.absolute(), shipped, executable)
     differing = [str(f.path) for f in files if f.state == "differs"]

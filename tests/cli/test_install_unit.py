@@ -179,6 +179,11 @@ class TestExecutablePaths:
         result = run_cli("install-unit", "--prefix", tmp_path / "p", "--executable", tmp_path / name)
         assert (2, False) == (result.code, (tmp_path / "p").exists())
 
+    def test_refuses_a_missing_executable(self, run_cli: RunCli, tmp_path: Path) -> None:
+        """--executable naming no executable file is refused with exit 2 and nothing is written."""
+        result = run_cli("install-unit", "--prefix", tmp_path / "p", "--executable", tmp_path / "nowhere")
+        assert (2, False, True) == (result.code, (tmp_path / "p").exists(), "not an executable" in result.stderr)
+
     def test_percent_is_escaped(self, run_cli: RunCli, tmp_path: Path) -> None:
         """A % in the path is written as %% (systemd's specifier escape)."""
         exe = stub_executable(tmp_path / "100%" / "retentiond")
