@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Exact versions and hashes: requirements.lock (runtime, for operators), requirements-test.lock
+# (runtime + the test extra + build, for this venv). `make lock` regenerates both.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: demo test venv postgres clean report-example
+.PHONY: demo test venv postgres clean report-example dist lock
 
-$(STAMP): pyproject.toml
+# Every locked package first, hash-checked; then the project itself (editable: it cannot be
+# hashed) and anything pyproject.toml added since the lock was made.
+$(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
@@ -26,6 +32,15 @@ demo: $(STAMP)
 # The README's screenshot: the demo's report in headless Chromium (Debian's chromium package).
 report-example: demo
 	$(BIN)/python -m tests.report.browser demo/out/report.html docs/report-example.png 1700
+# sdist + wheel in dist/ (SOURCE_DATE_EPOCH = the last commit: the same commit builds the same wheel).
+dist: $(STAMP)
+	rm -rf dist
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) $(BIN)/python -m build --outdir dist .
+
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	echo build | $(BIN)/uv pip compile pyproject.toml - --extra test $(LOCK_FLAGS) -o requirements-test.lock
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo/out
+	rm -rf $(VENV) build dist *.egg-info demo/out

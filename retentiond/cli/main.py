@@ -36,6 +36,7 @@ def _register() -> None:
         ("retentiond.cli.run_cmd", "commands"),
         ("retentiond.cli.daemon_cmd", "daemon_command"),
         ("retentiond.cli.report_cmd", "report_command"),
+        ("retentiond.cli.install_cmd", "install_unit_command"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])
