@@ -204,7 +204,7 @@ class TestStatementRechecks:
 
             @sa.event.listens_for(engine, "before_cursor_execute")
             def change(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-                if statement.lstrip().upper().startswith("DELETE FROM TICKETS") and not fired:
+                if "DELETE FROM TICKETS" in statement.upper() and not fired:
                     fired.append(True)
                     with env.engine.begin() as other:
                         other.execute(tickets.update().where(tickets.c.id == 1).values(closed_at=env.at(days=1)))
