@@ -178,6 +178,22 @@ class TargetWorker:
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
 
+    def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
+        """Return the records (and expired prior versions) a run would still act on now: 0 after a complete pass."""
+        t = self.target
+        with self.engine.connect() as conn:
+            left = conn.execute(
+                sa.select(sa.func.count()).select_from(t.table).where(self.condition(holds, run_start))
+            ).scalar_one()
+            if self.has_history:
+                assert t.history is not None
+                left += conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t.history.table)
+                    .where(self._history_condition(holds, run_start))
+                ).scalar_one()
+        return int(left)
+
     def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         """Return, per hold, the rows this run would act on but for that hold."""
         with self.engine.connect() as conn:
