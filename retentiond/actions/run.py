@@ -274,14 +274,15 @@ class Runner:
         names = {t.store for c in self.categories for t in self.settings.categories[c].sql}
         for name in sorted(names):
             engine = store_engine(self.loaded, name)
-            check_clock(engine, self.settings.daemon.max_clock_skew, name, self.clock)
             outbox = Outbox(engine, name)
+            # Registered before anything can fail, so _close() disposes of its connections.
+            self.stores[name] = StoreHandle(name, engine, outbox)
+            check_clock(engine, self.settings.daemon.max_clock_skew, name, self.clock)
             if self.writes:
                 try:
                     outbox.ensure()
                 except sa.exc.OperationalError as exc:
                     raise TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}") from None
-            self.stores[name] = StoreHandle(name, engine, outbox)
         self.recoverables = [h.outbox for h in self.stores.values()]
         self.recoverables += open_s3_stores(self)
         self.watcher = HoldWatcher(
@@ -433,9 +434,37 @@ class Runner:
         return report
 
     def _drain(self, worker: TargetWorker, report: TargetReport, holds: list[Hold]) -> None:
-        """Run batches until the target is done, holds re-read before each batch."""
-        pause = self.settings.daemon.pause_between_batches.total_seconds()
+        """Run batches until the target is done, holds re-read before each batch; then confirm nothing is left.
+
+        A real run re-counts what is still eligible once its batches are exhausted (the query the
+        plan uses). Rows that became eligible during the pass (a hold's grace ended, a row was
+        changed behind the cursor) are taken by one more pass; what a second pass still leaves is
+        a failure (``incomplete``), never a silent success.
+        """
         report.blocked = 0  # from here on: what the requests found blocked, not the plan's figure
+        for sweep in (1, 2):
+            self._pass(worker, report)
+            if not self.writes or self.stop.is_set():
+                break
+            left = worker.remaining(self._holds(), self.run_start)
+            if not left:
+                break
+            if sweep == 1:
+                log.warning("eligible records remain after the pass; one more pass", category=worker.category,
+                            target=worker.target_name, remaining=left)
+                continue
+            self._incomplete(worker, report, left)
+        if self.relay is not None:
+            self.relay.flush()
+        failed = getattr(worker, "failed_versions", 0)
+        if failed:
+            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
+        if self.writes and not self.stop.is_set():
+            self._audit_held(worker, report)
+
+    def _pass(self, worker: TargetWorker, report: TargetReport) -> None:
+        """Run one pass of batches over the target (records, then expired prior versions)."""
+        pause = self.settings.daemon.pause_between_batches.total_seconds()
         for history in (False, True):
             if history and not worker.has_history:
                 continue
@@ -463,13 +492,28 @@ class Runner:
                 crash_point("between_batches")
                 if pause and self.stop.wait(pause):
                     break
-        if self.relay is not None:
-            self.relay.flush()
-        failed = getattr(worker, "failed_versions", 0)
-        if failed:
-            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
-        if self.writes and not self.stop.is_set():
-            self._audit_held(worker, report)
+
+    def _incomplete(self, worker: TargetWorker, report: TargetReport, left: int) -> None:
+        """Fail the category: eligible records remain after two passes (audited as ``failed``, counts only)."""
+        message = f"incomplete: {left} eligible records of {worker.store}/{worker.target_name} remain after the run"
+        report.error = message
+        self.report.failed[worker.category] = message
+        log.error("target incomplete", category=worker.category, target=worker.target_name, remaining=left)
+        assert self.audit is not None and self.relay is not None
+        self.relay.flush()  # the ledger has one writer at a time
+        self.audit.ledger.append(
+            Batch(
+                batch_id=str(uuid.uuid4()),
+                category=worker.category,
+                store=worker.store,
+                target=worker.target_name,
+                action=Action(worker.action),
+                outcome=Outcome.FAILED,
+                count=left,
+                prefix=getattr(worker, "prefix", None) or None,
+            ),
+            run_id=self.run_id,
+        )
 
     def _audit_held(self, worker: TargetWorker, report: TargetReport) -> None:
         """Count what holds kept from this target and audit it per hold (counts, no refs)."""

@@ -583,6 +583,12 @@ class S3Worker:
     ) -> GroupPlan:
         return plan_group(group, ages, self.acting, self.others, holds, run_start, self.pattern)
 
+    def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
+        """Return 0: the batches went through the whole listing (the spool); what a request could
+        not delete is counted as failed or blocked, and a version written after the listing is
+        the next run's (a re-listing here would double the cost of every run)."""
+        return 0
+
     def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         """Return, per hold, the versions kept by it (see :meth:`counts`)."""
         return self.counts(holds, run_start).held

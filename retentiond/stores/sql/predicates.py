@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from retentiond.config.holds import Hold
+from retentiond.stores.sql import ages
 from retentiond.stores.sql.binding import BoundTarget
 
 REDACTED = "[redacted]"
@@ -53,8 +54,7 @@ def covers(claim: Claim) -> ColumnElement[bool]:
 def expired(claim: Claim) -> ColumnElement[bool]:
     """Return "age is not NULL and strictly before the cutoff"."""
     t = claim.target
-    age = t.table.c[t.age.name]
-    return sa.and_(age.is_not(None), age < sa.literal(t.instant(claim.cutoff), age.type))
+    return ages.before(t.table.c[t.age.name], claim.cutoff, t.dialect, t.age_zone)
 
 
 def in_subjects(target: BoundTarget, subjects: Sequence[str]) -> ColumnElement[bool]:
@@ -79,9 +79,10 @@ def held_by(hold: Hold, covering: Sequence[Claim], run_start: datetime) -> Colum
         if hold.subjects is not None and t.subject is not None:
             parts.append(in_subjects(t, hold.subjects))
         if hold.keep_younger_than is not None:
+            # Held unless the age is a time at or before the floor (NULL or unreadable: held).
             age = t.table.c[t.age.name]
-            floor = t.instant(hold.keep_younger_than.before(run_start))
-            parts.append(sa.or_(age.is_(None), age > sa.literal(floor, age.type)))
+            floor = hold.keep_younger_than.before(run_start)
+            parts.append(sa.or_(sa.not_(ages.is_time(age, t.dialect)), ages.after(age, floor, t.dialect, t.age_zone)))
         alternatives.append(sa.and_(*parts))
     return sa.or_(sa.false(), *alternatives)
 

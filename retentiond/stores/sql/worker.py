@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from retentiond.audit.refs import canonical_key
 from retentiond.config.holds import Hold
+from retentiond.stores.sql import ages
 from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
@@ -65,11 +66,6 @@ def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout
             sa.func.set_config("statement_timeout", f"{int(statement_timeout.total_seconds() * 1000)}ms", True),
         )
     )
-
-
-def _after(position: tuple[Any, ...], order: Sequence[sa.Column[Any]]) -> ColumnElement[bool]:
-    """Return "(order...) is after ``position``": the keyset bound an index range serves."""
-    return sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, c.type) for v, c in zip(position, order)])
 
 
 def _canonical_keys(keys: list[tuple[Any, ...]]) -> str:
@@ -182,6 +178,22 @@ class TargetWorker:
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
 
+    def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
+        """Return the records (and expired prior versions) a run would still act on now: 0 after a complete pass."""
+        t = self.target
+        with self.engine.connect() as conn:
+            left = conn.execute(
+                sa.select(sa.func.count()).select_from(t.table).where(self.condition(holds, run_start))
+            ).scalar_one()
+            if self.has_history:
+                assert t.history is not None
+                left += conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t.history.table)
+                    .where(self._history_condition(holds, run_start))
+                ).scalar_one()
+        return int(left)
+
     def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         """Return, per hold, the rows this run would act on but for that hold."""
         with self.engine.connect() as conn:
@@ -219,9 +231,9 @@ class TargetWorker:
             if not self.anonymize or assignments is not None:
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
         anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
-        select = sa.select(*order, *anonymized_cols).where(cond)
+        select = sa.select(*ages.position_columns(order, t.dialect), *anonymized_cols).where(cond)
         if cursor.after is not None:
-            select = select.where(_after(cursor.after, order))
+            select = select.where(ages.after_position(cursor.after, order, t.dialect))
         select = select.order_by(*order).limit(self.batch_size)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
@@ -271,30 +283,46 @@ class TargetWorker:
         self,
         cursor: Cursor,
         cond: ColumnElement[bool],
-        order: list[sa.Column],
+        order: list[sa.Column[Any]],
         run_id: str,
         assignments: dict[str, Any] | None,
     ) -> BatchResult:
         """Delete (or anonymize with SQL strategies) the next batch in one statement.
 
-        PostgreSQL, single-column key. ``DELETE … WHERE key = ANY(ARRAY(<keyset-bounded SELECT …
-        LIMIT n>)) AND <cond> RETURNING age, key`` (or ``UPDATE … SET <assignments>`` with the
-        same condition): the array is computed once (an InitPlan), so the outer statement
-        probes the primary key instead of re-running the selection, and the batch's keys make
-        one trip to Python instead of two. The next keyset position is the largest (age, key)
-        the statement returned; rows it skipped no longer match ``cond`` and are not selected
-        again.
+        PostgreSQL, single-column key::
+
+            WITH picked AS (SELECT age, key … WHERE <cond> AND (age, key) > <cursor> ORDER BY age, key LIMIT n),
+                 gone AS (DELETE … WHERE key = ANY(ARRAY(SELECT key FROM picked)) AND <cond> RETURNING key)
+            SELECT gone.key, last.age, last.key, last.picked
+            FROM (SELECT age, key, count(*) OVER () AS picked FROM picked ORDER BY age DESC, key DESC LIMIT 1) AS last
+            LEFT JOIN gone ON true
+
+        (or ``UPDATE … SET <assignments>`` with the same condition). The array is computed once,
+        so the statement probes the primary key instead of re-running the selection, and the
+        batch's keys make one trip to Python. The next keyset position is the last *picked* row,
+        ordered by the database (its collation, its values): a position computed in Python would
+        disagree with the database's order of text keys and skip rows. Whether the target is
+        exhausted is decided by the selection too, not by what the action touched (rows another
+        transaction removed or changed meanwhile are not touched, and the next batch goes on).
         """
         t = self.target
         key = t.key[0]
-        picked = sa.select(key).where(cond)
+        picked_select = sa.select(order[0].label("age"), key.label("key")).where(cond)
         if cursor.after is not None:
-            picked = picked.where(_after(cursor.after, order))
-        picked = picked.order_by(*order).limit(self.batch_size)
-        # correlate(None): the sub-select reads the table on its own, it is not a per-row subquery.
-        in_batch = key == sa.any_(sa.func.array(picked.correlate(None).scalar_subquery()))
+            picked_select = picked_select.where(ages.after_position(cursor.after, order, t.dialect))
+        picked = picked_select.order_by(*order).limit(self.batch_size).cte("picked")
+        in_batch = key == sa.any_(sa.func.array(sa.select(picked.c.key).scalar_subquery()))
         action = sa.delete(t.table) if assignments is None else sa.update(t.table).values(assignments)
-        stmt = action.where(in_batch).where(cond).returning(*order)
+        gone = action.where(in_batch).where(cond).returning(key.label("touched")).cte("gone")
+        last = (
+            sa.select(picked.c.age, picked.c.key, sa.func.count().over().label("picked"))
+            .order_by(picked.c.age.desc(), picked.c.key.desc())
+            .limit(1)
+            .subquery("last")
+        )
+        stmt = sa.select(gone.c.touched, last.c.age, last.c.key, last.c.picked).select_from(
+            last.outerjoin(gone, sa.true())
+        )
         with self.engine.begin() as conn:
             _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
             crash_point("sql_after_select")
@@ -302,10 +330,12 @@ class TargetWorker:
             if not returned:
                 return BatchResult(selected=0, touched=0, history=0, exhausted=True)
             crash_point("sql_after_action")
-            cursor.after = tuple(max(returned))
-            touched = [(r[1],) for r in returned]
+            first = returned[0]
+            cursor.after = (first.age, first.key)
+            selected = int(first.picked)
+            touched = [(r.touched,) for r in returned if r.touched is not None]
             history_keys: list[tuple[Any, ...]] = []
-            if t.history is not None:
+            if t.history is not None and touched:
                 h = t.history
                 hstmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
                 history_keys = [tuple(r) for r in conn.execute(hstmt).all()]
@@ -315,7 +345,11 @@ class TargetWorker:
             crash_point("sql_after_outbox_insert")
         crash_point("sql_after_commit")
         return BatchResult(
-            selected=len(returned), touched=len(touched), history=len(history_keys), outbox=out, exhausted=False
+            selected=selected,
+            touched=len(touched),
+            history=len(history_keys),
+            outbox=out,
+            exhausted=selected < self.batch_size,
         )
 
     def _anonymize(
@@ -411,7 +445,6 @@ class TargetWorker:
         h = t.history
         assert h is not None and self.prior_cutoff is not None
         superseded = h.superseded
-        cutoff = self._history_instant(self.prior_cutoff)
         parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key)])
         parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
         held_parts: list[ColumnElement[bool]] = []
@@ -427,22 +460,13 @@ class TargetWorker:
                 held_parent = parent.where(in_subjects(t, hold.subjects))
                 parts.append(sa.or_(sa.exists(held_parent), ~sa.exists(parent)))
             if hold.keep_younger_than is not None:
-                floor = self._history_instant(hold.keep_younger_than.before(run_start))
-                parts.append(superseded > sa.literal(floor, superseded.type))
+                floor = hold.keep_younger_than.before(run_start)
+                parts.append(ages.after(superseded, floor, t.dialect, t.age_zone))
             held_parts.append(sa.and_(sa.true(), *parts))
         return sa.and_(
-            superseded.is_not(None),
-            superseded < sa.literal(cutoff, superseded.type),
+            ages.before(superseded, self.prior_cutoff, t.dialect, t.age_zone),
             sa.not_(sa.or_(sa.false(), *held_parts)),
         )
-
-    def _history_instant(self, value: datetime) -> datetime:
-        h = self.target.history
-        assert h is not None
-        if self.target.dialect != "sqlite" and getattr(h.superseded.type, "timezone", False):
-            return value
-        zone = self.target.age_zone or UTC
-        return value.astimezone(zone).replace(tzinfo=None)
 
     def run_history_batch(
         self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
@@ -453,9 +477,9 @@ class TargetWorker:
         assert h is not None
         cond = self._history_condition(holds, run_start)
         order = [h.superseded, *h.key]
-        select = sa.select(*order).where(cond)
+        select = sa.select(*ages.position_columns(order, t.dialect)).where(cond)
         if cursor.after is not None:
-            select = select.where(_after(cursor.after, order))
+            select = select.where(ages.after_position(cursor.after, order, t.dialect))
         select = select.order_by(*order).limit(self.batch_size)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
