@@ -153,7 +153,7 @@ def open_s3_stores(runner: Any) -> list[Any]:
     if not any(runner.settings.categories[c].s3 for c in runner.categories):
         return []
     try:
-        from retentiond.actions.s3targets import open_s3_stores as open_stores
+        from retentiond.stores.s3.store import open_s3_stores as open_stores
     except ModuleNotFoundError:
         return []  # s3_workers() reports the missing engine per category
     return list(open_stores(runner))
@@ -170,7 +170,7 @@ def s3_workers(runner: Any, category: str) -> list[Any]:
     if not cat.s3:
         return []
     try:
-        from retentiond.actions.s3targets import s3_workers as build
+        from retentiond.stores.s3.store import s3_workers as build
     except ModuleNotFoundError:
         raise ConfigError(
             [ConfigIssue(f"categories.{category}.s3", "S3 targets are not supported by this build yet")]

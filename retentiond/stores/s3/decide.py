@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from retentiond.config.holds import Hold
+from retentiond.config.models import S3Target, Settings
 from retentiond.policy.decide import Coverage, Row, Verdict, decide, holding
 from retentiond.stores.s3.listing import KeyGroup
 
@@ -46,6 +47,15 @@ class Claim:
     def covers(self, key: str) -> bool:
         """Return True when ``key`` is under this claim's prefix."""
         return key.startswith(self.prefix)
+
+
+def claim_for(settings: Settings, category: str, target: S3Target, run_start: datetime) -> Claim:
+    """Return ``category``'s claim through ``target``: cutoff ``run_start - retain``; prior versions
+    expire after ``prior_versions``, or after ``retain`` when the category sets none."""
+    cat = settings.categories[category]
+    cutoff = cat.retain.before(run_start)
+    prior = cat.prior_versions.before(run_start) if cat.prior_versions is not None else cutoff
+    return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
 
 
 @dataclass

@@ -1,8 +1,5 @@
-"""Build the S3 side of a run: one open handle per S3 store (client, thread pool, intent
-journal) and one :class:`~retentiond.stores.s3.engine.S3Worker` per S3 target.
-
-The run driver (``retentiond.actions.run``) reaches this module through
-``retentiond.actions.targets.open_s3_stores`` and ``s3_workers``.
+"""The S3 side of a run: one open handle per S3 store (client, thread pool, intent journal)
+and one :class:`~retentiond.stores.s3.worker.S3Worker` per S3 target.
 """
 
 from __future__ import annotations
@@ -13,12 +10,12 @@ from typing import Any
 
 from retentiond.config.models import S3Store, S3Target
 from retentiond.errors import ConfigError, ConfigIssue
-from retentiond.policy.decide import Coverage
 from retentiond.stores.s3.client import make_client
-from retentiond.stores.s3.decide import Claim
-from retentiond.stores.s3.engine import BucketInfo, S3Worker, remove_stale_spools
+from retentiond.stores.s3.decide import Claim, claim_for
 from retentiond.stores.s3.inspect import read_bucket
 from retentiond.stores.s3.journal import IntentJournal
+from retentiond.stores.s3.spool import remove_stale_spools
+from retentiond.stores.s3.worker import BucketInfo, S3Worker
 from retentiond.stores.sql.outbox import OutboxRow
 
 
@@ -110,12 +107,7 @@ def open_s3_stores(runner: Any) -> list[S3StoreHandle]:
 
 
 def _claim(runner: Any, category: str, target: S3Target) -> Claim:
-    from retentiond.actions.targets import cutoffs
-
-    cat = runner.settings.categories[category]
-    cutoff = cutoffs(runner.loaded, runner.run_start)[category]
-    prior = cat.prior_versions.before(runner.run_start) if cat.prior_versions is not None else cutoff
-    return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
+    return claim_for(runner.settings, category, target, runner.run_start)
 
 
 def s3_workers(runner: Any, category: str) -> list[S3Worker]:
