@@ -163,19 +163,7 @@ def _inspect_sql_store(
 def _inspect_s3_store(
     loaded: LoadedConfig, name: str, store: S3Store, targets: list[tuple[str, int]], report: InspectReport
 ) -> None:
-    from retentiond.stores.s3.client import make_client
-    from retentiond.stores.s3.inspect import BucketFacts, inspect_s3_target
+    from retentiond.stores.s3.inspect import inspect_store
 
-    client = make_client(store, f"stores.{name}")
-    cache: dict[str, BucketFacts] = {}
-    try:
-        for cname, index in targets:
-            findings = inspect_s3_target(client, loaded.settings, cname, index, cache=cache)
-            bucket = loaded.settings.categories[cname].s3[index].bucket
-            facts = cache.get(bucket)
-            extra: dict[str, Any] = {"store": name, "bucket": bucket}
-            if facts is not None and facts.problem is None:
-                extra.update(versioning=facts.versioning, object_lock=facts.object_lock)
-            report.add(findings, extra)
-    finally:
-        client.close()
+    for findings, extra in inspect_store(loaded.settings, name, store, targets):
+        report.add(findings, extra)

@@ -15,8 +15,8 @@ from retentiond.stores.s3.decide import Claim, claim_for
 from retentiond.stores.s3.inspect import read_bucket
 from retentiond.stores.s3.journal import IntentJournal
 from retentiond.stores.s3.spool import remove_stale_spools
+from retentiond.stores.s3.values import OutboxRow
 from retentiond.stores.s3.worker import BucketInfo, S3Worker
-from retentiond.stores.sql.outbox import OutboxRow
 
 
 class S3StoreHandle:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from retentiond.stores.s3.counts import S3Counts
 from retentiond.stores.s3.decide import GroupPlan
+from retentiond.stores.s3.values import S3Counts
 
 
 class Tally:

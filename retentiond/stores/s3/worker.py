@@ -41,13 +41,13 @@ from retentiond.errors import TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.ages import is_locked, read_ages
-from retentiond.stores.s3.counts import Cursor, S3BatchResult, S3Counts
 from retentiond.stores.s3.decide import Claim, GroupPlan, plan_group
 from retentiond.stores.s3.journal import Intent, IntentJournal
 from retentiond.stores.s3.listing import KeyGroup, list_groups
 from retentiond.stores.s3.requests import MAX_KEYS_PER_REQUEST, Item, Requester, RequestOutcome
 from retentiond.stores.s3.spool import Spool, SpoolRow
 from retentiond.stores.s3.tally import Tally
+from retentiond.stores.s3.values import Cursor, S3BatchResult, S3Counts
 
 log = get_logger("retentiond.s3")
 

@@ -1,9 +1,12 @@
-"""The figures an S3 worker hands the run driver: plan counts and batch results, in object versions."""
+"""The value types an S3 store shares with the run driver: plan counts, batch results, outcome rows,
+findings. The one module of ``stores.s3`` that names the shared types' home."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retentiond.stores.sql.inspect import TargetFindings
+from retentiond.stores.sql.outbox import OutboxRow
 from retentiond.stores.sql.worker import BatchResult, Counts, Cursor
 
 
@@ -22,4 +25,4 @@ class S3BatchResult(BatchResult):
     failed: int = 0
 
 
-__all__ = ["Cursor", "S3BatchResult", "S3Counts"]
+__all__ = ["Cursor", "OutboxRow", "S3BatchResult", "S3Counts", "TargetFindings"]
