@@ -165,5 +165,5 @@ def _inspect_s3_store(
 ) -> None:
     from retentiond.stores.s3.inspect import inspect_store
 
-    for findings, extra in inspect_store(loaded.settings, name, store, targets):
-        report.add(findings, extra)
+    for findings in inspect_store(loaded.settings, name, store, targets):
+        report.add(findings, findings.extra)

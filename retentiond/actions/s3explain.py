@@ -25,5 +25,5 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
         bucket,
         key,
         now=now,
-        holds=lambda: HoldWatcher(loaded, record_changes=False).protecting(now),
+        holds_at=HoldWatcher(loaded, record_changes=False).protecting,
     )

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import SqlStore
-from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
+from retentiond.errors import ConfigError, TemporaryFailure
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
 from retentiond.stores.sql.outbox import Outbox
@@ -144,38 +144,115 @@ def _same_table(handle: StoreHandle, a: str, b: str) -> bool:
     return (schema_a or default, table_a) == (schema_b or default, table_b)
 
 
-def open_s3_stores(runner: Any) -> list[Any]:
-    """Open the S3 stores the run's categories use; return their intent journals for recovery.
+class _LegacyS3Store:
+    """TRANSITIONAL: the driver's recovery view of an S3 store, until the driver uses stores/base.py."""
 
-    A journal offers ``store_name``, ``pending() -> list[OutboxRow]`` (intents resolved by
-    listing: only versions really gone come back), ``remove(batch_ids)`` and ``close()``.
-    """
+    def __init__(self, store: Any) -> None:
+        self.inner = store
+        self.store_name = store.name
+
+    def pending(self) -> list[Any]:
+        """Return outcome rows a crashed run left unrelayed."""
+        return list(self.inner.journal().pending())
+
+    def remove(self, batch_ids: list[str]) -> None:
+        """Acknowledge relayed outcome rows."""
+        self.inner.journal().remove(batch_ids)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.inner.close()
+
+
+class _LegacyS3Worker:
+    """TRANSITIONAL: the driver's view of an S3 worker of the store protocol."""
+
+    has_history = False
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.category, self.action, self.cutoff = inner.category, inner.action, inner.cutoff
+        self.store, self.target_name, self.prefix = inner.store, inner.target_name, inner.prefix
+        self.outbox = inner.journal
+
+    @property
+    def failed_versions(self) -> int:
+        """Return the versions the batches could not delete."""
+        return int(self.inner.failed_versions)
+
+    def counts(self, holds: Any, run_start: datetime) -> Any:
+        """Return the plan figures."""
+        return self.inner.counts(holds)
+
+    def held_counts(self, holds: Any, run_start: datetime) -> dict[str, int]:
+        """Return the held counts."""
+        return dict(self.inner.held_counts(holds))
+
+    def remaining(self, holds: Any, run_start: datetime) -> int:
+        """Return what is left."""
+        return int(self.inner.remaining(holds))
+
+    def run_batch(self, cursor: Any, holds: Any, run_start: datetime, run_id: str, *, dry_run: bool) -> Any:
+        """Run one batch."""
+        from retentiond.stores.base import Phase
+
+        return self.inner.run_batch(Phase.RECORDS, cursor, holds, dry_run=dry_run)
+
+
+def _s3_stores(runner: Any) -> dict[str, Any]:
+    from retentiond.stores.base import RunContext
+    from retentiond.stores.s3.store import S3RunStore
+
+    stores: dict[str, Any] | None = getattr(runner, "_s3_stores", None)
+    if stores is None:
+        stores = {}
+        runner._s3_stores = stores
+    names = sorted({t.store for c in runner.categories for t in runner.settings.categories[c].s3})
+    for name in names:
+        if name not in stores:
+            ctx = RunContext(
+                loaded=runner.loaded,
+                run_id=runner.run_id,
+                run_start=runner.run_start,
+                categories=tuple(runner.categories),
+                writes=runner.writes,
+                clock=lambda: runner.run_start,
+                pseudonym_key=b"",
+                key_text=lambda values: "",
+                refs=runner.audit.refs if runner.audit is not None else None,
+            )
+            stores[name] = S3RunStore(name, ctx)
+    return stores
+
+
+def open_s3_stores(runner: Any) -> list[Any]:
+    """TRANSITIONAL: open the S3 stores the run's categories use; return their recovery views."""
     if not any(runner.settings.categories[c].s3 for c in runner.categories):
         return []
-    try:
-        from retentiond.stores.s3.store import open_s3_stores as open_stores
-    except ModuleNotFoundError:
-        return []  # s3_workers() reports the missing engine per category
-    return list(open_stores(runner))
+    return [_LegacyS3Store(store) for _, store in sorted(_s3_stores(runner).items())]
 
 
 def s3_workers(runner: Any, category: str) -> list[Any]:
-    """Return one worker per S3 target of ``category`` (none until the S3 engine provides them).
+    """TRANSITIONAL: return one worker per S3 target of ``category``."""
+    from retentiond.stores.base import ExpirySelection
 
-    The S3 engine's workers offer what ``TargetWorker`` offers to the run driver: ``category``,
-    ``action``, ``cutoff``, ``store``, ``target_name``, ``has_history``, ``outbox`` (with
-    ``remove``), ``counts()``, ``held_counts()``, ``run_batch()`` and ``run_history_batch()``.
-    """
     cat = runner.settings.categories[category]
     if not cat.s3:
         return []
-    try:
-        from retentiond.stores.s3.store import s3_workers as build
-    except ModuleNotFoundError:
-        raise ConfigError(
-            [ConfigIssue(f"categories.{category}.s3", "S3 targets are not supported by this build yet")]
-        ) from None
-    return list(build(runner, category))
+    settings = runner.settings
+    selection = ExpirySelection(
+        run_start=runner.run_start,
+        cutoffs=cutoffs(runner.loaded, runner.run_start),
+        prior_cutoffs={
+            name: c.prior_versions.before(runner.run_start) if c.prior_versions is not None else None
+            for name, c in settings.categories.items()
+        },
+    )
+    stores = _s3_stores(runner)
+    workers: list[Any] = []
+    for name in dict.fromkeys(t.store for t in cat.s3):
+        workers += [_LegacyS3Worker(w) for w in stores[name].workers(category, selection)]
+    return workers
 
 
 __all__ = ["StoreHandle", "cutoffs", "open_s3_stores", "s3_workers", "sql_workers"]

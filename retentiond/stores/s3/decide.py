@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from retentiond.config.holds import Hold
-from retentiond.config.models import S3Target, Settings
+from retentiond.config.models import S3Target
 from retentiond.policy.decide import Coverage, Row, Verdict, decide, holding
+from retentiond.stores.base import ExpirySelection
 from retentiond.stores.s3.listing import KeyGroup
 
 
@@ -49,12 +50,14 @@ class Claim:
         return key.startswith(self.prefix)
 
 
-def claim_for(settings: Settings, category: str, target: S3Target, run_start: datetime) -> Claim:
-    """Return ``category``'s claim through ``target``: cutoff ``run_start - retain``; prior versions
-    expire after ``prior_versions``, or after ``retain`` when the category sets none."""
-    cat = settings.categories[category]
-    cutoff = cat.retain.before(run_start)
-    prior = cat.prior_versions.before(run_start) if cat.prior_versions is not None else cutoff
+def claim_for(selection: ExpirySelection, category: str, target: S3Target) -> Claim:
+    """Return ``category``'s claim through ``target`` under ``selection``.
+
+    Without ``prior_versions``, a category's noncurrent versions expire with its own cutoff (the
+    S3 default: a superseded copy never outlives the rule that applies to the record itself).
+    """
+    cutoff = selection.cutoffs[category]
+    prior = selection.prior_cutoffs.get(category) or cutoff
     return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
 
 

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from retentiond.config.holds import Hold
 from retentiond.config.models import S3Store, S3Target, Settings
 from retentiond.errors import TemporaryFailure, UsageError
+from retentiond.stores.base import ExpirySelection
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.ages import is_locked, read_ages
 from retentiond.stores.s3.client import make_client
@@ -157,22 +158,34 @@ def _versions(group: KeyGroup, plan: GroupPlan, locks: _Locks) -> list[dict[str,
     return versions
 
 
+def selection_at(settings: Settings, now: datetime) -> ExpirySelection:
+    """Return the selection a run starting at ``now`` would use (every category's cutoffs)."""
+    return ExpirySelection(
+        run_start=now,
+        cutoffs={name: c.retain.before(now) for name, c in settings.categories.items()},
+        prior_cutoffs={
+            name: c.prior_versions.before(now) if c.prior_versions is not None else None
+            for name, c in settings.categories.items()
+        },
+    )
+
+
 def _line(
     settings: Settings,
+    selection: ExpirySelection,
     name: str,
     target: S3Target,
     claims: Sequence[tuple[str, S3Target]],
     group: KeyGroup,
     ages: dict[str, datetime | None],
     holds: Sequence[Hold],
-    now: datetime,
     locks: _Locks,
 ) -> dict[str, Any]:
     """Return what category ``name`` (through ``target``) would do with every entry of ``group``."""
-    acting = claim_for(settings, name, target, now)
-    others = [claim_for(settings, n, t, now) for n, t in claims if n != name]
+    acting = claim_for(selection, name, target)
+    others = [claim_for(selection, n, t) for n, t in claims if n != name]
     pattern = re.compile(target.subject_pattern) if target.subject_pattern else None
-    plan = plan_group(group, ages, acting, others, holds, now, pattern)
+    plan = plan_group(group, ages, acting, others, holds, selection.run_start, pattern)
     current = group.entries[0]
     age = current.last_modified if target.age == "last_modified" and not current.is_marker else ages.get(target.age)
     category = settings.categories[name]
@@ -190,11 +203,17 @@ def _line(
 
 
 def explain_object(
-    settings: Settings, store: str, bucket: str, key: str, *, now: datetime, holds: Callable[[], Sequence[Hold]]
+    settings: Settings,
+    store: str,
+    bucket: str,
+    key: str,
+    *,
+    now: datetime,
+    holds_at: Callable[[datetime], Sequence[Hold]],
 ) -> S3Explanation:
     """Return, per covering category, the decision for each version of ``key`` at ``now``.
 
-    ``holds()`` returns the holds protecting at ``now``; it is called only when the object exists.
+    ``holds_at(now)`` returns the holds protecting at ``now``; it is called only when the object exists.
 
     Raises:
         UsageError: no category covers that bucket and key.
@@ -221,11 +240,12 @@ def explain_object(
         result = S3Explanation(store, bucket, bool(group.entries), now)
         if not group.entries:
             return result
-        protecting = holds()
+        protecting = holds_at(now)
+        selection = selection_at(settings, now)
         ages = read_ages(client, bucket, group.entries[0], {t.age for _, t in claims})
         locks = _Locks(client, bucket, group, now, enabled=bool(lock.get("enabled")))
         for name, target in claims:
-            result.lines.append(_line(settings, name, target, claims, group, ages, protecting, now, locks))
+            result.lines.append(_line(settings, selection, name, target, claims, group, ages, protecting, locks))
         return result
     except (BotoCoreError, ClientError) as exc:  # unreachable or refused
         raise TemporaryFailure(f"store {store!r}: S3 request failed ({type(exc).__name__})") from None

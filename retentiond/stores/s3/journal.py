@@ -33,21 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retentiond.stores.base import OutcomeRow
 from retentiond.stores.s3 import retry
-from retentiond.stores.s3.values import OutboxRow
 from retentiond.testing.crashpoints import crash_point
 
 JOURNAL_FILE = "s3-intents.db"
 _NS = uuid.UUID("0b8e6a4e-5a0c-4d59-9a55-0c3c6f4a8f11")
 
 RefsOf = Callable[[str, Sequence[tuple[str, str | None]]], bytes]
-
-
-@dataclass(frozen=True)
-class S3OutboxRow(OutboxRow):
-    """An outcome row of an S3 batch: an :class:`OutboxRow` that also names the prefix."""
-
-    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +117,7 @@ class IntentJournal:
                 ),
             )
 
-    def finish(self, intent_id: str, rows: Iterable[S3OutboxRow]) -> None:
+    def finish(self, intent_id: str, rows: Iterable[OutcomeRow]) -> None:
         """Replace the intent by its outcome rows, in one transaction."""
         rows = list(rows)
         crash_point("s3_after_delete")
@@ -159,7 +152,7 @@ class IntentJournal:
 
     # -- recovery ---------------------------------------------------------------------------
 
-    def pending(self) -> list[OutboxRow]:
+    def pending(self) -> list[OutcomeRow]:
         """Resolve unfinished intents by listing; return every outcome row not yet relayed, oldest first.
 
         Raises:
@@ -183,7 +176,7 @@ class IntentJournal:
                 tuple((k, v) for k, v in json.loads(row[6])),
             )
             gone = self.resolve(intent.bucket, intent.items, versioned=intent.versioned)
-            rows: list[S3OutboxRow] = []
+            rows: list[OutcomeRow] = []
             if gone:
                 rows.append(self.row(intent, "deleted", gone))
             self.finish(intent.id, rows)
@@ -217,9 +210,9 @@ class IntentJournal:
 
     def row(
         self, intent: Intent, outcome: str, items: Sequence[tuple[str, str | None]], *, prior: int = 0
-    ) -> S3OutboxRow:
+    ) -> OutcomeRow:
         """Return the outcome row ``outcome`` of ``intent`` for ``items`` (with their refs)."""
-        return S3OutboxRow(
+        return OutcomeRow(
             batch_id=outcome_id(intent.id, outcome),
             run_id=intent.run_id,
             category=intent.category,
@@ -273,15 +266,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _encode(row: S3OutboxRow) -> str:
+def _encode(row: OutcomeRow) -> str:
     data = dict(row.__dict__)
     data["refs"] = row.refs.hex()
     data["created_at"] = row.created_at.isoformat()
     return json.dumps(data)
 
 
-def _decode(text: str) -> S3OutboxRow:
+def _decode(text: str) -> OutcomeRow:
     data = json.loads(text)
     data["refs"] = bytes.fromhex(data["refs"])
     data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return S3OutboxRow(**data)
+    return OutcomeRow(**data)

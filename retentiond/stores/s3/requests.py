@@ -13,9 +13,10 @@ from enum import Enum
 from typing import Any
 
 from retentiond.logs import get_logger
+from retentiond.stores.base import OutcomeRow
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.ages import is_locked
-from retentiond.stores.s3.journal import Intent, IntentJournal, S3OutboxRow
+from retentiond.stores.s3.journal import Intent, IntentJournal
 from retentiond.testing.crashpoints import crash_point
 
 log = get_logger("retentiond.s3")
@@ -32,7 +33,7 @@ class RequestOutcome:
     deleted: list[Item] = field(default_factory=list)
     blocked: list[Item] = field(default_factory=list)
     failed: list[Item] = field(default_factory=list)
-    rows: list[S3OutboxRow] = field(default_factory=list)
+    rows: list[OutcomeRow] = field(default_factory=list)
 
     def extend(self, other: RequestOutcome) -> None:
         """Add ``other``'s items and rows to this outcome."""

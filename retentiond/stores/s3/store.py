@@ -1,37 +1,53 @@
-"""The S3 side of a run: one open handle per S3 store (client, thread pool, intent journal)
-and one :class:`~retentiond.stores.s3.worker.S3Worker` per S3 target.
+"""An S3 store opened for one plan or run (:class:`~retentiond.stores.base.Store`): its client
+(shared by every thread), thread pool and intent journal, and one
+:class:`~retentiond.stores.s3.worker.S3Worker` per S3 target of a category.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from retentiond.config.models import S3Store, S3Target
 from retentiond.errors import ConfigError, ConfigIssue
+from retentiond.stores.base import OutcomeJournal, RunContext, Selection, Worker
 from retentiond.stores.s3.client import make_client
-from retentiond.stores.s3.decide import Claim, claim_for
+from retentiond.stores.s3.decide import claim_for
 from retentiond.stores.s3.inspect import read_bucket
 from retentiond.stores.s3.journal import IntentJournal
 from retentiond.stores.s3.spool import remove_stale_spools
-from retentiond.stores.s3.values import OutboxRow
 from retentiond.stores.s3.worker import BucketInfo, S3Worker
 
 
-class S3StoreHandle:
-    """An open S3 store for one run: its client (shared by every thread), pool and intent journal.
+def _overlap(a: S3Target, b: S3Target) -> bool:
+    """Return True when two targets can name the same keys (same store and bucket, nested prefixes)."""
+    nested = a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)
+    return a.store == b.store and a.bucket == b.bucket and nested
 
-    Offers the driver's recovery protocol: ``store_name``, ``pending()``, ``remove()``, ``close()``.
+
+class S3RunStore:
+    """One S3 store for one plan or run.
+
+    Its journal (:class:`~retentiond.stores.s3.journal.IntentJournal`) is on disk in
+    ``state_dir`` on a real run, in memory on a plan or dry run (nothing is written).
     """
 
-    def __init__(self, name: str, store: S3Store, runner: Any) -> None:
+    def __init__(self, name: str, ctx: RunContext) -> None:
+        """Open store ``name`` for ``ctx``: client, pool, journal; spools of crashed runs are removed.
+
+        Raises:
+            ConfigError: an endpoint variable is unset or a profile is missing.
+        """
+        store = ctx.settings.stores[name]
+        assert isinstance(store, S3Store)
+        self.name = name
         self.store_name = name
-        self.store = store
+        self.config = store
+        self.ctx = ctx
         # botocore's own retries are off: the engine retries with visible backoff (stores.s3.retry).
         self.client = make_client(store, f"stores.{name}", botocore_retries=False)
         self.pool = ThreadPoolExecutor(max_workers=store.max_workers, thread_name_prefix=f"retentiond-s3-{name}")
-        refs = runner.audit.refs if runner.audit is not None else None
+        refs = ctx.refs
 
         def refs_of(bucket: str, items: Sequence[tuple[str, str | None]]) -> bytes:
             if refs is None:
@@ -41,11 +57,18 @@ class S3StoreHandle:
             return versions + b"".join(refs.s3_object(name, bucket, key) for key, _ in items)
 
         self.refs_of = refs_of
-        self.journal = IntentJournal(runner.loaded.state_dir if runner.writes else None, name, self.client, refs_of)
-        if runner.writes and runner.loaded.state_dir.is_dir():
-            remove_stale_spools(runner.loaded.state_dir)
+        self.intents = IntentJournal(ctx.state_dir if ctx.writes else None, name, self.client, refs_of)
+        if ctx.writes and ctx.state_dir.is_dir():
+            remove_stale_spools(ctx.state_dir)
         self.buckets: dict[str, BucketInfo] = {}
-        self.workers: list[S3Worker] = []
+        self.opened: list[S3Worker] = []
+
+    def prepare(self) -> None:
+        """Nothing to check before the run: buckets are read when their workers are built."""
+
+    def journal(self) -> OutcomeJournal:
+        """Return the intent journal (its pending rows are resolved by listing: only versions really gone)."""
+        return self.intents
 
     def bucket(self, bucket: str, path: str) -> BucketInfo:
         """Return the bucket's versioning and Object Lock facts (asked once per run).
@@ -55,7 +78,7 @@ class S3StoreHandle:
             TemporaryFailure: the endpoint is unreachable.
         """
         if bucket not in self.buckets:
-            facts = read_bucket(self.client, bucket, self.store_name)
+            facts = read_bucket(self.client, bucket, self.name)
             if facts.problem is not None:
                 raise ConfigError([ConfigIssue(f"{path}.bucket", facts.problem)])
             lock = facts.details.get("object_lock") or {}
@@ -65,92 +88,54 @@ class S3StoreHandle:
             )
         return self.buckets[bucket]
 
-    def pending(self) -> list[OutboxRow]:
-        """Return outcome rows a crashed run left unrelayed (unfinished intents resolved by listing)."""
-        return self.journal.pending()
+    def workers(self, category: str, selection: Selection) -> list[Worker]:
+        """Return one worker per S3 target of ``category`` in this store, in config order.
 
-    def remove(self, batch_ids: list[str]) -> None:
-        """Acknowledge relayed outcome rows."""
-        self.journal.remove(batch_ids)
+        Raises:
+            ConfigError: a bucket is missing or denied.
+            TemporaryFailure: the endpoint is unreachable.
+        """
+        settings = self.ctx.settings
+        workers: list[Worker] = []
+        for index, target in enumerate(settings.categories[category].s3):
+            if target.store != self.name:
+                continue
+            info = self.bucket(target.bucket, f"categories.{category}.s3[{index}]")
+            others = [
+                claim_for(selection, other_name, other_target)
+                for other_name, other in settings.categories.items()
+                if other_name != category
+                for other_target in other.s3
+                if _overlap(target, other_target)
+            ]
+            worker = S3Worker(
+                client=self.client,
+                pool=self.pool,
+                journal=self.intents,
+                store_name=self.name,
+                bucket=target.bucket,
+                acting=claim_for(selection, category, target),
+                others=others,
+                subject_pattern=target.subject_pattern,
+                info=info,
+                batch_size=settings.daemon.batch_size,
+                max_workers=self.config.max_workers,
+                verify_deletes=self.config.verify_deletes,
+                spool_dir=self.ctx.state_dir if self.ctx.writes else None,
+                refs_of=self.refs_of,
+                run_start=selection.run_start,
+                run_id=self.ctx.run_id,
+            )
+            self.opened.append(worker)
+            workers.append(worker)
+        return workers
 
     def close(self) -> None:
         """Stop the pool, delete the workers' spools, close the journal."""
-        for worker in self.workers:
+        for worker in self.opened:
             worker.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.journal.close()
+        self.intents.close()
 
 
-def _handles(runner: Any) -> dict[str, S3StoreHandle]:
-    handles: dict[str, S3StoreHandle] | None = getattr(runner, "_s3_handles", None)
-    if handles is None:
-        handles = {}
-        runner._s3_handles = handles
-    return handles
-
-
-def open_s3_stores(runner: Any) -> list[S3StoreHandle]:
-    """Open every S3 store the run's categories use; return their handles (intent journals).
-
-    Raises:
-        ConfigError: an endpoint variable is unset or a profile is missing.
-    """
-    settings = runner.settings
-    names = sorted({t.store for c in runner.categories for t in settings.categories[c].s3})
-    handles = _handles(runner)
-    for name in names:
-        if name not in handles:
-            store = settings.stores[name]
-            assert isinstance(store, S3Store)
-            handles[name] = S3StoreHandle(name, store, runner)
-    return [handles[n] for n in names]
-
-
-def _claim(runner: Any, category: str, target: S3Target) -> Claim:
-    return claim_for(runner.settings, category, target, runner.run_start)
-
-
-def s3_workers(runner: Any, category: str) -> list[S3Worker]:
-    """Return one worker per S3 target of ``category``.
-
-    Raises:
-        ConfigError: a bucket is missing or denied.
-        TemporaryFailure: an endpoint is unreachable.
-    """
-    settings = runner.settings
-    handles = _handles(runner)
-    workers: list[S3Worker] = []
-    for index, target in enumerate(settings.categories[category].s3):
-        handle = handles.get(target.store)
-        if handle is None:
-            open_s3_stores(runner)
-            handle = handles[target.store]
-        info = handle.bucket(target.bucket, f"categories.{category}.s3[{index}]")
-        others: list[Claim] = []
-        for other_name, other in settings.categories.items():
-            if other_name == category:
-                continue
-            for other_target in other.s3:
-                overlap = other_target.prefix.startswith(target.prefix) or target.prefix.startswith(other_target.prefix)
-                if other_target.store == target.store and other_target.bucket == target.bucket and overlap:
-                    others.append(_claim(runner, other_name, other_target))
-        store = handle.store
-        worker = S3Worker(
-            client=handle.client,
-            pool=handle.pool,
-            journal=handle.journal,
-            store_name=target.store,
-            bucket=target.bucket,
-            acting=_claim(runner, category, target),
-            others=others,
-            subject_pattern=target.subject_pattern,
-            info=info,
-            batch_size=settings.daemon.batch_size,
-            max_workers=store.max_workers,
-            verify_deletes=store.verify_deletes,
-            spool_dir=runner.loaded.state_dir if runner.writes else None,
-            refs_of=handle.refs_of,
-        )
-        handle.workers.append(worker)
-        workers.append(worker)
-    return workers
+__all__ = ["S3RunStore"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from retentiond.stores.base import Counts
 from retentiond.stores.s3.decide import GroupPlan
-from retentiond.stores.s3.values import S3Counts
 
 
 class Tally:
@@ -24,9 +24,9 @@ class Tally:
         self.history += len(plan.history) + (0 if hist_locked else len(plan.history_markers))
         self.blocked += len(main_locked) + len(hist_locked)
 
-    def counts(self, total: int) -> S3Counts:
+    def counts(self, total: int) -> Counts:
         """Return the figures, ``total`` being the versions listed."""
-        return S3Counts(
+        return Counts(
             total=total,
             eligible=self.eligible,
             held=dict(self.held),

@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from retentiond.config.holds import Hold
 from retentiond.errors import TemporaryFailure
 from retentiond.logs import get_logger
+from retentiond.stores.base import BatchResult, Counts, Cursor, OutcomeJournal, Phase
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.ages import is_locked, read_ages
 from retentiond.stores.s3.decide import Claim, GroupPlan, plan_group
@@ -47,7 +48,6 @@ from retentiond.stores.s3.listing import KeyGroup, list_groups
 from retentiond.stores.s3.requests import MAX_KEYS_PER_REQUEST, Item, Requester, RequestOutcome
 from retentiond.stores.s3.spool import Spool, SpoolRow
 from retentiond.stores.s3.tally import Tally
-from retentiond.stores.s3.values import Cursor, S3BatchResult, S3Counts
 
 log = get_logger("retentiond.s3")
 
@@ -83,12 +83,12 @@ class _Batch:
         """Return the number of versions and markers in the batch."""
         return len(self.first) + sum(len(m) for _, m in self.markers)
 
-    def dry_run(self) -> S3BatchResult:
+    def dry_run(self) -> BatchResult:
         """Return what the requests would delete: all but locked versions and the markers in front of them."""
         would = [i for i in self.first if i not in self.locked]
         would += [m for versions, ms in self.markers if not set(versions) & self.locked for m in ms]
         main = sum(1 for i in would if i in self.main)
-        return S3BatchResult(
+        return BatchResult(
             selected=self.selected(),
             touched=main,
             history=len(would) - main,
@@ -106,7 +106,8 @@ class BucketInfo:
 
 
 class S3Worker:
-    """Plans and executes one category's claim on one bucket prefix (the run driver's worker protocol)."""
+    """Plans and executes one category's claim on one bucket prefix for one run
+    (:class:`~retentiond.stores.base.Worker`)."""
 
     action = "delete"
 
@@ -127,11 +128,14 @@ class S3Worker:
         verify_deletes: bool,
         spool_dir: Path | None,
         refs_of: Callable[[str, Sequence[Item]], bytes],
+        run_start: datetime,
+        run_id: str,
     ) -> None:
         self.client = client
         self.pool = pool
-        self.outbox = journal
-        self.journal = journal
+        self._journal = journal
+        self.run_start = run_start
+        self.run_id = run_id
         self._store = store_name
         self.bucket = bucket
         self.acting = acting
@@ -182,14 +186,18 @@ class S3Worker:
         return self.bucket
 
     @property
-    def prefix(self) -> str:
-        """Return the prefix (empty for a whole bucket)."""
-        return self.acting.prefix
+    def prefix(self) -> str | None:
+        """Return the prefix (None for a whole bucket)."""
+        return self.acting.prefix or None
 
     @property
-    def has_history(self) -> bool:
-        """Return False: prior versions are deleted in the same batches as current ones (one pass)."""
-        return False
+    def journal(self) -> OutcomeJournal:
+        """Return the store's intent journal (the outcome rows of :meth:`run_batch` are acknowledged there)."""
+        return self._journal
+
+    def phases(self) -> Sequence[Phase]:
+        """Return one pass: prior versions are deleted in the same batches as current ones."""
+        return (Phase.RECORDS,)
 
     def close(self) -> None:
         """Delete the spool."""
@@ -218,19 +226,19 @@ class S3Worker:
 
         return list(self.pool.map(read, candidates))
 
-    def _build(self, holds: Sequence[Hold], run_start: datetime) -> tuple[Spool, S3Counts]:
+    def _build(self, holds: Sequence[Hold]) -> tuple[Spool, Counts]:
         """List the prefix into a new spool; return it with the plan's figures under ``holds``."""
         spool = Spool(self.spool_dir)
         gid = 0
         total = 0
         tally = Tally()
         try:
-            for groups in list_groups(self.client, self.bucket, self.prefix, versioned=self.info.versioned):
+            for groups in list_groups(self.client, self.bucket, self.acting.prefix, versioned=self.info.versioned):
                 total += sum(len(g.entries) for g in groups)
                 ages = self._ages(groups)
                 candidates: list[tuple[int, KeyGroup, dict[str, datetime | None], list[int]]] = []
                 for group, age in zip(groups, ages, strict=True):
-                    plan = plan_group(group, age, self.acting, self.others, (), run_start, self.pattern)
+                    plan = plan_group(group, age, self.acting, self.others, (), self.run_start, self.pattern)
                     if plan.empty():
                         continue
                     gid += 1
@@ -240,7 +248,7 @@ class S3Worker:
                 rows = [(gid_, g, a, lk) for (gid_, g, a, _), lk in zip(candidates, locks, strict=True)]
                 spool.add(rows)
                 for _, group, age, locked in rows:
-                    tally.add(self._plan(group, age, holds, run_start), set(locked))
+                    tally.add(self._plan(group, age, holds), set(locked))
         except (BotoCoreError, ClientError) as exc:
             spool.close()
             raise _temporary(self._store, self.bucket, "listing", exc) from None
@@ -249,22 +257,20 @@ class S3Worker:
 
     # -- plan -----------------------------------------------------------------------------------
 
-    def _plan(
-        self, group: KeyGroup, ages: dict[str, datetime | None], holds: Sequence[Hold], run_start: datetime
-    ) -> GroupPlan:
-        return plan_group(group, ages, self.acting, self.others, holds, run_start, self.pattern)
+    def _plan(self, group: KeyGroup, ages: dict[str, datetime | None], holds: Sequence[Hold]) -> GroupPlan:
+        return plan_group(group, ages, self.acting, self.others, holds, self.run_start, self.pattern)
 
-    def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
+    def remaining(self, holds: Sequence[Hold]) -> int:
         """Return 0: the batches went through the whole listing (the spool); what a request could
         not delete is counted as failed or blocked, and a version written after the listing is
         the next run's (a re-listing here would double the cost of every run)."""
         return 0
 
-    def held_counts(self, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
+    def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
         """Return, per hold, the versions kept by it (see :meth:`counts`)."""
-        return self.counts(holds, run_start).held
+        return self.counts(holds).held
 
-    def counts(self, holds: Sequence[Hold], run_start: datetime) -> S3Counts:
+    def counts(self, holds: Sequence[Hold]) -> Counts:
         """Return versions listed, versions this run would delete (of expired objects), held per hold,
         expired prior versions, and versions Object Lock would block.
 
@@ -276,7 +282,7 @@ class S3Worker:
             TemporaryFailure: the bucket could not be listed (after retries).
         """
         if self._spool is None:
-            self._spool, figures = self._build(holds, run_start)
+            self._spool, figures = self._build(holds)
             return figures
         if self._drained is not None:
             return self._drained.counts(self._total)
@@ -288,45 +294,46 @@ class S3Worker:
                 break
             for gid, group, ages, locked in rows:
                 after = gid
-                tally.add(self._plan(group, ages, holds, run_start), locked)
+                tally.add(self._plan(group, ages, holds), locked)
         return tally.counts(self._total)
 
-    def _ensure(self, holds: Sequence[Hold], run_start: datetime) -> Spool:
+    def _ensure(self, holds: Sequence[Hold]) -> Spool:
         if self._spool is None:
-            self.counts(holds, run_start)
+            self.counts(holds)
         assert self._spool is not None
         return self._spool
 
     # -- act ------------------------------------------------------------------------------------
 
-    def run_batch(
-        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
-    ) -> S3BatchResult:
+    def run_batch(self, phase: Phase, cursor: Cursor, holds: Sequence[Hold], *, dry_run: bool) -> BatchResult:
         """Delete what is due in the next key groups after ``cursor`` (advanced in place): every version
         of expired objects, and expired noncurrent versions and orphaned delete markers of the others.
 
         Both kinds go in the same requests (one pass over the spool): ``touched`` counts versions of
-        expired objects, ``history`` the prior versions expired on their own.
+        expired objects, ``history`` the prior versions expired on their own. ``phase`` is always
+        :attr:`Phase.RECORDS` (see :meth:`phases`); any other is an empty, exhausted pass.
 
         Raises:
             TemporaryFailure: the bucket could not be listed, or a request failed beyond its retries.
         """
-        spool = self._ensure(holds, run_start)
+        if phase is not Phase.RECORDS:
+            return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+        spool = self._ensure(holds)
         after = int(cursor.after[0]) if cursor.after else 0
         if after == 0:
             self._batches_tally = Tally()
         tally = self._batches_tally
-        batch = self._collect(spool, after, holds, run_start, tally)
+        batch = self._collect(spool, after, holds, tally)
         cursor.after = (batch.after,)
         if batch.exhausted and not dry_run:
             self._drained = tally
         if not batch.first and not batch.markers:
-            return S3BatchResult(selected=0, touched=0, history=0, exhausted=batch.exhausted)
+            return BatchResult(selected=0, touched=0, history=0, exhausted=batch.exhausted)
         if dry_run:
             return batch.dry_run()
-        return self._execute(batch, run_id)
+        return self._execute(batch)
 
-    def _collect(self, spool: Spool, after: int, holds: Sequence[Hold], run_start: datetime, tally: Tally) -> _Batch:
+    def _collect(self, spool: Spool, after: int, holds: Sequence[Hold], tally: Tally) -> _Batch:
         """Return the next batch after spool group ``after``; each group is decided with ``holds`` and
         counted in ``tally``."""
         cap = self.per_request * self.max_workers
@@ -343,17 +350,17 @@ class S3Worker:
                 batch.after = gid
                 if self.prefix and not group.key.startswith(self.prefix):
                     continue  # never act outside the prefix
-                plan = self._plan(group, ages, holds, run_start)
+                plan = self._plan(group, ages, holds)
                 tally.add(plan, locked)
                 batch.add(group, plan, locked)
 
-    def _execute(self, batch: _Batch, run_id: str) -> S3BatchResult:
+    def _execute(self, batch: _Batch) -> BatchResult:
         """Send the batch's requests (markers last, once every version behind them is gone); return the result."""
-        outcome = self._send_all(batch.first, batch.current, run_id)
+        outcome = self._send_all(batch.first, batch.current)
         gone = set(outcome.deleted)
         followers = [m for versions, ms in batch.markers if all(v in gone for v in versions) for m in ms]
         if followers:
-            outcome.extend(self._send_all(followers, set(), run_id))
+            outcome.extend(self._send_all(followers, set()))
         self.failed_versions += len(outcome.failed)
         main = sum(1 for i in outcome.deleted if i in batch.main)
         log.info(
@@ -365,7 +372,7 @@ class S3Worker:
             blocked=len(outcome.blocked),
             failed=len(outcome.failed),
         )
-        return S3BatchResult(
+        return BatchResult(
             selected=batch.selected(),
             touched=main,
             history=len(outcome.deleted) - main,
@@ -375,18 +382,12 @@ class S3Worker:
             exhausted=batch.exhausted,
         )
 
-    def run_history_batch(
-        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
-    ) -> S3BatchResult:
-        """Return an exhausted, empty batch: :meth:`run_batch` deletes expired prior versions in the same pass."""
-        return S3BatchResult(selected=0, touched=0, history=0, exhausted=True)
-
-    def _send_all(self, items: list[Item], current: set[Item], run_id: str) -> RequestOutcome:
+    def _send_all(self, items: list[Item], current: set[Item]) -> RequestOutcome:
         chunks = [items[i : i + self.per_request] for i in range(0, len(items), self.per_request)]
         intents = [
             Intent(
                 str(uuid.uuid4()),
-                run_id,
+                self.run_id,
                 self.category,
                 self._store,
                 self.bucket,
