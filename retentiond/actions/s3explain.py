@@ -14,11 +14,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from retentiond.actions.holdwatch import HoldWatcher
-from retentiond.actions.targets import cutoffs
 from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import S3Store
 from retentiond.errors import TemporaryFailure, UsageError
 from retentiond.policy.decide import Coverage
+from retentiond.stores.base import ExpirySelection
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.decide import Claim, plan_group
@@ -114,7 +114,7 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
     if not claims:
         raise UsageError(f"no category covers that key in bucket {bucket!r} of store {store!r}")
     now = datetime.now(UTC)
-    cuts = cutoffs(loaded, now)
+    cuts = ExpirySelection.at(settings, now).cutoffs
     config = settings.stores[store]
     assert isinstance(config, S3Store)
     client = make_client(config, f"stores.{store}")

@@ -1,8 +1,8 @@
 """Build the S3 side of a run: one open handle per S3 store (client, thread pool, intent
 journal) and one :class:`~retentiond.stores.s3.engine.S3Worker` per S3 target.
 
-The run driver (``retentiond.actions.run``) reaches this module through
-``retentiond.actions.targets.open_s3_stores`` and ``s3_workers``.
+The run driver reaches ``S3StoreHandle`` through the store registry (the transitional
+adapter ``retentiond/stores/s3/kind.py``).
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ def open_s3_stores(runner: Any) -> list[S3StoreHandle]:
 
 
 def _claim(runner: Any, category: str, target: S3Target) -> Claim:
-    from retentiond.actions.targets import cutoffs
+    from retentiond.stores.base import ExpirySelection
 
     cat = runner.settings.categories[category]
-    cutoff = cutoffs(runner.loaded, runner.run_start)[category]
+    cutoff = ExpirySelection.at(runner.settings, runner.run_start).cutoffs[category]
     prior = cat.prior_versions.before(runner.run_start) if cat.prior_versions is not None else cutoff
     return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
 
