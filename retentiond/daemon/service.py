@@ -32,10 +32,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.inspect import inspect_stores
-from retentiond.actions.setup import AuditHandles, ledger_url, open_audit, store_engine
+from retentiond.actions.setup import AuditHandles, ledger_url, open_audit
 from retentiond.audit.events import ConfigLoaded, ConfigRejected
 from retentiond.config.loader import LoadedConfig, load_config
-from retentiond.config.models import SqlStore
 from retentiond.daemon import sdnotify
 from retentiond.daemon.locks import RunnerLocks, runner_locks
 from retentiond.daemon.metrics import Metrics, MetricsServer
@@ -48,6 +47,7 @@ from retentiond.errors import (
     TemporaryFailure,
 )
 from retentiond.logs import get_logger
+from retentiond.stores import registry
 
 log = get_logger("retentiond.daemon")
 
@@ -155,8 +155,8 @@ class Daemon:
             self._audit_loaded(self.loaded)
             self._mark_reload(True)
             self.metrics.holds_valid.set(1 if holds_ok else 0)
-            for name in self.loaded.settings.stores:
-                if isinstance(self.loaded.settings.stores[name], SqlStore):
+            for name, config in self.loaded.settings.stores.items():
+                if registry.kind(config.kind).probed:
                     self.metrics.store_up.labels(name).set(1)
             self._start_scheduler()
             self._catch_up()
@@ -448,19 +448,9 @@ class Daemon:
     def _probe_stores(self) -> None:
         ok = True
         for name, store in self.loaded.settings.stores.items():
-            if not isinstance(store, SqlStore):
-                continue
-            up = True
-            try:
-                engine = store_engine(self.loaded, name, poolclass=sa.pool.NullPool)
-                try:
-                    with engine.connect() as conn:
-                        conn.execute(sa.text("SELECT 1"))
-                finally:
-                    engine.dispose()
-            except (sa.exc.SQLAlchemyError, RetentiondError) as exc:
-                up = False
-                log.warning("store probe failed", store=name, error=type(exc).__name__)
+            up = registry.kind(store.kind).probe(self.loaded, name)
+            if up is None:
+                continue  # this kind of store is not probed
             self.metrics.store_up.labels(name).set(1 if up else 0)
             ok = ok and up
         self.status.last_probe, self.status.probe_ok = time.monotonic(), ok

@@ -22,7 +22,7 @@ kind handles, not a new code path through the driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -70,6 +70,18 @@ class ExpirySelection:
     run_start: datetime
     cutoffs: Mapping[str, datetime]
     prior_cutoffs: Mapping[str, datetime | None]
+
+    @classmethod
+    def at(cls, settings: Settings, run_start: datetime) -> ExpirySelection:
+        """Return the selection of a plan or run starting at ``run_start``: every category's cutoffs."""
+        return cls(
+            run_start=run_start,
+            cutoffs={name: c.retain.before(run_start) for name, c in settings.categories.items()},
+            prior_cutoffs={
+                name: c.prior_versions.before(run_start) if c.prior_versions is not None else None
+                for name, c in settings.categories.items()
+            },
+        )
 
 
 # Every selection a store may be handed. One variant today; a subject-erasure selection is the
@@ -366,6 +378,10 @@ class StoreKind(Protocol):
     kind: str
     # The options that locate one record for ``explain`` / ``audit find`` (e.g. table, key).
     record_fields: tuple[str, ...]
+    # Errors of this kind's driver that fail one category (audited as ``failed``), not the run.
+    errors: tuple[type[Exception], ...]
+    # Whether :meth:`probe` checks this kind's stores (the daemon's ``store_up`` starts at 1 for them).
+    probed: bool
 
     def targets(self, settings: Settings, category: str) -> list[TargetRef]:
         """Return the targets of ``category`` that live in stores of this kind, in config order."""
@@ -383,8 +399,10 @@ class StoreKind(Protocol):
         """
         ...
 
-    def inspect(self, loaded: LoadedConfig, name: str, targets: Sequence[TargetRef]) -> list[Findings]:
+    def inspect(self, loaded: LoadedConfig, name: str, targets: Sequence[TargetRef]) -> Iterator[Findings]:
         """Connect to store ``name`` and check each of ``targets`` (``config validate --connect``).
+
+        Yields each target's findings as soon as it is checked (what was found before a failure counts).
 
         Raises:
             ConfigError: the store itself is refused (URL, credentials, missing database).
@@ -396,8 +414,16 @@ class StoreKind(Protocol):
         """Return True when store ``name`` answers, False when not, None when this kind is not probed."""
         ...
 
-    def explain(self, loaded: LoadedConfig, name: str, record: Mapping[str, Any]) -> Explanation:
+    def explain(
+        self,
+        loaded: LoadedConfig,
+        name: str,
+        record: Mapping[str, Any],
+        holds_at: Callable[[datetime], Sequence[Hold]],
+    ) -> Explanation:
         """Return why the record located by ``record`` (keys: :attr:`record_fields`) is kept or acted on.
+
+        ``holds_at(now)`` returns the holds protecting at ``now`` (called only when needed).
 
         Raises:
             UsageError: no category names the record's target, or the locator is malformed.
@@ -405,7 +431,7 @@ class StoreKind(Protocol):
         """
         ...
 
-    def anchor_client(self, loaded: LoadedConfig, name: str) -> Any:
+    def anchor_client(self, loaded: LoadedConfig, name: str) -> Any:  # Any: boto3 clients are untyped
         """Return a client of store ``name`` for the ledger's WORM anchor (``[audit.anchor]``).
 
         Raises:

@@ -158,18 +158,6 @@ def _versions(group: KeyGroup, plan: GroupPlan, locks: _Locks) -> list[dict[str,
     return versions
 
 
-def selection_at(settings: Settings, now: datetime) -> ExpirySelection:
-    """Return the selection a run starting at ``now`` would use (every category's cutoffs)."""
-    return ExpirySelection(
-        run_start=now,
-        cutoffs={name: c.retain.before(now) for name, c in settings.categories.items()},
-        prior_cutoffs={
-            name: c.prior_versions.before(now) if c.prior_versions is not None else None
-            for name, c in settings.categories.items()
-        },
-    )
-
-
 def _line(
     settings: Settings,
     selection: ExpirySelection,
@@ -241,7 +229,7 @@ def explain_object(
         if not group.entries:
             return result
         protecting = holds_at(now)
-        selection = selection_at(settings, now)
+        selection = ExpirySelection.at(settings, now)
         ages = read_ages(client, bucket, group.entries[0], {t.age for _, t in claims})
         locks = _Locks(client, bucket, group, now, enabled=bool(lock.get("enabled")))
         for name, target in claims:

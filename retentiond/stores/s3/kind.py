@@ -23,7 +23,7 @@ class S3Kind:
     """Object versions under bucket prefixes; every figure counts versions, delete markers included."""
 
     kind = "s3"
-    record_fields = ("bucket", "object_key")
+    record_fields: tuple[str, ...] = ("bucket", "object_key")
     errors: tuple[type[Exception], ...] = ()  # the worker turns client errors into TemporaryFailure
     probed = False
 
