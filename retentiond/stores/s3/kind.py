@@ -121,7 +121,7 @@ class S3RunStore:
 
     def journal(self) -> OutcomeJournal:
         """Return the intent journal (its pending rows are resolved by listing)."""
-        return self.handle  # type: ignore[no-any-return]
+        return self.handle
 
     def workers(self, category: str, selection: Selection) -> list[Worker]:
         """Return one worker per target of ``category`` in this store, in config order.
@@ -177,7 +177,7 @@ class S3Kind:
     """Object versions under bucket prefixes (the :class:`~retentiond.stores.base.StoreKind` protocol)."""
 
     kind = "s3"
-    record_fields = ("bucket", "object_key")
+    record_fields: tuple[str, ...] = ("bucket", "object_key")
     errors: tuple[type[Exception], ...] = ()  # the engine turns client errors into TemporaryFailure
     probed = False
 
