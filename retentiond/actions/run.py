@@ -17,22 +17,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.relay import Relay, relay_rows
+from retentiond.actions.run_report import RunReport, TargetReport, counts_entry, guard_entry, worker_target
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit
 from retentiond.audit.actor import Actor
 from retentiond.audit.events import (
-    Action,
-    Batch,
     ConfigRejected,
-    GuardDecision,
-    GuardTripped,
     Outcome,
     Reconciled,
     RunFinished,
@@ -42,7 +36,7 @@ from retentiond.audit.events import (
 from retentiond.audit.refs import canonical_key
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
-from retentiond.errors import ConfigError, ExitCode, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.stores import registry
 from retentiond.stores.base import (
@@ -60,81 +54,6 @@ from retentiond.testing.crashpoints import crash_point
 log = get_logger("retentiond.run")
 
 Progress = Callable[[str, int], None]
-
-
-@dataclass
-class TargetReport:
-    """Figures of one (category, target) in a plan or a run."""
-
-    category: str
-    store: str
-    target: str
-    action: str
-    cutoff: datetime
-    total: int = 0
-    eligible: int = 0
-    held: dict[str, int] = field(default_factory=dict)
-    prior_versions_eligible: int = 0
-    guard: str = "ok"  # ok | tripped | allowed
-    acted: int = 0
-    prior_versions_deleted: int = 0
-    batches: int = 0
-    error: str | None = None
-    blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
-    prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        out = dict(self.__dict__)
-        out["cutoff"] = self.cutoff.isoformat()
-        return out
-
-
-@dataclass
-class RunReport:
-    """The outcome of a plan or a run."""
-
-    run_id: str
-    run_start: datetime
-    mode: str  # plan | dry-run | run
-    targets: list[TargetReport] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        """Return 1 when any category failed, else 0."""
-        return ExitCode.CATEGORY_FAILED if self.failed else ExitCode.OK
-
-    def totals(self) -> dict[str, int]:
-        """Return record counts per outcome over every target."""
-        counts: Counter[str] = Counter()
-        for t in self.targets:
-            counts["deleted" if t.action == "delete" else "anonymized"] += t.acted
-            counts["prior_versions"] += t.prior_versions_deleted
-            counts["held"] += sum(t.held.values())
-            if t.blocked:
-                counts["blocked"] += t.blocked
-        return dict(counts)
-
-    def eligible(self) -> dict[str, int]:
-        """Return per category the records eligible when its batches began (the run's backlog)."""
-        counts: Counter[str] = Counter()
-        for t in self.targets:
-            counts[t.category] += t.eligible
-        return dict(counts)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        return {
-            "run_id": self.run_id,
-            "run_start": self.run_start.isoformat(),
-            "mode": self.mode,
-            "targets": [t.as_dict() for t in self.targets],
-            "failed": self.failed,
-            "interrupted": self.interrupted,
-            "totals": self.totals(),
-        }
 
 
 class Runner:
@@ -222,6 +141,8 @@ class Runner:
                     categories=len(self.categories),
                     run_start=self.run_start.isoformat(),
                 )
+            # A store driver's own errors fail the category, as ours do; anything else fails the run.
+            category_errors: tuple[type[Exception], ...] = (ConfigError, TemporaryFailure, *self._store_errors)
             for category in self.categories:
                 if self.stop.is_set():
                     break
@@ -229,7 +150,7 @@ class Runner:
                     self._category(category, holds)
                 except HoldsUnavailable:
                     raise
-                except (ConfigError, TemporaryFailure, *self._store_errors) as exc:
+                except category_errors as exc:
                     self._fail(category, exc)
             self._finish(started)
         except HoldsUnavailable as exc:
@@ -343,19 +264,8 @@ class Runner:
         for r in tripped:
             if self.writes:
                 assert self.audit is not None
-                self.audit.ledger.append(
-                    GuardTripped(
-                        category=category,
-                        store=r.store,
-                        target=r.target,
-                        would_act=r.eligible,
-                        total=r.total,
-                        limit=int(self.settings.daemon.max_fraction_per_run * r.total),
-                        decision=GuardDecision.ALLOWED if r.guard == "allowed" else GuardDecision.STOPPED,
-                        reference=self.reference if r.guard == "allowed" else None,
-                    ),
-                    run_id=self.run_id,
-                )
+                entry = guard_entry(r, self.settings.daemon.max_fraction_per_run, self.reference)
+                self.audit.ledger.append(entry, run_id=self.run_id)
             log.warning(
                 "blast-radius guard",
                 category=category,
@@ -480,19 +390,8 @@ class Runner:
         log.error("target incomplete", category=worker.category, target=worker.target_name, remaining=left)
         assert self.audit is not None and self.relay is not None
         self.relay.flush()  # the ledger has one writer at a time
-        self.audit.ledger.append(
-            Batch(
-                batch_id=str(uuid.uuid4()),
-                category=worker.category,
-                store=worker.store,
-                target=worker.target_name,
-                action=Action(worker.action),
-                outcome=Outcome.FAILED,
-                count=left,
-                prefix=worker.prefix or None,
-            ),
-            run_id=self.run_id,
-        )
+        entry = counts_entry(worker_target(worker), worker.action, Outcome.FAILED, left)
+        self.audit.ledger.append(entry, run_id=self.run_id)
 
     def _audit_held(self, worker: Worker, report: TargetReport) -> None:
         """Count what holds kept from this target and audit it per hold (counts, no refs)."""
@@ -500,20 +399,8 @@ class Runner:
         holds = self._holds()
         report.held = worker.held_counts(holds)
         for hold_id, count in sorted(report.held.items()):
-            self.audit.ledger.append(
-                Batch(
-                    batch_id=str(uuid.uuid4()),
-                    category=worker.category,
-                    store=worker.store,
-                    target=worker.target_name,
-                    action=Action(worker.action),
-                    outcome=Outcome.HELD,
-                    count=count,
-                    holds=(hold_id,),
-                    prefix=worker.prefix or None,
-                ),
-                run_id=self.run_id,
-            )
+            entry = counts_entry(worker_target(worker), worker.action, Outcome.HELD, count, holds=(hold_id,))
+            self.audit.ledger.append(entry, run_id=self.run_id)
             crash_point("held_between_entries")
 
     def _fail(self, category: str, exc: Exception) -> None:
@@ -534,19 +421,7 @@ class Runner:
         if self.writes and self.audit is not None:
             cat = self.settings.categories[category]
             for target in registry.targets(self.settings, category):
-                self.audit.ledger.append(
-                    Batch(
-                        batch_id=str(uuid.uuid4()),
-                        category=category,
-                        store=target.store,
-                        target=target.target,
-                        action=Action(cat.action),
-                        outcome=Outcome.FAILED,
-                        count=0,
-                        prefix=target.prefix,
-                    ),
-                    run_id=self.run_id,
-                )
+                self.audit.ledger.append(counts_entry(target, cat.action, Outcome.FAILED, 0), run_id=self.run_id)
 
     def _finish(self, started: float) -> None:
         if not self.writes:

@@ -32,7 +32,7 @@ class SqlKind:
     """Tables in PostgreSQL or SQLite databases (the :class:`~retentiond.stores.base.StoreKind` protocol)."""
 
     kind = "sql"
-    record_fields = ("table", "key")
+    record_fields: tuple[str, ...] = ("table", "key")
     errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
     probed = True
 
