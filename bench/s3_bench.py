@@ -121,11 +121,11 @@ def child(config: str, now: str) -> None:
     """Run retentiond on the config with ``run_start = now``; print timings and peak RSS as JSON."""
     from retentiond.actions.run import Runner
     from retentiond.config.loader import load_config
-    from retentiond.stores.s3 import engine
+    from retentiond.stores.s3 import worker
 
     timings = {"list_s": 0.0, "delete_s": 0.0}
-    counts_fn = engine.S3Worker.counts
-    send_fn = engine.S3Worker._send_all
+    counts_fn = worker.S3Worker.counts
+    send_fn = worker.S3Worker._send_all
     first = {"done": False}
 
     def counts(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -144,8 +144,8 @@ def child(config: str, now: str) -> None:
         finally:
             timings["delete_s"] += time.perf_counter() - t
 
-    engine.S3Worker.counts = counts  # type: ignore[method-assign]
-    engine.S3Worker._send_all = send_all  # type: ignore[method-assign]
+    worker.S3Worker.counts = counts  # type: ignore[method-assign]
+    worker.S3Worker._send_all = send_all  # type: ignore[method-assign]
     started = time.perf_counter()
     report = Runner(load_config(Path(config)), mode="run", allow_large=True, now=datetime.fromisoformat(now)).execute()
     total = time.perf_counter() - started

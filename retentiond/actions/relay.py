@@ -13,24 +13,23 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from typing import Any
 
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker, split_refs
-from retentiond.stores.sql.outbox import OutboxRow
+from retentiond.stores.base import OutcomeJournal, OutcomeRow
 from retentiond.testing.crashpoints import crash_point
 
 
-def _refs(row: OutboxRow, refs: RefMaker) -> tuple[RecordRef, ...]:
-    keys = getattr(row, "keys", None)
+def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
+    keys = row.keys
     if keys:
         # Canonical key texts: a one-element key whose value is that text has the same ref.
         return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
     return split_refs(row.refs)
 
 
-def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRow]) -> int:
+def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: list[OutcomeRow]) -> int:
     """Append each row to the ledger unless its batch is there already, then remove the rows.
 
     Returns the number of entries appended (rows already in the ledger are only removed).
@@ -52,7 +51,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRo
             refs=versions,
             object_refs=objects,
             prior_versions=row.prior_versions,
-            prefix=getattr(row, "prefix", None),
+            prefix=row.prefix,
         )
         try:
             ledger.append(event, run_id=row.run_id)
@@ -70,7 +69,7 @@ class Relay:
     def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
         self.ledger = ledger
         self.refs = refs
-        self._queue: queue.Queue[tuple[Any, list[OutboxRow]] | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
         self._thread.start()
@@ -93,7 +92,7 @@ class Relay:
             error, self._error = self._error, None
             raise error
 
-    def submit(self, journal: Any, rows: list[OutboxRow]) -> None:
+    def submit(self, journal: OutcomeJournal, rows: list[OutcomeRow]) -> None:
         """Queue ``rows`` for the ledger; blocks while two batches are already waiting.
 
         Raises:

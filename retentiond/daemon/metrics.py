@@ -27,6 +27,7 @@ from prometheus_client import (
 from retentiond import __version__
 from retentiond.config.loader import LoadedConfig
 from retentiond.logs import get_logger
+from retentiond.stores import registry
 
 log = get_logger("retentiond.metrics")
 
@@ -34,11 +35,6 @@ RUN_RESULTS = ("success", "failed", "interrupted", "skipped")
 _DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, float("inf"))
 
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
-
-
-def outcomes(action: str) -> tuple[str, ...]:
-    """Return the record outcomes a target of ``action`` reports."""
-    return ("deleted" if action == "delete" else "anonymized", "held", "prior_versions_deleted")
 
 
 class Metrics:
@@ -134,12 +130,9 @@ class Metrics:
             self.job_errors.labels(name)
             for result in RUN_RESULTS:
                 self.runs.labels(name, result)
-            for target in category.sql:
-                for outcome in outcomes(category.action):
-                    self.records.labels(name, f"{target.store}/{target.table}", outcome)
-            for s3 in category.s3:
-                for outcome in ("deleted", "held", "blocked", "prior_versions_deleted"):
-                    self.records.labels(name, f"{s3.store}/{s3.bucket}", outcome)
+            for target in registry.targets(loaded.settings, name):
+                for outcome in registry.kind(target.kind).outcomes(category.action):
+                    self.records.labels(name, f"{target.store}/{target.target}", outcome)
         for store in loaded.settings.stores:
             self.store_up.labels(store)
 

@@ -18,7 +18,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
-from retentiond.actions import s3targets
+from retentiond.stores.s3 import store as s3store
 from retentiond.stores.s3 import retry
 
 Handler = Callable[[Any], AWSResponse | None]
@@ -159,11 +159,11 @@ class Faults:
 def faults(monkeypatch: pytest.MonkeyPatch, s3_client: Any) -> Faults:
     """Hooks on the engine's clients; ``retry.sleep`` records its waits instead of sleeping."""
     state = Faults(clean=s3_client)
-    original = s3targets.make_client
+    original = s3store.make_client
 
     def make(*args: Any, **kwargs: Any) -> Any:
         return state.install(original(*args, **kwargs))
 
-    monkeypatch.setattr(s3targets, "make_client", make)
+    monkeypatch.setattr(s3store, "make_client", make)
     monkeypatch.setattr(retry, "sleep", state.sleeps.append)
     return state

@@ -32,7 +32,7 @@ Issues are refusals; notes are information an operator should see.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine, Inspector
 
 from retentiond.config.models import Category, Settings, SqlTarget
 from retentiond.errors import ConfigIssue
+from retentiond.stores.base import Findings
 from retentiond.stores.sql.predicates import PSEUDONYM_LENGTH, REDACTED
 
 # What the anonymizer writes, so that a column too short for it is refused before any write.
@@ -73,17 +74,8 @@ class InboundForeignKey:
     ondelete: str
 
 
-@dataclass
-class TargetFindings:
-    """Result of checking one target: ``issues`` refuse the target, ``notes`` inform."""
-
-    issues: list[ConfigIssue] = field(default_factory=list)
-    notes: list[ConfigIssue] = field(default_factory=list)
-
-    def extend(self, other: TargetFindings) -> None:
-        """Append ``other``'s issues and notes to this one."""
-        self.issues.extend(other.issues)
-        self.notes.extend(other.notes)
+# The findings of one target (the shared type; the old name stays for callers).
+TargetFindings = Findings
 
 
 class SchemaCatalog:
