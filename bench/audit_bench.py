@@ -48,10 +48,10 @@ from retentiond.audit.canonical import (
     genesis_hash,
 )
 from retentiond.audit.events import Checkpoint
-from retentiond.audit.schema import entries_table, head_table, refs_table
-from retentiond.audit.signing import checkpoint_message, load_private_key
 from retentiond.audit.export import export_header, row_to_json, verify_export
 from retentiond.audit.results import VerifyPolicy
+from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.audit.signing import checkpoint_message, load_private_key
 
 
 def machine() -> str:

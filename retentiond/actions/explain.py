@@ -89,10 +89,10 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         first = bound[(claims[0][0], claims[0][1])]
         if len(key) != len(first.key):
             raise UsageError(f"table {table!r} has a key of {len(first.key)} column(s); give --key that many times")
-        values = [_convert(c, v) for c, v in zip(first.key, key)]
+        values = [_convert(c, v) for c, v in zip(first.key, key, strict=True)]
         try:
             with engine.connect() as conn:
-                row = conn.execute(sa.select(first.table).where(*[c == v for c, v in zip(first.key, values)])).first()
+                row = conn.execute(sa.select(first.table).where(*[c == v for c, v in zip(first.key, values, strict=True)])).first()
         except sa.exc.OperationalError as exc:
             raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
     finally:

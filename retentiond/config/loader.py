@@ -206,6 +206,31 @@ def _issues_from(
     return out
 
 
+class _Issues:
+    """The issues found in one file, each with its dotted path and line."""
+
+    def __init__(self, label: str, text: str) -> None:
+        self.label = label
+        self.index = line_index(text)
+        self.found: list[ConfigIssue] = []
+
+    def add(self, path: str, message: str) -> None:
+        """Record ``message`` at the dotted ``path``."""
+        self.found.append(ConfigIssue(path, message, file=self.label, line=find_line(self.index, path)))
+
+    def validate(self, model: Any, value: Any, prefix: tuple[Any, ...], models: list[type[BaseModel]]) -> Any:
+        """Return ``value`` validated by ``model`` (a model or a TypeAdapter), or None after recording why not."""
+        try:
+            if isinstance(model, TypeAdapter):
+                return model.validate_python(value)
+            return model.model_validate(value)
+        except ValidationError as exc:
+            # A discriminated union (stores) puts its tag first in every error location.
+            strip = 1 if isinstance(model, TypeAdapter) else 0
+            self.found.extend(_issues_from(exc, prefix, models, self.label, self.index, strip))
+            return None
+
+
 def load_config(path: str | Path, *, audit_only: bool = False) -> LoadedConfig:
     """Return the validated configuration at ``path``.
 
@@ -217,87 +242,84 @@ def load_config(path: str | Path, *, audit_only: bool = False) -> LoadedConfig:
         ConfigError: with every issue found in the file (not the holds file; see ``load_holds``).
     """
     config_path = Path(path).resolve() if Path(path).exists() else Path(path)
-    issues: list[ConfigIssue] = []
-    read = _read_toml(config_path, issues)
+    read_issues: list[ConfigIssue] = []
+    read = _read_toml(config_path, read_issues)
     if read is None:
-        raise ConfigError(issues)
+        raise ConfigError(read_issues)
     data, text, digest = read
-    label = str(path)
-    index = line_index(text)
-
-    def add(path_: str, message: str) -> None:
-        issues.append(ConfigIssue(path_, message, file=label, line=find_line(index, path_)))
+    issues = _Issues(str(path), text)
 
     sections = {"daemon", "audit", "stores", "categories"}
     for key in data:
         if key not in sections:
             close = difflib.get_close_matches(key, sorted(sections), n=1, cutoff=0.6)
-            add(
+            issues.add(
                 key,
                 f"unknown key; did you mean {close[0]!r}?"
                 if close
                 else f"unknown key; known keys: {', '.join(sorted(sections))}",
             )
 
-    def validate(model: Any, value: Any, prefix: tuple[Any, ...], models: list[type[BaseModel]]) -> Any:
-        try:
-            if isinstance(model, TypeAdapter):
-                return model.validate_python(value)
-            return model.model_validate(value)
-        except ValidationError as exc:
-            # A discriminated union (stores) puts its tag first in every error location.
-            strip = 1 if isinstance(model, TypeAdapter) else 0
-            issues.extend(_issues_from(exc, prefix, models, label, index, strip))
-            return None
+    daemon = issues.validate(DaemonSettings, data.get("daemon", {}), ("daemon",), [DaemonSettings])
+    audit = issues.validate(AuditSettings, data.get("audit", {}), ("audit",), [AuditSettings])
+    raw_stores, stores = _stores(data, issues)
+    categories = _categories(data, issues, audit_only=audit_only)
 
-    daemon = validate(DaemonSettings, data.get("daemon", {}), ("daemon",), [DaemonSettings])
-    audit = validate(AuditSettings, data.get("audit", {}), ("audit",), [AuditSettings])
+    invalid_store_names = set(raw_stores) - set(stores)
+    _cross_check(daemon, audit, stores, categories, invalid_store_names, issues.add)
+    if issues.found:
+        issues.found.sort(key=lambda i: (i.line is None, i.line or 0))
+        raise ConfigError(issues.found)
+    settings = Settings(daemon=daemon, audit=audit, stores=stores, categories=categories)
+    return LoadedConfig(path=config_path, settings=settings, sha256=digest)
 
+
+def _stores(data: dict[str, Any], issues: _Issues) -> tuple[dict[str, Any], dict[str, SqlStore | S3Store]]:
+    """Return the ``[stores]`` table as read and its valid stores; records the invalid ones."""
     stores: dict[str, SqlStore | S3Store] = {}
     raw_stores = data.get("stores", {})
     if not isinstance(raw_stores, dict):
-        add("stores", "must be a table of named stores")
+        issues.add("stores", "must be a table of named stores")
         raw_stores = {}
     for name, raw in raw_stores.items():
         if not _valid_name(name):
-            add(f"stores.{name}", "invalid store name: use ASCII letters, digits, '_' or '-', starting with a letter")
+            issues.add(
+                f"stores.{name}", "invalid store name: use ASCII letters, digits, '_' or '-', starting with a letter"
+            )
             continue
         if not isinstance(raw, dict) or raw.get("kind") not in ("sql", "s3"):
-            add(f"stores.{name}.kind", "required: 'sql' or 's3'")
+            issues.add(f"stores.{name}.kind", "required: 'sql' or 's3'")
             continue
-        store = validate(_STORE_ADAPTER, raw, ("stores", name), [SqlStore if raw["kind"] == "sql" else S3Store])
+        store = issues.validate(_STORE_ADAPTER, raw, ("stores", name), [SqlStore if raw["kind"] == "sql" else S3Store])
         if store is not None:
             stores[name] = store
+    return raw_stores, stores
 
+
+def _categories(data: dict[str, Any], issues: _Issues, *, audit_only: bool) -> dict[str, Category]:
+    """Return the valid categories of ``[categories]``; records the invalid ones (and none at all)."""
     categories: dict[str, Category] = {}
     raw_categories = data.get("categories", {})
     if not isinstance(raw_categories, dict):
-        add("categories", "must be a table of named categories")
+        issues.add("categories", "must be a table of named categories")
         raw_categories = {}
     for name, raw in raw_categories.items():
         if not _valid_name(name):
-            add(
+            issues.add(
                 f"categories.{name}",
                 "invalid category name: use ASCII letters, digits, '_' or '-', starting with a letter",
             )
             continue
-        category = validate(Category, raw, ("categories", name), [Category])
+        category = issues.validate(Category, raw, ("categories", name), [Category])
         if category is not None:
             categories[name] = category
     if not raw_categories and not audit_only:
-        add(
+        issues.add(
             "categories",
             "no categories defined: there is nothing to enforce (a config with only [audit] serves the "
             "audit commands only)",
         )
-
-    invalid_store_names = set(raw_stores) - set(stores)
-    _cross_check(daemon, audit, stores, categories, invalid_store_names, add)
-    if issues:
-        issues.sort(key=lambda i: (i.line is None, i.line or 0))
-        raise ConfigError(issues)
-    settings = Settings(daemon=daemon, audit=audit, stores=stores, categories=categories)
-    return LoadedConfig(path=config_path, settings=settings, sha256=digest)
+    return categories
 
 
 def _valid_name(name: str) -> bool:
@@ -340,27 +362,48 @@ def _cross_check(
             add(f"{base}.retain", f"{cat.retain} is below daemon.min_retention ({daemon.min_retention})")
         if cat.prior_versions is not None and cat.sql and not cat.s3 and not any(t.history for t in cat.sql):
             add(f"{base}.prior_versions", "no target of this category has a history table or versions")
-        for i, target in enumerate(cat.sql):
-            tpath = f"{base}.sql[{i}]"
-            check_store(f"{tpath}.store", target.store, SqlStore)
-            if cat.action == "anonymize" and not target.anonymize:
-                add(f"{tpath}.anonymize", "required when the category's action is 'anonymize'")
-            if cat.action == "delete" and target.anonymize:
-                add(f"{tpath}.anonymize", "only allowed when the category's action is 'anonymize'")
-            table_key = (target.store, target.table)
-            other = seen_tables.get(table_key)
-            if other == cname:
-                add(f"{tpath}.table", f"table {target.table!r} is listed twice in this category")
-            seen_tables.setdefault(table_key, cname)
-        for i, s3_target in enumerate(cat.s3):
-            tpath = f"{base}.s3[{i}]"
-            check_store(f"{tpath}.store", s3_target.store, S3Store)
-            if cat.action == "anonymize":
-                add(tpath, "S3 targets support action 'delete' only; objects cannot be anonymized in place")
-            if not s3_target.prefix and not s3_target.whole_bucket:
-                add(f"{tpath}.prefix", "must be non-empty (or set whole_bucket = true to cover the whole bucket)")
-            if s3_target.prefix and s3_target.whole_bucket:
-                add(f"{tpath}.whole_bucket", "contradicts a non-empty prefix")
+        _check_sql_targets(cname, cat, check_store, seen_tables, add)
+        _check_s3_targets(cname, cat, check_store, add)
+
+
+def _check_sql_targets(
+    cname: str,
+    cat: Category,
+    check_store: typing.Callable[[str, str, type], None],
+    seen_tables: dict[tuple[str, str], str],
+    add: typing.Callable[[str, str], None],
+) -> None:
+    """Check a category's SQL targets against its action, the stores and each other."""
+    for i, target in enumerate(cat.sql):
+        tpath = f"categories.{cname}.sql[{i}]"
+        check_store(f"{tpath}.store", target.store, SqlStore)
+        if cat.action == "anonymize" and not target.anonymize:
+            add(f"{tpath}.anonymize", "required when the category's action is 'anonymize'")
+        if cat.action == "delete" and target.anonymize:
+            add(f"{tpath}.anonymize", "only allowed when the category's action is 'anonymize'")
+        table_key = (target.store, target.table)
+        other = seen_tables.get(table_key)
+        if other == cname:
+            add(f"{tpath}.table", f"table {target.table!r} is listed twice in this category")
+        seen_tables.setdefault(table_key, cname)
+
+
+def _check_s3_targets(
+    cname: str,
+    cat: Category,
+    check_store: typing.Callable[[str, str, type], None],
+    add: typing.Callable[[str, str], None],
+) -> None:
+    """Check a category's S3 targets against its action and the stores."""
+    for i, s3_target in enumerate(cat.s3):
+        tpath = f"categories.{cname}.s3[{i}]"
+        check_store(f"{tpath}.store", s3_target.store, S3Store)
+        if cat.action == "anonymize":
+            add(tpath, "S3 targets support action 'delete' only; objects cannot be anonymized in place")
+        if not s3_target.prefix and not s3_target.whole_bucket:
+            add(f"{tpath}.prefix", "must be non-empty (or set whole_bucket = true to cover the whole bucket)")
+        if s3_target.prefix and s3_target.whole_bucket:
+            add(f"{tpath}.whole_bucket", "contradicts a non-empty prefix")
 
 
 def holds_files(path: Path) -> list[Path]:

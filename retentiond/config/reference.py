@@ -12,6 +12,8 @@ cannot drift from what the loader accepts; ``tests/config/test_reference.py`` ch
 from __future__ import annotations
 
 import argparse
+import functools
+import operator
 import re
 import sys
 import types
@@ -181,7 +183,7 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
         optional = len(args) != len(typing.get_args(annotation))
         if len(args) == 1:
             return args[0], optional
-        return typing.Union[tuple(args)], optional  # type: ignore[return-value]
+        return functools.reduce(operator.or_, args), optional
     return annotation, False
 
 
@@ -232,10 +234,7 @@ def toml_type(annotation: Any, metadata: list[Any] | None = None) -> str:
     if origin is dict:
         key, value = typing.get_args(annotation)
         value_origin = typing.get_origin(_strip_optional(value)[0])
-        if value_origin is typing.Annotated and typing.get_args(value)[0] in (
-            SqlStore | S3Store,
-            typing.Union[SqlStore, S3Store],
-        ):
+        if value_origin is typing.Annotated and typing.get_args(value)[0] == SqlStore | S3Store:
             return "tables `[stores.NAME]`"
         if isinstance(value, type) and value is Category:
             return "tables `[categories.NAME]`"

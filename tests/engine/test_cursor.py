@@ -258,10 +258,7 @@ def _key_tuple(key: Any) -> tuple[Any, ...]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Table]:
     """An empty database of either dialect (one per test; examples recreate the table)."""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'app.db'}"
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'app.db'}"
     yield Table(request.param, url, tmp_path)
 
 

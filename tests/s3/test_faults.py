@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from retentiond.stores.s3 import listing
@@ -48,7 +50,7 @@ class TestDeleteFaults:
         s3env.run()
         _converged(s3env, items)
         assert 4 == len(faults.sleeps)
-        assert all(a < b for a, b in zip(faults.sleeps, faults.sleeps[1:])), faults.sleeps
+        assert all(a < b for a, b in pairwise(faults.sleeps)), faults.sleeps
 
     def test_throttled_request_does_not_stall_the_others(
         self, s3env: S3Env, faults: Faults, monkeypatch: pytest.MonkeyPatch

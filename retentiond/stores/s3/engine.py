@@ -25,6 +25,7 @@ The spool is a snapshot: a version written after the listing is not in it and is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -332,10 +333,8 @@ class Spool:
     def close(self) -> None:
         """Close and delete the file."""
         self.db.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 class _Tally:
@@ -558,7 +557,7 @@ class S3Worker:
                 total += sum(len(g.entries) for g in groups)
                 ages = self._ages(groups)
                 candidates: list[tuple[int, KeyGroup, dict[str, datetime | None], list[int]]] = []
-                for group, age in zip(groups, ages):
+                for group, age in zip(groups, ages, strict=True):
                     plan = plan_group(group, age, self.acting, self.others, (), run_start, self.pattern)
                     if plan.empty():
                         continue
@@ -566,7 +565,7 @@ class S3Worker:
                     versions = [i for i in (*plan.main, *plan.history) if not group.entries[i].is_marker]
                     candidates.append((gid, group, age, versions))
                 locks = self._locks([(g, v) for _, g, _, v in candidates])
-                rows = [(gid_, g, a, lk) for (gid_, g, a, _), lk in zip(candidates, locks)]
+                rows = [(gid_, g, a, lk) for (gid_, g, a, _), lk in zip(candidates, locks, strict=True)]
                 spool.add(rows)
                 for _, group, age, locked in rows:
                     tally.add(self._plan(group, age, holds, run_start), set(locked))

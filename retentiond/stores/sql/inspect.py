@@ -456,7 +456,7 @@ class _Checker:
                 row = c.execute(query).one()
         else:
             row = conn.execute(query).one()
-        missing = [p for p, ok in zip(privileges, row) if not ok]
+        missing = [p for p, ok in zip(privileges, row, strict=True) if not ok]
         if missing:
             self.issue(path, f"the connected role lacks {', '.join(missing)} on {table.schema}.{table.name}")
 
