@@ -58,8 +58,9 @@ class Explanation:
         out = [f"Row of {self.store}/{self.table}, evaluated at {self.at.isoformat(timespec='seconds')}:"]
         for line in self.lines:
             out.append(
-                f"- category {line['category']} ({line['action']} after {line['retain']}): age column {line['age_column']} = "
-                f"{line['age'] or 'NULL'}, cutoff {line['cutoff']} -> {line['decision']}"
+                f"- category {line['category']} ({line['action']} after {line['retain']}): "
+                f"age column {line['age_column']} = {line['age'] or 'NULL'}, "
+                f"cutoff {line['cutoff']} -> {line['decision']}"
             )
         return "\n".join(out)
 
@@ -92,7 +93,9 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         values = [_convert(c, v) for c, v in zip(first.key, key, strict=True)]
         try:
             with engine.connect() as conn:
-                row = conn.execute(sa.select(first.table).where(*[c == v for c, v in zip(first.key, values, strict=True)])).first()
+                row = conn.execute(
+                    sa.select(first.table).where(*[c == v for c, v in zip(first.key, values, strict=True)])
+                ).first()
         except sa.exc.OperationalError as exc:
             raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
     finally:

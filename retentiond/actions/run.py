@@ -451,8 +451,12 @@ class Runner:
             if not left:
                 break
             if sweep == 1:
-                log.warning("eligible records remain after the pass; one more pass", category=worker.category,
-                            target=worker.target_name, remaining=left)
+                log.warning(
+                    "eligible records remain after the pass; one more pass",
+                    category=worker.category,
+                    target=worker.target_name,
+                    remaining=left,
+                )
                 continue
             self._incomplete(worker, report, left)
         if self.relay is not None:

@@ -50,12 +50,16 @@ class S3Explanation:
     def render(self) -> str:
         """Return the explanation as sentences."""
         if not self.found:
-            return f"No version of that object in {self.store}/{self.bucket} (nothing to explain; see `retentiond audit find`)."
+            return (
+                f"No version of that object in {self.store}/{self.bucket} "
+                "(nothing to explain; see `retentiond audit find`)."
+            )
         out = [f"Object in {self.store}/{self.bucket}, evaluated at {self.at.isoformat(timespec='seconds')}:"]
         for line in self.lines:
             out.append(
-                f"- category {line['category']} (delete after {line['retain']}, prior versions {line['prior_versions']}; "
-                f"prefix {line['prefix']!r}, age from {line['age_source']} = {line['age'] or 'not set'}, cutoff {line['cutoff']}):"
+                f"- category {line['category']} (delete after {line['retain']}, "
+                f"prior versions {line['prior_versions']}; prefix {line['prefix']!r}, "
+                f"age from {line['age_source']} = {line['age'] or 'not set'}, cutoff {line['cutoff']}):"
             )
             for v in line["versions"]:
                 since = f", noncurrent since {v['noncurrent_since']}" if v["noncurrent_since"] else ""
@@ -189,7 +193,10 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
                 elif held_ids:
                     decision = f"is kept: held by {', '.join(held_ids)}"
                 elif i == 0 and not entry.is_marker:
-                    decision = "is kept: not older than the cutoff (or its clock has not started), or another category retains it longer"
+                    decision = (
+                        "is kept: not older than the cutoff (or its clock has not started), "
+                        "or another category retains it longer"
+                    )
                 else:
                     decision = "is kept: not noncurrent for longer than prior versions are kept"
                 since = group.noncurrent_since(i)

@@ -39,7 +39,10 @@ class StrictModel(BaseModel):
 
 
 def _exactly_one_source(model: BaseModel, field: str, *, required: bool) -> None:
-    """Raise when more than one (or, if required, none) of ``field``, ``field_env``, ``field_credential``, ``field_file`` is set."""
+    """Raise when more than one (or, if required, none) of the ways to give a secret is set.
+
+    The ways are ``field``, ``field_env``, ``field_credential`` and ``field_file``.
+    """
     names = [
         n for n in (field, f"{field}_env", f"{field}_credential", f"{field}_file") if n in type(model).model_fields
     ]

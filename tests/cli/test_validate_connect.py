@@ -181,7 +181,10 @@ class TestS3:
     """validate --connect with an S3 target on the moto server."""
 
     S3 = '[stores.files]\nkind = "s3"\nendpoint_url_env = "RTD_TEST_S3"\n\n'
-    MEDIA = '\n[categories.media]\nretain = "90d"\naction = "delete"\n  [[categories.media.s3]]\n  store = "files"\n  bucket = "{bucket}"\n  prefix = "m/"\n'
+    MEDIA = (
+        '\n[categories.media]\nretain = "90d"\naction = "delete"\n'
+        '  [[categories.media.s3]]\n  store = "files"\n  bucket = "{bucket}"\n  prefix = "m/"\n'
+    )
 
     def config(self, tmp_path: Path, bucket: str) -> Path:
         """Write a config with a good SQLite target and an S3 target on ``bucket``."""

@@ -193,7 +193,8 @@ class Table:
             con.execute("DROP TABLE IF EXISTS records")
             if generated.key_kind == "composite":
                 con.execute(
-                    "CREATE TABLE records (k1 INTEGER, k2 TEXT, subject TEXT, created_at DATETIME, PRIMARY KEY (k1, k2))"
+                    "CREATE TABLE records (k1 INTEGER, k2 TEXT, subject TEXT, created_at DATETIME, "
+                    "PRIMARY KEY (k1, k2))"
                 )
             else:
                 kind = "INTEGER" if generated.key_kind == "int" else "TEXT"

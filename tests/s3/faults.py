@@ -39,7 +39,10 @@ def response(status: int, body: str) -> AWSResponse:
 
 def error_body(code: str, message: str = "injected") -> str:
     """Return an S3 ``<Error>`` document."""
-    return f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>x</RequestId></Error>'
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>{message}</Message><RequestId>x</RequestId></Error>"
+    )
 
 
 def objects_of(request: Any) -> list[tuple[str, str | None]]:

@@ -91,7 +91,7 @@ class TestEveryCopy:
         assert s3env.refs_of([("tickets/a", old), ("tickets/b", "null")]) == sorted(s3env.audited())
 
     def test_keys_with_special_characters(self, s3env: S3Env) -> None:
-        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects (XML)."""
+        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects."""
         s3env.bucket()
         keys = ["tickets/a b+c/ü&<>'\".txt", "tickets/%20literal", "tickets/日本/ファイル"]
         for key in keys:

@@ -97,7 +97,7 @@ class TestDeleteFaults:
         assert 2 == faults.calls["DeleteObjects"]
 
     def test_persistent_per_key_errors_fail(self, s3env: S3Env, faults: Faults) -> None:
-        """Per-key errors that never clear end as ``failed`` (audited with refs), the category fails, nothing claimed deleted."""
+        """Per-key errors that never clear end ``failed`` (audited with refs), never ``deleted``; the category fails."""
         items = _seed(s3env, keys=1)
         for _ in range(10):
             faults.on("DeleteObjects", faults.all_internal_error)
@@ -112,7 +112,7 @@ class TestVerifyDeletes:
     """``verify_deletes = true``: a version the response calls deleted is audited so only if a listing agrees."""
 
     def test_false_deleted_claim_is_caught(self, s3env: S3Env, faults: Faults) -> None:
-        """A response listing versions deleted that are still there: with verify_deletes they end ``failed``, never ``deleted``."""
+        """Versions a response calls deleted that are still there end ``failed`` (verify_deletes), never ``deleted``."""
         items = _seed(s3env, keys=2)
         s3env.configure({"support": s3_category()}, store={"verify_deletes": True})
         faults.on("DeleteObjects", lambda request: response(200, delete_result(objects_of(request), [])))

@@ -89,7 +89,10 @@ class RequestOutcome:
 
 
 def parse_time(value: str | None) -> datetime | None:
-    """Return the aware instant of an RFC 3339 tag / metadata value, or None (absent, invalid or naive: clock not started)."""
+    """Return the aware instant of an RFC 3339 tag / metadata value.
+
+    None when absent, invalid or naive: the clock has not started.
+    """
     if not value:
         return None
     try:

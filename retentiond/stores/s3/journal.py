@@ -73,7 +73,7 @@ class IntentJournal:
     """The intents and unrelayed outcomes of one S3 store (thread-safe)."""
 
     def __init__(self, state_dir: Path | None, store_name: str, client: Any, refs_of: RefsOf) -> None:
-        """Open (creating when needed) ``state_dir/s3-intents.db``; in memory when ``state_dir`` is None (plan, dry run).
+        """Open (creating when needed) ``state_dir/s3-intents.db``; in memory without ``state_dir`` (plan, dry run).
 
         ``refs_of(bucket, items)`` returns the refs of object versions (empty on plan/dry-run).
         """
@@ -131,7 +131,8 @@ class IntentJournal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO outcomes (batch_id, intent_id, store, row, created_at) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO outcomes (batch_id, intent_id, store, row, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [(r.batch_id, intent_id, self.store_name, _encode(r), _now()) for r in rows],
                 )
                 self._db.execute("UPDATE intents SET done = 1 WHERE id = ?", (intent_id,))
@@ -165,8 +166,8 @@ class IntentJournal:
         """
         with self._lock:
             open_intents = self._db.execute(
-                "SELECT id, run_id, category, bucket, prefix, versioned, items FROM intents WHERE store = ? AND done = 0 "
-                "ORDER BY created_at",
+                "SELECT id, run_id, category, bucket, prefix, versioned, items FROM intents "
+                "WHERE store = ? AND done = 0 ORDER BY created_at",
                 (self.store_name,),
             ).fetchall()
         for row in open_intents:
@@ -239,7 +240,9 @@ class IntentJournal:
 
 
 def existing_versions(client: Any, bucket: str, key: str, *, versioned: bool) -> set[str | None]:
-    """Return the version ids (delete markers included) of exactly ``key`` that exist now ({None} when unversioned and present).
+    """Return the version ids (delete markers included) of exactly ``key`` that exist now.
+
+    An unversioned bucket's present object is ``{None}``.
 
     Raises:
         botocore errors: listing failed after the retries.
