@@ -196,6 +196,7 @@ class TestBuild:
             "config/holds.toml",
             "docs/operations.md",
             "tests/test_packaging.py",
+            "tools/check_module_size.py",
         }
         assert set() == wanted - names
 

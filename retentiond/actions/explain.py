@@ -147,7 +147,7 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
     return result
 
 
-def _convert(column: sa.Column, text: str) -> Any:
+def _convert(column: sa.Column[Any], text: str) -> Any:
     try:
         python_type = column.type.python_type
     except NotImplementedError:
