@@ -18,6 +18,7 @@ from retentiond.actions.targets import cutoffs
 from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import S3Store
 from retentiond.errors import TemporaryFailure, UsageError
+from retentiond.policy.cutoffs import prior_versions_cutoff
 from retentiond.policy.decide import Coverage
 from retentiond.stores.s3 import retry
 from retentiond.stores.s3.client import make_client
@@ -135,7 +136,7 @@ def explain_object(loaded: LoadedConfig, store: str, bucket: str, key: str) -> S
 
         def claim(name: str, target: Any) -> Claim:
             category = settings.categories[name]
-            prior = category.prior_versions.before(now) if category.prior_versions is not None else cuts[name]
+            prior = prior_versions_cutoff(category, now)
             return Claim(Coverage(name, "delete", cuts[name], age_column=target.age), target.prefix, prior)
 
         current = group.entries[0]

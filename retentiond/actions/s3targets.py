@@ -13,6 +13,7 @@ from typing import Any
 
 from retentiond.config.models import S3Store, S3Target
 from retentiond.errors import ConfigError, ConfigIssue
+from retentiond.policy.cutoffs import prior_versions_cutoff, retain_cutoff
 from retentiond.policy.decide import Coverage
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.decide import Claim
@@ -110,11 +111,9 @@ def open_s3_stores(runner: Any) -> list[S3StoreHandle]:
 
 
 def _claim(runner: Any, category: str, target: S3Target) -> Claim:
-    from retentiond.actions.targets import cutoffs
-
     cat = runner.settings.categories[category]
-    cutoff = cutoffs(runner.loaded, runner.run_start)[category]
-    prior = cat.prior_versions.before(runner.run_start) if cat.prior_versions is not None else cutoff
+    cutoff = retain_cutoff(cat, runner.run_start)
+    prior = prior_versions_cutoff(cat, runner.run_start)
     return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
 
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import SqlStore
 from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
+from retentiond.policy import cutoffs as policy_cutoffs
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
 from retentiond.stores.sql.outbox import Outbox
@@ -77,8 +78,8 @@ class StoreHandle:
 
 
 def cutoffs(loaded: LoadedConfig, run_start: datetime) -> dict[str, datetime]:
-    """Return each category's cutoff: ``run_start - retain`` (SPEC §4 rule 3)."""
-    return {name: c.retain.before(run_start) for name, c in loaded.settings.categories.items()}
+    """Return each category's cutoff: ``run_start - retain`` (SPEC §4 rule 3; ``policy.cutoffs``)."""
+    return policy_cutoffs.cutoffs(loaded.settings.categories, run_start)
 
 
 def sql_workers(
@@ -115,7 +116,7 @@ def sql_workers(
                     others.append(Claim(handle.bind(other_name, j, loaded), other.action, cuts[other_name]))
         store = settings.stores[target.store]
         assert isinstance(store, SqlStore)
-        prior = cat.prior_versions.before(run_start) if cat.prior_versions is not None else None
+        prior = policy_cutoffs.prior_versions_cutoff(cat, run_start)
         workers.append(
             TargetWorker(
                 handle.engine,

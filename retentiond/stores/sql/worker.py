@@ -142,7 +142,9 @@ class TargetWorker:
             cond = sa.and_(cond, not_anonymized(self.target))
         return cond
 
-    def _key_in(self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None) -> ColumnElement[bool]:
+    def _key_in(
+        self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None
+    ) -> ColumnElement[bool]:
         cols = list(columns or self.target.key)
         if len(cols) == 1:
             values = [k[0] for k in keys]
