@@ -394,8 +394,6 @@ def shipped_site(installed: Installed, tmp_path: Path, pg_url: str, s3_endpoint:
 
 
 @pytest.mark.slow
-@pytest.mark.pg
-@pytest.mark.s3
 class TestReloadCheck:
     """The unit's validation command (ExecReload's first line: what stands in for an ExecStartPre) from the wheel."""
 

@@ -69,7 +69,6 @@ def sqlite_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-@pytest.mark.pg
 class TestPostgres:
     """validate --connect against a fresh PostgreSQL database."""
 
@@ -176,7 +175,6 @@ class TestUnreachable:
         assert (75, True, False, False) == (code, "'app'" in err, "s3cret" in err + out, "Traceback" in err)
 
 
-@pytest.mark.s3
 class TestS3:
     """validate --connect with an S3 target on the moto server."""
 
@@ -225,7 +223,6 @@ class TestS3:
         assert (0, ["enabled"]) == (code, [n["versioning"] for n in notes])
 
 
-@pytest.mark.pg
 class TestSubprocess:
     """The real entry point, as systemd and operators run it."""
 

@@ -12,8 +12,6 @@ from retentiond.config.loader import load_config
 from retentiond.config.models import Settings
 from retentiond.stores.sql.inspect import REDACT_MARKER, SchemaCatalog, check_sql_target, inspect_sql_target
 
-pytestmark = pytest.mark.pg
-
 STORE = """
 [stores.app]
 kind = "sql"
