@@ -354,7 +354,11 @@ class Category(StrictModel):
     action: Literal["delete", "anonymize"] = Field(description="What happens to an expired record.")
     schedule: Cron | None = Field(None, description="Overrides daemon.schedule for this category.")
     prior_versions: Retention | None = Field(
-        None, description="Keep superseded versions this long after they were superseded."
+        None,
+        description=(
+            "Keep superseded versions this long after they were superseded; unset, the category's `retain` "
+            "(docs/decision-rules.md)."
+        ),
     )
     sql: list[SqlTarget] = Field(default_factory=list, description="SQL tables of the category.")
     s3: list[S3Target] = Field(default_factory=list, description="S3 prefixes of the category.")
