@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 import retentiond.actions.run as run_module
 from retentiond.errors import HoldsUnavailable, TemporaryFailure
-from tests.engine.conftest import (
+from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
     anon_category,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from retentiond.stores.s3 import listing
-from tests.s3.conftest import S3Env, hold, s3_category
+from tests.stores.s3.conftest import S3Env, hold, s3_category
 
 
 class TestEveryCopy:
@@ -78,7 +78,7 @@ class TestEveryCopy:
 
     def test_suspended_versioning_null_versions(self, s3env: S3Env) -> None:
         """A bucket whose versioning was suspended: versions from before and ``null`` versions from after all go."""
-        from tests.s3.conftest import backdate
+        from tests.stores.s3.conftest import backdate
 
         s3env.bucket()
         old = s3env.put("tickets/a", 100)

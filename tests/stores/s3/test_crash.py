@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from tests.s3.conftest import S3Env, s3_category
+from tests.stores.s3.conftest import S3Env, s3_category
 
 POINTS = [
     "s3_after_intent:1",  # intent durable, request not sent

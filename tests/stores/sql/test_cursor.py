@@ -27,7 +27,7 @@ from retentiond.actions.run import Runner
 from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
 from retentiond.config.loader import load_config
-from tests.engine.conftest import SUPPORT, Env, tickets
+from tests.stores.sql.conftest import SUPPORT, Env, tickets
 
 #: The run's clock: now (PostgreSQL refuses a run whose clock differs from the server's).
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -7,8 +7,8 @@ from itertools import pairwise
 import pytest
 
 from retentiond.stores.s3 import listing
-from tests.s3.conftest import S3Env, s3_category
-from tests.s3.faults import Faults, delete_result, faults, objects_of, response
+from tests.stores.s3.conftest import S3Env, s3_category
+from tests.stores.s3.faults import Faults, delete_result, faults, objects_of, response
 
 __all__ = ["faults"]
 
