@@ -14,6 +14,7 @@ of the write. Flow of a real run:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -345,8 +346,12 @@ class Runner:
             if not left:
                 break
             if sweep == 1:
-                log.warning("eligible records remain after the pass; one more pass", category=worker.category,
-                            target=worker.target_name, remaining=left)
+                log.warning(
+                    "eligible records remain after the pass; one more pass",
+                    category=worker.category,
+                    target=worker.target_name,
+                    remaining=left,
+                )
                 continue
             self._incomplete(worker, report, left)
         if self.relay is not None:
@@ -405,10 +410,9 @@ class Runner:
 
     def _fail(self, category: str, exc: Exception) -> None:
         if self.relay is not None:
-            try:
+            # The outbox keeps what could not be relayed; the next run relays it.
+            with contextlib.suppress(RetentiondError):
                 self.relay.flush()
-            except RetentiondError:
-                pass  # the outbox keeps what could not be relayed; the next run relays it
         reason = type(exc).__name__
         message = str(exc) if isinstance(exc, RetentiondError) else reason
         self.report.failed[category] = message

@@ -93,9 +93,7 @@ def worker_target(worker: Worker) -> TargetRef:
     return TargetRef("", worker.category, -1, worker.store, worker.target_name, "", worker.prefix or None)
 
 
-def counts_entry(
-    target: TargetRef, action: str, outcome: Outcome, count: int, *, holds: tuple[str, ...] = ()
-) -> Batch:
+def counts_entry(target: TargetRef, action: str, outcome: Outcome, count: int, *, holds: tuple[str, ...] = ()) -> Batch:
     """Return a ``batch`` entry of counts only (no refs) for ``target``: ``held``, or ``failed``."""
     return Batch(
         batch_id=str(uuid.uuid4()),

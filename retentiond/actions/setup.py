@@ -60,7 +60,8 @@ def signer(loaded: LoadedConfig) -> Signer:
             [
                 ConfigIssue(
                     "audit.signing_key_credential",
-                    "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential or signing_key_file; `retentiond audit keygen` makes one)",
+                    "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential "
+                    "or signing_key_file; `retentiond audit keygen` makes one)",
                 )
             ]
         )

@@ -7,6 +7,7 @@ created at start (and at reload) so that ``absent()``/``rate()`` alerts see zero
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -140,10 +141,8 @@ class Metrics:
         """Drop the gauges of categories a reload removed (counters keep their history)."""
         for name in names:
             for gauge in (self.last_success, self.next_run):
-                try:
+                with contextlib.suppress(KeyError):
                     gauge.remove(name)
-                except KeyError:
-                    pass
 
     def render(self) -> bytes:
         """Return the text exposition of the registry."""

@@ -113,9 +113,7 @@ class CategoryRuns(DaemonParts):
         started = {e.run_id for e in entries if e.event == "run_started" and category in e.fields.get("cutoffs", {})}
         return any(e.event == "run_finished" and e.run_id in started for e in entries)
 
-    def _finished(
-        self, category: str, tick: datetime, result: str, run_id: str | None, duration: float
-    ) -> None:
+    def _finished(self, category: str, tick: datetime, result: str, run_id: str | None, duration: float) -> None:
         now = datetime.now(UTC)
         self.metrics.runs.labels(category, result).inc()
         if result == "success":

@@ -54,6 +54,7 @@ from retentiond.stores import registry
 
 log = get_logger("retentiond.daemon")
 
+
 class Daemon(CategoryRuns, Reloading):
     """``retentiond daemon``: one instance per process (category runs and reload in their own modules)."""
 

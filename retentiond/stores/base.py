@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from retentiond.config.holds import Hold
 from retentiond.errors import ConfigIssue
+from retentiond.policy import cutoffs as policy_cutoffs
 
 if TYPE_CHECKING:
     from retentiond.config.loader import LoadedConfig
@@ -63,24 +64,21 @@ class ExpirySelection:
 
     ``cutoffs`` maps every category (not only the selected ones: "longest retention wins" needs
     the others) to ``run_start - retain``. ``prior_cutoffs`` maps every category to the instant
-    before which prior versions expire on their own, or None when the category sets no
-    ``prior_versions`` (each kind then applies its documented default).
+    before which prior versions expire on their own (``policy.cutoffs``: ``prior_versions``, by
+    default ``retain``, counted from when the version was superseded; one rule for every kind).
     """
 
     run_start: datetime
     cutoffs: Mapping[str, datetime]
-    prior_cutoffs: Mapping[str, datetime | None]
+    prior_cutoffs: Mapping[str, datetime]
 
     @classmethod
     def at(cls, settings: Settings, run_start: datetime) -> ExpirySelection:
         """Return the selection of a plan or run starting at ``run_start``: every category's cutoffs."""
         return cls(
             run_start=run_start,
-            cutoffs={name: c.retain.before(run_start) for name, c in settings.categories.items()},
-            prior_cutoffs={
-                name: c.prior_versions.before(run_start) if c.prior_versions is not None else None
-                for name, c in settings.categories.items()
-            },
+            cutoffs=policy_cutoffs.cutoffs(settings.categories, run_start),
+            prior_cutoffs=policy_cutoffs.prior_versions_cutoffs(settings.categories, run_start),
         )
 
 

@@ -12,8 +12,6 @@ import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 
-import pytest
-
 from tests.daemon.conftest import Site, StartDaemon
 
 
@@ -245,7 +243,6 @@ def run_ticks(daemons: list) -> tuple[Counter[tuple[str, str]], set[str]]:
 class TestSeveralDaemons:
     """Several daemons on one config: every category runs exactly once per tick."""
 
-    @pytest.mark.pg
     def test_two_daemons_with_a_postgresql_ledger(self, site: Site, start_daemon: StartDaemon, pg_url: str) -> None:
         """Advisory locks and the ledger's tick check: one run per (category, tick); the ledger verifies."""
         site.write(ledger_url=pg_url)

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from retentiond.actions.run import RunReport
 from retentiond.stores import registry
-from tests.engine import conftest as sql_env
-from tests.s3 import conftest as s3_env
-from tests.s3.conftest import s3env  # noqa: F401 - the S3 case's fixture
+from tests.stores.s3 import conftest as s3_env
+from tests.stores.s3.conftest import s3env  # noqa: F401 - the S3 case's fixture
+from tests.stores.sql import conftest as sql_env
 
 EXPIRED = [f"acct_x/{i:03d}" for i in range(1, 10)]
 YOUNG = [f"acct_x/{i:03d}" for i in range(10, 13)]
@@ -32,6 +32,7 @@ class Case(Protocol):
     """One kind of store with the scenario's records in it."""
 
     kind: str
+
     def seed(self) -> None:
         """Create the records of EXPIRED, YOUNG and HELD and a config (batch size 2) with hold LIT on acct_held."""
 
@@ -174,10 +175,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         made.seed()
         yield made
         return
-    if request.param == "sql-postgresql":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'app.db'}"
+    url = request.getfixturevalue("pg_url") if request.param == "sql-postgresql" else f"sqlite:///{tmp_path / 'app.db'}"
     engine = sa.create_engine(url)
     sql_env.create_schema(engine)
     now = datetime.now(UTC).replace(microsecond=0)

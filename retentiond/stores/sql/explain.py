@@ -59,8 +59,9 @@ class RowExplanation:
         out = [f"Row of {self.store}/{self.table}, evaluated at {self.at.isoformat(timespec='seconds')}:"]
         for line in self.lines:
             out.append(
-                f"- category {line['category']} ({line['action']} after {line['retain']}): age column {line['age_column']} = "
-                f"{line['age'] or 'NULL'}, cutoff {line['cutoff']} -> {line['decision']}"
+                f"- category {line['category']} ({line['action']} after {line['retain']}): "
+                f"age column {line['age_column']} = {line['age'] or 'NULL'}, "
+                f"cutoff {line['cutoff']} -> {line['decision']}"
             )
         return "\n".join(out)
 
@@ -94,10 +95,11 @@ def explain_row(
         first = bound[(claims[0][0], claims[0][1])]
         if len(key) != len(first.key):
             raise UsageError(f"table {table!r} has a key of {len(first.key)} column(s); give --key that many times")
-        values = [_convert(c, v) for c, v in zip(first.key, key)]
+        values = [_convert(c, v) for c, v in zip(first.key, key, strict=True)]
         try:
             with engine.connect() as conn:
-                row = conn.execute(sa.select(first.table).where(*[c == v for c, v in zip(first.key, values)])).first()
+                match = [c == v for c, v in zip(first.key, values, strict=True)]
+                row = conn.execute(sa.select(first.table).where(*match)).first()
         except sa.exc.OperationalError as exc:
             raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
     finally:
@@ -149,7 +151,7 @@ def explain_row(
     return result
 
 
-def _convert(column: sa.Column, text: str) -> Any:
+def _convert(column: sa.Column[Any], text: str) -> Any:
     try:
         python_type = column.type.python_type
     except NotImplementedError:

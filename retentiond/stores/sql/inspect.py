@@ -294,7 +294,8 @@ class _Checker:
         pk = ", ".join(table.primary_key) or "none"
         self.issue(
             path,
-            f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: a key must identify one row",
+            f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: "
+            "a key must identify one row",
         )
 
     def check_timestamp(self, col: dict[str, Any], path: str) -> None:
@@ -307,7 +308,8 @@ class _Checker:
                 return
             self.issue(
                 path,
-                f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: declare it DATETIME or TIMESTAMP",
+                f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: "
+                "declare it DATETIME or TIMESTAMP",
             )
             return
         if _is_timestamp(type_):
@@ -318,13 +320,15 @@ class _Checker:
             if self.target.age_timezone is None:
                 self.issue(
                     path,
-                    f"column {name!r} is a timestamp without time zone: use timestamptz or declare age_timezone on the target",
+                    f"column {name!r} is a timestamp without time zone: "
+                    "use timestamptz or declare age_timezone on the target",
                 )
             return
         kind = "a date, not a timestamp" if _is_date(type_) else "not a timestamp"
         self.issue(
             path,
-            f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: the clock needs a timestamp with time zone",
+            f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: "
+            "the clock needs a timestamp with time zone",
         )
 
     def check_match_value(self, col: dict[str, Any], value: object, path: str) -> None:
@@ -343,7 +347,8 @@ class _Checker:
         if not fits:
             self.issue(
                 path,
-                f"value {type(value).__name__} does not fit column {col['name']!r} of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})",
+                f"value {type(value).__name__} does not fit column {col['name']!r} "
+                f"of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})",
             )
 
     def check_strategy(self, col: dict[str, Any], strategy: str, path: str) -> None:
@@ -406,7 +411,8 @@ class _Checker:
             elif fk.ondelete in ("SET NULL", "SET DEFAULT"):
                 self.note(
                     path,
-                    f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: deletes here rewrite rows of {fk.schema}.{fk.table}",
+                    f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: "
+                    f"deletes here rewrite rows of {fk.schema}.{fk.table}",
                 )
             else:
                 self.note(path, f"foreign key {label} → {schema}.{name}: deleting a referenced row here will fail")
@@ -448,7 +454,7 @@ class _Checker:
                 row = c.execute(query).one()
         else:
             row = conn.execute(query).one()
-        missing = [p for p, ok in zip(privileges, row) if not ok]
+        missing = [p for p, ok in zip(privileges, row, strict=True) if not ok]
         if missing:
             self.issue(path, f"the connected role lacks {', '.join(missing)} on {table.schema}.{table.name}")
 

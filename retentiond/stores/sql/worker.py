@@ -121,7 +121,9 @@ class TargetWorker:
             cond = sa.and_(cond, not_anonymized(self.target))
         return cond
 
-    def _key_in(self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column] | None = None) -> ColumnElement[bool]:
+    def _key_in(
+        self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None
+    ) -> ColumnElement[bool]:
         cols = list(columns or self.target.key)
         if len(cols) == 1:
             values = [k[0] for k in keys]
@@ -147,7 +149,7 @@ class TargetWorker:
                 # on (rule 6) and, with prior_versions, the expired ones of any row; so that plan's
                 # figure equals the run's on unchanged data.
                 h = self.target.history
-                parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key)])
+                parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key, strict=True)])
                 follows = sa.exists(
                     sa.select(sa.literal(1)).select_from(t).where(parent_match, self.condition(holds, run_start))
                 )
@@ -348,17 +350,17 @@ class TargetWorker:
         # which also checks the row still holds the values the new ones were computed from.
         strategies = list((t.config.anonymize or {}).items())
         touched: list[tuple[Any, ...]] = []
-        for row, key in zip(rows, keys):
+        for row, key in zip(rows, keys, strict=True):
             old = row[key_end:]
             new = {}
-            for (name, strategy), value in zip(strategies, old):
+            for (name, strategy), value in zip(strategies, old, strict=True):
                 scope = f"{t.store}/{t.table_name}/{name}"
                 new[name] = rewrite(t.table.c[name], strategy, value, self.pseudonym, scope)
-            if all(new[name] == value for (name, _), value in zip(strategies, old)):
+            if all(new[name] == value for (name, _), value in zip(strategies, old, strict=True)):
                 continue  # already in anonymized form
             unchanged = [
                 t.table.c[name].is_not_distinct_from(sa.literal(value, t.table.c[name].type))
-                for (name, _), value in zip(strategies, old)
+                for (name, _), value in zip(strategies, old, strict=True)
             ]
             stmt = (
                 sa.update(t.table)
@@ -424,7 +426,7 @@ class TargetWorker:
         h = t.history
         assert h is not None and self.prior_cutoff is not None
         superseded = h.superseded
-        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key)])
+        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key, strict=True)])
         parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
         held_parts: list[ColumnElement[bool]] = []
         for hold in holds:

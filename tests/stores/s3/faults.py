@@ -18,8 +18,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
-from retentiond.stores.s3 import store as s3store
 from retentiond.stores.s3 import retry
+from retentiond.stores.s3 import store as s3store
 
 Handler = Callable[[Any], AWSResponse | None]
 
@@ -39,7 +39,10 @@ def response(status: int, body: str) -> AWSResponse:
 
 def error_body(code: str, message: str = "injected") -> str:
     """Return an S3 ``<Error>`` document."""
-    return f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>x</RequestId></Error>'
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>{message}</Message><RequestId>x</RequestId></Error>"
+    )
 
 
 def objects_of(request: Any) -> list[tuple[str, str | None]]:

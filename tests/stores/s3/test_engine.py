@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from retentiond.stores.s3 import listing
-from tests.s3.conftest import S3Env, hold, s3_category
+from tests.stores.s3.conftest import S3Env, hold, s3_category
 
 
 class TestEveryCopy:
@@ -78,7 +78,7 @@ class TestEveryCopy:
 
     def test_suspended_versioning_null_versions(self, s3env: S3Env) -> None:
         """A bucket whose versioning was suspended: versions from before and ``null`` versions from after all go."""
-        from tests.s3.conftest import backdate
+        from tests.stores.s3.conftest import backdate
 
         s3env.bucket()
         old = s3env.put("tickets/a", 100)
@@ -91,7 +91,7 @@ class TestEveryCopy:
         assert s3env.refs_of([("tickets/a", old), ("tickets/b", "null")]) == sorted(s3env.audited())
 
     def test_keys_with_special_characters(self, s3env: S3Env) -> None:
-        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects (XML)."""
+        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects."""
         s3env.bucket()
         keys = ["tickets/a b+c/ü&<>'\".txt", "tickets/%20literal", "tickets/日本/ファイル"]
         for key in keys:

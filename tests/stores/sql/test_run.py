@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 import retentiond.stores.sql.store as sql_store
 from retentiond.errors import HoldsUnavailable, TemporaryFailure
-from tests.engine.conftest import (
+from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
     anon_category,
@@ -177,7 +177,7 @@ class TestClock:
     """Issue 4 item 1: a database clock off by more than max_clock_skew refuses the run (exit 75)."""
 
     def test_skew_refused_on_postgresql(self, env: Env) -> None:
-        """A run whose clock is an hour off PostgreSQL's refuses with exit 75 and touches nothing; SQLite has no clock."""
+        """A run an hour off PostgreSQL's clock refuses with exit 75 and touches nothing; SQLite has no clock."""
         env.configure({"support": SUPPORT})
         env.insert(tickets, [env.ticket(1, 40)])
         later = env.now + timedelta(hours=1)
