@@ -13,7 +13,7 @@ from retentiond.config.holds import Hold
 from retentiond.stores.base import BatchResult, Cursor
 from retentiond.stores.sql import ages
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
-from retentiond.stores.sql.predicates import in_subjects
+from retentiond.stores.sql.predicates import HoldScope, any_held_through, in_subjects
 from retentiond.stores.sql.worker_base import WorkerBase, _canonical_keys, _pg_timeouts
 from retentiond.testing.crashpoints import crash_point
 
@@ -23,33 +23,33 @@ class PriorVersions(WorkerBase):
 
     # -- prior versions -------------------------------------------------------------------------
 
+    def _history_scope(self) -> HoldScope:
+        """Return how a hold reads a history row: through its parent, by when it was superseded.
+
+        The parent's subject alone decides: prior versions of every parent expire, matched by the
+        category's filter or not, and a hold's floor applies to the version's own age, not the
+        parent's. An orphan's subject is unknown, so a subject-scoped hold protects it.
+        """
+        t = self.target
+        h = t.history
+        assert h is not None
+        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key, strict=True)])
+        parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
+
+        def subject_in(subjects: Sequence[str]) -> ColumnElement[bool]:
+            return sa.or_(sa.exists(parent.where(in_subjects(t, subjects))), ~sa.exists(parent))
+
+        known = subject_in if t.subject is not None else None
+        return HoldScope(t.category, sa.true(), h.superseded, known, t.dialect, t.age_zone)
+
     def _history_condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
         """Return "a history row superseded before the prior-versions cutoff and not held"."""
         t = self.target
         h = t.history
         assert h is not None and self.prior_cutoff is not None
-        superseded = h.superseded
-        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key, strict=True)])
-        parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
-        held_parts: list[ColumnElement[bool]] = []
-        for hold in holds:
-            if not hold.covers_category(t.category):
-                continue
-            parts: list[ColumnElement[bool]] = []
-            if hold.subjects is not None and t.subject is not None:
-                # The parent's subject alone decides: prior_versions expires versions of every
-                # parent, matched by the category's filter or not, and the hold's floor applies to
-                # the version's own age (below), not the parent's. An orphan's subject is unknown,
-                # so it stays held.
-                held_parent = parent.where(in_subjects(t, hold.subjects))
-                parts.append(sa.or_(sa.exists(held_parent), ~sa.exists(parent)))
-            if hold.keep_younger_than is not None:
-                floor = hold.keep_younger_than.before(run_start)
-                parts.append(ages.after(superseded, floor, t.dialect, t.age_zone))
-            held_parts.append(sa.and_(sa.true(), *parts))
         return sa.and_(
-            ages.before(superseded, self.prior_cutoff, t.dialect, t.age_zone),
-            sa.not_(sa.or_(sa.false(), *held_parts)),
+            ages.before(h.superseded, self.prior_cutoff, t.dialect, t.age_zone),
+            sa.not_(any_held_through(holds, [self._history_scope()], run_start)),
         )
 
     def run_history_batch(
