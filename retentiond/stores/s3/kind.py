@@ -18,6 +18,9 @@ from retentiond.stores.s3.explain import explain_object
 from retentiond.stores.s3.inspect import inspect_store
 from retentiond.stores.s3.store import S3RunStore
 
+# What ``holds check`` says of a prefix without a subject pattern (a subject hold covers all of it).
+_NO_SUBJECT = "has no subject_pattern: the hold protects every object of that prefix, whoever's"
+
 
 class S3Kind:
     """Object versions under bucket prefixes; every figure counts versions, delete markers included."""
@@ -30,7 +33,16 @@ class S3Kind:
     def targets(self, settings: Settings, category: str) -> list[TargetRef]:
         """Return the category's ``[[categories.NAME.s3]]`` targets, in config order."""
         return [
-            TargetRef("s3", category, i, t.store, t.bucket, f"categories.{category}.s3[{i}]", t.prefix or None)
+            TargetRef(
+                "s3",
+                category,
+                i,
+                t.store,
+                t.bucket,
+                f"categories.{category}.s3[{i}]",
+                t.prefix or None,
+                no_subject=None if t.subject_pattern is not None else _NO_SUBJECT,
+            )
             for i, t in enumerate(settings.categories[category].s3)
         ]
 
