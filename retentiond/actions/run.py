@@ -357,7 +357,8 @@ class Runner:
         if self.relay is not None:
             self.relay.flush()
         if failed:
-            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
+            noun = registry.kind_of(self.settings, worker.store).records_noun
+            self.report.failed[worker.category] = f"{failed} {noun} could not be deleted (audited as failed)"
         if self.writes and not self.stop.is_set():
             self._audit_held(worker, report)
 

@@ -381,6 +381,8 @@ class StoreKind(Protocol):
     kind: str
     # The options that locate one record for ``explain`` / ``audit find`` (e.g. table, key).
     record_fields: tuple[str, ...]
+    # What this kind's records are called in messages ("records", "object versions").
+    records_noun: str
     # Errors of this kind's driver that fail one category (audited as ``failed``), not the run.
     errors: tuple[type[Exception], ...]
     # Whether :meth:`probe` checks this kind's stores (the daemon's ``store_up`` starts at 1 for them).

@@ -16,6 +16,7 @@ from retentiond.stores.base import Explanation, Findings, RunContext, Store, Tar
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.explain import explain_object
 from retentiond.stores.s3.inspect import inspect_store
+from retentiond.stores.s3.probe import probe_store
 from retentiond.stores.s3.store import S3RunStore
 
 # What ``holds check`` says of a prefix without a subject pattern (a subject hold covers all of it).
@@ -27,8 +28,9 @@ class S3Kind:
 
     kind = "s3"
     record_fields: tuple[str, ...] = ("bucket", "object_key")
+    records_noun = "object versions"
     errors: tuple[type[Exception], ...] = ()  # the worker turns client errors into TemporaryFailure
-    probed = False
+    probed = True
 
     def targets(self, settings: Settings, category: str) -> list[TargetRef]:
         """Return the category's ``[[categories.NAME.s3]]`` targets, in config order."""
@@ -70,8 +72,8 @@ class S3Kind:
         return inspect_store(loaded.settings, name, store, [(t.category, t.index) for t in targets])
 
     def probe(self, loaded: LoadedConfig, name: str) -> bool | None:
-        """Return None: S3 stores are not probed by the daemon."""
-        return None
+        """Return True when every bucket of store ``name`` answers ``GetBucketVersioning``."""
+        return probe_store(loaded, name)
 
     def explain(
         self,

@@ -37,6 +37,7 @@ class SqlKind:
 
     kind = "sql"
     record_fields: tuple[str, ...] = ("table", "key")
+    records_noun = "records"
     errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
     probed = True
 
