@@ -92,7 +92,11 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
         values = [_convert(c, v) for c, v in zip(first.key, key)]
         try:
             with engine.connect() as conn:
-                row = conn.execute(sa.select(first.table).where(*[c == v for c, v in zip(first.key, values)])).first()
+                row = conn.execute(
+                    sa.select(*_read_columns(first.table, [t for _, _, t in claims])).where(
+                        *[c == v for c, v in zip(first.key, values)]
+                    )
+                ).first()
         except sa.exc.OperationalError as exc:
             raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
     finally:
@@ -142,6 +146,17 @@ def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Exp
             }
         )
     return result
+
+
+def _read_columns(table: sa.Table, targets: list[Any]) -> list[sa.Column[Any]]:
+    """Return the columns the decision reads (key, age, subject, match of every claim): a role
+    granted SELECT on just those (``retentiond print-grants``) may explain."""
+    names: list[str] = []
+    for target in targets:
+        for name in (*target.key, target.age_column, target.subject_column, *(target.match or {})):
+            if name is not None and name not in names and name in table.c:
+                names.append(name)
+    return [table.c[n] for n in names]
 
 
 def _convert(column: sa.Column, text: str) -> Any:
