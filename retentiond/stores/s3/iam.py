@@ -131,3 +131,10 @@ def iam_policy(settings: Settings, store: str) -> dict[str, Any]:
 def iam_policy_json(settings: Settings, store: str) -> str:
     """Return :func:`iam_policy` as indented JSON text."""
     return json.dumps(iam_policy(settings, store), indent=2) + "\n"
+
+
+def access_policy(settings: Settings, name: str, role: str) -> Any:
+    """Return the ``AccessPolicy`` (format ``iam-json``) of S3 store ``name`` (``role`` is not part of an IAM policy)."""
+    from retentiond.stores.base import AccessPolicy
+
+    return AccessPolicy(name, "iam-json", iam_policy_json(settings, name))

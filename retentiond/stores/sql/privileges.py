@@ -116,7 +116,8 @@ def grant_statement(privilege: str, schema: str | None, table: str, role: str, c
 def outbox_ddl() -> str:
     """Return the ``CREATE TABLE IF NOT EXISTS retentiond_outbox`` statement for a DBA (PostgreSQL)."""
     ddl = CreateTable(outbox_table(sa.MetaData()), if_not_exists=True).compile(dialect=postgresql.dialect())
-    return str(ddl).strip() + ";"
+    lines = [line.rstrip().replace("\t", "  ") for line in str(ddl).strip().splitlines()]
+    return "\n".join(lines) + ";"
 
 
 def grants_sql(settings: Settings, store: str, role: str = DEFAULT_ROLE) -> str:
@@ -252,7 +253,7 @@ def outbox_missing(conn: sa.Connection | sa.Engine, exists: bool, schema: str, r
             return []
         return [
             Missing(
-                f"the outbox table {OUTBOX_TABLE} does not exist and CREATE on schema {schema}",
+                f"CREATE on schema {schema} (the outbox table {OUTBOX_TABLE} does not exist yet)",
                 f"have a DBA create it (`retentiond print-grants`) or GRANT CREATE ON SCHEMA {_q(schema)} TO {_q(role)};",
             )
         ]
@@ -304,3 +305,13 @@ def table_gaps(catalog: Any, settings: Settings, store: str, table: Any) -> list
         memo["outbox"] = outbox_missing(conn, catalog.inspector.has_table(OUTBOX_TABLE), default, role)
         gaps = [*memo["outbox"], *gaps]
     return [f"the connected role {role} lacks {gap.what}: {gap.grant}" for gap in gaps]
+
+
+def access_policy(settings: Settings, name: str, role: str) -> Any:
+    """Return the ``AccessPolicy`` (format ``sql``) of SQL store ``name``: :func:`grants_sql` for ``role``."""
+    from retentiond.stores.base import AccessPolicy
+
+    url = getattr(settings.stores[name], "url", None)
+    if url is not None and not sa.engine.make_url(url).drivername.startswith("postgresql"):
+        return AccessPolicy(name, "sql", f"-- store {name!r} is not PostgreSQL: no privileges to grant\n")
+    return AccessPolicy(name, "sql", grants_sql(settings, name, role))
