@@ -30,7 +30,7 @@ def _ledger_section(settings: Settings) -> str:
         if not url.drivername.startswith("postgresql"):
             return f"-- the audit ledger is {url.drivername}: no roles to grant\n"
         database = url.database or database
-    return "-- the audit ledger (docs/auditing.md, \"PostgreSQL: least privilege\")\n" + ledger_roles_sql(
+    return '-- the audit ledger (docs/auditing.md, "PostgreSQL: least privilege")\n' + ledger_roles_sql(
         LedgerRoles(database=database)
     )
 

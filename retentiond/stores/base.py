@@ -419,7 +419,10 @@ class StoreKind(Protocol):
         ...
 
     def access_policy(self, settings: Settings, name: str, role: str) -> AccessPolicy:
-        """Return the least privileges of store ``name`` derived from ``settings`` (``role``: who gets them, where the format names one)."""
+        """Return the least privileges of store ``name`` derived from ``settings``.
+
+        ``role`` names who receives them where the format names one (SQL grants).
+        """
         ...
 
     def anchor_client(self, loaded: LoadedConfig, name: str) -> Any:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +23,10 @@ def roles(pg_admin: sa.Engine, pg_db_factory: Callable[[], str]) -> Iterator[dic
     url = sa.engine.make_url(pg_db_factory())
     suffix = uuid.uuid4().hex[:10]
     names = LedgerRoles(
-        owner=f"rtd_owner_{suffix}", writer=f"rtd_writer_{suffix}", auditor=f"rtd_auditor_{suffix}", database=url.database
+        owner=f"rtd_owner_{suffix}",
+        writer=f"rtd_writer_{suffix}",
+        auditor=f"rtd_auditor_{suffix}",
+        database=url.database,
     )
     db_engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with db_engine.connect() as conn:

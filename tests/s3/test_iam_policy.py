@@ -153,6 +153,7 @@ class TestGeneratedIamPolicy:
             {"s3:BypassGovernanceRetention", "s3:PutObjectLegalHold", "s3:PutLifecycleConfiguration"}
             <= set(never["Action"]),
         )
-        assert "GOVERNANCE" == s3env.client.head_object(Bucket="media", Key="tickets/locked.txt", VersionId=locked)[
-            "ObjectLockMode"
-        ]
+        assert (
+            "GOVERNANCE"
+            == s3env.client.head_object(Bucket="media", Key="tickets/locked.txt", VersionId=locked)["ObjectLockMode"]
+        )

@@ -19,8 +19,10 @@ from retentiond.cli.render import toml_like
 SCHEMA = (
     "CREATE SCHEMA app",
     "CREATE TABLE app.tickets (id bigint PRIMARY KEY, customer text, closed_at timestamptz, body text)",
-    "CREATE TABLE app.ticket_versions (version_id bigint PRIMARY KEY, ticket_id bigint, superseded_at timestamptz, body text)",
-    "CREATE TABLE app.invoices (id bigint PRIMARY KEY, issued_at timestamptz, email text, name text, amount numeric NOT NULL)",
+    "CREATE TABLE app.ticket_versions"
+    " (version_id bigint PRIMARY KEY, ticket_id bigint, superseded_at timestamptz, body text)",
+    "CREATE TABLE app.invoices"
+    " (id bigint PRIMARY KEY, issued_at timestamptz, email text, name text, amount numeric NOT NULL)",
     "CREATE TABLE app.other (id bigint PRIMARY KEY, note text)",
 )
 
@@ -71,13 +73,9 @@ def role_env(pg_url: str, pg_engine: sa.Engine, tmp_path: Path) -> Iterator[dict
         for statement in SCHEMA:
             conn.exec_driver_sql(statement)
         conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")  # our hex name, not configuration
-        conn.execute(
-            sa.text("INSERT INTO app.tickets VALUES (1, 'c1', :t, 'x'), (2, 'c2', NULL, 'y')"), {"t": old}
-        )
+        conn.execute(sa.text("INSERT INTO app.tickets VALUES (1, 'c1', :t, 'x'), (2, 'c2', NULL, 'y')"), {"t": old})
         conn.execute(sa.text("INSERT INTO app.ticket_versions VALUES (10, 1, :t, 'v'), (20, 2, :t, 'w')"), {"t": old})
-        conn.execute(
-            sa.text("INSERT INTO app.invoices VALUES (1, :t, 'a@example.com', 'Ann', 12.50)"), {"t": old}
-        )
+        conn.execute(sa.text("INSERT INTO app.invoices VALUES (1, :t, 'a@example.com', 'Ann', 12.50)"), {"t": old})
         conn.exec_driver_sql("INSERT INTO app.other VALUES (1, 'keep')")
     role_url = sa.make_url(pg_url).set(username=role).render_as_string(hide_password=False)
     keys = tmp_path / "keys"
@@ -160,7 +158,11 @@ class TestGeneratedGrants:
             tickets = conn.exec_driver_sql("SELECT id FROM app.tickets ORDER BY id").scalars().all()
             versions = conn.exec_driver_sql("SELECT version_id FROM app.ticket_versions ORDER BY 1").scalars().all()
             invoice = conn.exec_driver_sql("SELECT email, name, amount FROM app.invoices").one()
-        assert ([2], [20], ("[redacted]", None, 12.5)) == (tickets, versions, (invoice[0], invoice[1], float(invoice[2])))
+        assert ([2], [20], ("[redacted]", None, 12.5)) == (
+            tickets,
+            versions,
+            (invoice[0], invoice[1], float(invoice[2])),
+        )
 
         url = role_env["url"]
         denied = {

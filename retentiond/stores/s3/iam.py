@@ -134,7 +134,7 @@ def iam_policy_json(settings: Settings, store: str) -> str:
 
 
 def access_policy(settings: Settings, name: str, role: str) -> Any:
-    """Return the ``AccessPolicy`` (format ``iam-json``) of S3 store ``name`` (``role`` is not part of an IAM policy)."""
+    """Return the ``AccessPolicy`` (format ``iam-json``) of S3 store ``name``; ``role`` is not part of it."""
     from retentiond.stores.base import AccessPolicy
 
     return AccessPolicy(name, "iam-json", iam_policy_json(settings, name))

@@ -140,7 +140,7 @@ def grants_sql(settings: Settings, store: str, role: str = DEFAULT_ROLE) -> str:
         if n.delete:
             lines.append(grant_statement("DELETE", n.schema, n.table, role))
     lines += [
-        f"-- The outbox (batch outcomes committed with the rows; see docs/operations.md), in the first schema",
+        "-- The outbox (batch outcomes committed with the rows; see docs/operations.md), in the first schema",
         f"-- of the role's search_path ({DEFAULT_SCHEMA} by default). Either create it here, as below, or instead",
         f"-- GRANT CREATE ON SCHEMA <that schema> TO {role_q}; and let the daemon create it.",
         outbox_ddl(),
@@ -212,7 +212,7 @@ def missing_privileges(
     if not checks:
         return []
     row = _scalar_row(conn, sa.select(*checks))
-    return _describe([m for m, ok in zip(meaning, row) if not ok], needs, schemas, role)
+    return _describe([m for m, ok in zip(meaning, row, strict=True) if not ok], needs, schemas, role)
 
 
 def _describe(
@@ -239,7 +239,9 @@ def _describe(
 
 
 def outbox_missing(conn: sa.Connection | sa.Engine, exists: bool, schema: str, role: str) -> list[Missing]:
-    """Return what the role lacks to use the outbox: SELECT/INSERT/DELETE on it, or CREATE in ``schema`` when it does not exist yet.
+    """Return what the role lacks to use the outbox.
+
+    SELECT/INSERT/DELETE on it, or CREATE in ``schema`` when it does not exist yet.
 
     Raises:
         sqlalchemy.exc.DBAPIError: the database failed while being read.
@@ -254,7 +256,8 @@ def outbox_missing(conn: sa.Connection | sa.Engine, exists: bool, schema: str, r
         return [
             Missing(
                 f"CREATE on schema {schema} (the outbox table {OUTBOX_TABLE} does not exist yet)",
-                f"have a DBA create it (`retentiond print-grants`) or GRANT CREATE ON SCHEMA {_q(schema)} TO {_q(role)};",
+                "have a DBA create it (`retentiond print-grants`) or "
+                f"GRANT CREATE ON SCHEMA {_q(schema)} TO {_q(role)};",
             )
         ]
     quoted = f"{preparer.quote(schema)}.{preparer.quote(OUTBOX_TABLE)}"
@@ -268,7 +271,7 @@ def outbox_missing(conn: sa.Connection | sa.Engine, exists: bool, schema: str, r
             ]
         ),
     )
-    lacking = [p for p, ok in zip(privileges, row) if not ok]
+    lacking = [p for p, ok in zip(privileges, row, strict=True) if not ok]
     if not lacking:
         return []
     return [
