@@ -101,15 +101,20 @@ class AuditHandles:
     signer: Signer
     anchor: Anchor | None = None
 
-    def checkpoint(self, *, run_id: str | None = None, if_older_than: timedelta | None = None) -> Any:
+    def checkpoint(
+        self, *, run_id: str | None = None, if_older_than: timedelta | None = None, if_unsigned: bool = False
+    ) -> Any:
         """Write a signed checkpoint, copied to the anchor bucket when one is configured.
 
-        Returns the checkpoint entry, or None when ``if_older_than`` found none due.
+        Returns the checkpoint entry, or None when ``if_older_than`` or ``if_unsigned`` (the
+        newest entry is a checkpoint already) found none due.
 
         Raises:
             TemporaryFailure: the ledger or the anchor bucket is unreachable.
         """
-        return checkpoint_and_anchor(self.ledger, self.signer, self.anchor, run_id=run_id, if_older_than=if_older_than)
+        return checkpoint_and_anchor(
+            self.ledger, self.signer, self.anchor, run_id=run_id, if_older_than=if_older_than, if_unsigned=if_unsigned
+        )
 
     def close(self) -> None:
         """Close the ledger."""
