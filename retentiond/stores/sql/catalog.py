@@ -55,6 +55,8 @@ class SchemaCatalog:
         self._tables: dict[tuple[str, str], ReflectedTable | None] = {}
         self._inbound: dict[tuple[str, str], list[InboundForeignKey]] | None = None
         self.connection = conn
+        # Per-connection facts the privilege check reads once (role name, outbox gaps).
+        self.memo: dict[str, Any] = {}
 
     def split(self, qualified: str) -> tuple[str, str]:
         """Return ``(schema, table)`` of a config table name, with the default schema filled in."""
