@@ -41,7 +41,14 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         # Canonical key texts (JSON array) of the rows, when their refs are computed by the relay
         # instead of inside the batch's transaction; removed with the row once relayed.
         sa.Column("keys", sa.Text, nullable=True),
+        # A failed row's SQLSTATE and object names (JSON; see OutcomeRow.failure). Added in 0.x:
+        # ``Outbox.ensure`` adds it to an outbox created before.
+        sa.Column("failure", sa.Text, nullable=True),
     )
+
+
+# A constant statement (no input reaches it): SQLAlchemy Core has no ALTER TABLE construct.
+_ADD_FAILURE = sa.text("ALTER TABLE retentiond_outbox ADD COLUMN failure TEXT")
 
 
 # An outbox row is the shared outcome row (its ``prefix`` is never set by SQL and not stored).
@@ -60,6 +67,9 @@ class Outbox:
         """Create the outbox table when it does not exist yet."""
         with self.engine.begin() as conn:
             self.table.create(conn, checkfirst=True)
+            columns = {c["name"] for c in sa.inspect(conn).get_columns(OUTBOX_TABLE)}
+            if "failure" not in columns:
+                conn.execute(_ADD_FAILURE)
 
     def insert(self, conn: sa.Connection, rows: list[OutboxRow]) -> None:
         """Insert ``rows`` in the caller's transaction."""
