@@ -67,7 +67,7 @@ class SqlKind:
             raise ConfigError([ConfigIssue(path, "the store's URL is empty")])
         try:
             engine = make_engine(url)
-        except sa.exc.ArgumentError:
+        except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ConfigError(
                 [ConfigIssue(path, "the store's URL is not a valid database URL (driver://user@host/db)")]
             ) from None

@@ -56,9 +56,14 @@ def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
         raise ConfigError([ConfigIssue(f"stores.{name}.url_env", "the store's URL is empty")])
     try:
         return make_engine(url, **kwargs)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except sa.exc.NoSuchModuleError:
         raise ConfigError(
-            [ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]
+            [ConfigIssue(f"stores.{name}.url", "the URL names a database driver that is not installed")]
+        ) from None
+    except (sa.exc.ArgumentError, ValueError):
+        # ValueError: a port that is not a number. The URL itself is never echoed (it may hold secrets).
+        raise ConfigError(
+            [ConfigIssue(f"stores.{name}.url", "not a valid database URL (driver://user@host:port/database)")]
         ) from None
 
 

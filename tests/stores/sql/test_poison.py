@@ -273,3 +273,19 @@ class TestConnectionErrors:
             assert "stores.app.url" in done.stderr
             assert "3D000" in done.stderr
             assert "Traceback" not in done.stderr
+
+    def test_malformed_url_from_the_environment_exits_78(self, pg_env: Env) -> None:
+        """A port that is not a number in ``url_env``: exit 78 naming stores.app.url, no traceback, URL not echoed."""
+        env = pg_env
+        env.configure({"support": PLAIN})
+        text = env.config_path.read_text(encoding="utf-8")
+        env.config_path.write_text(
+            text.replace(f"url = {json.dumps(env.url)}", 'url_env = "APP_URL"'), encoding="utf-8"
+        )
+        assert "APP_URL" in env.config_path.read_text(encoding="utf-8")
+        for command in (("plan",), ("run",), ("config", "validate", "--connect")):
+            done = env.cli(*command, env={"APP_URL": "postgresql+psycopg://postgres@127.0.0.1:notaport/x"})
+            assert 78 == done.returncode, (command, done.stderr)
+            assert "stores.app" in done.stderr
+            assert "notaport" not in done.stderr
+            assert "Traceback" not in done.stderr
