@@ -17,6 +17,7 @@ import threading
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker, split_refs
+from retentiond.audit.values import Name, SqlState
 from retentiond.stores.base import OutcomeJournal, OutcomeRow
 from retentiond.testing.crashpoints import crash_point
 
@@ -27,6 +28,21 @@ def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
         # Canonical key texts: a one-element key whose value is that text has the same ref.
         return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
     return split_refs(row.refs)
+
+
+def _failure(row: OutcomeRow) -> dict[str, str | None]:
+    """Return the failure's fields of a ``failed`` row; a name that is not a ledger Name is left out."""
+    if not row.failure:
+        return {}
+    data = json.loads(row.failure)
+    out: dict[str, str | None] = {}
+    for field, kind in (("sqlstate", SqlState), ("constraint", Name), ("relation", Name)):
+        value = data.get(field)
+        try:
+            out[field] = kind(value) if isinstance(value, str) else None
+        except ValueError:
+            out[field] = None  # e.g. a quoted identifier with spaces: the SQLSTATE still says what failed
+    return out
 
 
 def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: list[OutcomeRow]) -> int:
@@ -40,6 +56,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
     appended = 0
     for row in rows:
         versions, objects = Batch.split(_refs(row, refs), row.count)
+        failure = _failure(row)
         event = Batch(
             batch_id=row.batch_id,
             category=row.category,
@@ -52,6 +69,9 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
             object_refs=objects,
             prior_versions=row.prior_versions,
             prefix=row.prefix,
+            sqlstate=failure.get("sqlstate"),
+            constraint=failure.get("constraint"),
+            relation=failure.get("relation"),
         )
         try:
             ledger.append(event, run_id=row.run_id)

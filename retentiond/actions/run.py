@@ -334,7 +334,9 @@ class Runner:
         A real run re-counts what is still eligible once its batches are exhausted (the query the
         plan uses). Rows that became eligible during the pass (a hold's grace ended, a row was
         changed behind the cursor) are taken by one more pass; what a second pass still leaves is
-        a failure (``incomplete``), never a silent success.
+        a failure (``incomplete``), never a silent success. Records the store refused in this
+        run (audited as ``failed``, retried at the next run) are still eligible and are not
+        counted again as incomplete.
         """
         report.blocked = 0  # from here on: what the requests found blocked, not the plan's figure
         failed = 0
@@ -342,7 +344,7 @@ class Runner:
             failed += self._pass(worker, report)
             if not self.writes or self.stop.is_set():
                 break
-            left = worker.remaining(self._holds())
+            left = max(0, worker.remaining(self._holds()) - failed)
             if not left:
                 break
             if sweep == 1:
@@ -356,8 +358,14 @@ class Runner:
             self._incomplete(worker, report, left)
         if self.relay is not None:
             self.relay.flush()
+        report.failed = failed
         if failed:
-            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
+            reason = (
+                f"{failed} records of {worker.store}/{worker.target_name} could not be {worker.action}d "
+                "(audited as failed; retried at the next run)"
+            )
+            earlier = self.report.failed.get(worker.category)
+            self.report.failed[worker.category] = f"{earlier}; {reason}" if earlier else reason
         if self.writes and not self.stop.is_set():
             self._audit_held(worker, report)
 
@@ -455,7 +463,7 @@ class Runner:
                 "run finished",
                 run_id=self.run_id,
                 duration_ms=duration_ms,
-                failed=len(self.report.failed),
+                failed_categories=len(self.report.failed),
                 **self.report.totals(),
             )
         crash_point("before_checkpoint")

@@ -33,6 +33,7 @@ class TargetReport:
     error: str | None = None
     blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
     prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
+    failed: int = 0  # records the store refused (audited as failed, retried at the next run)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -66,6 +67,8 @@ class RunReport:
             counts["held"] += sum(t.held.values())
             if t.blocked:
                 counts["blocked"] += t.blocked
+            if t.failed:
+                counts["failed"] += t.failed
         return dict(counts)
 
     def eligible(self) -> dict[str, int]:

@@ -197,6 +197,15 @@ class SqlStore(StrictModel):
     statement_timeout: PositiveOperational = Field(
         timedelta(seconds=60), description="PostgreSQL statement_timeout per batch."
     )
+    retry_attempts: StrictInt = Field(
+        5, ge=1, le=20, description="Tries of a batch that fails transiently (lock or statement timeout, deadlock)."
+    )
+    retry_wait: PositiveOperational = Field(
+        timedelta(seconds=1), description="Wait before a batch's first retry; doubled at each retry, with jitter."
+    )
+    retry_max_wait: PositiveOperational = Field(
+        timedelta(seconds=30), description="Longest wait between two tries of a batch."
+    )
 
     @field_validator("url")
     @classmethod

@@ -84,6 +84,8 @@ class CategoryRuns(DaemonParts):
                     self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
                     if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
                         self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
+                    if target.failed:  # records the store refused (audited as failed)
+                        self.metrics.records.labels(category, name, "failed").inc(target.failed)
             duration = time.monotonic() - started
             self.metrics.run_duration.labels(category).observe(duration)
             self.state.record(category, tick, result, runner.run_id, datetime.now(UTC))

@@ -116,7 +116,9 @@ class OutcomeRow:
 
     ``refs`` holds record refs made by the store (``RecordRefs``); ``keys``, when set, is a JSON
     array of canonical key texts the relay turns into row refs (so no HMAC is computed inside a
-    batch's transaction). ``prefix`` names an S3-like target's prefix.
+    batch's transaction). ``prefix`` names an S3-like target's prefix. ``failure``, on a
+    ``failed`` row, is a JSON object of what the store's error named: ``sqlstate``,
+    ``constraint``, ``relation`` (object names, never values).
     """
 
     batch_id: str
@@ -132,6 +134,7 @@ class OutcomeRow:
     created_at: datetime
     keys: str | None = None
     prefix: str | None = None
+    failure: str | None = None
 
 
 @dataclass
