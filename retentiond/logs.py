@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -163,3 +164,25 @@ def configure_logging(level: str = "info", *, renderer: str | None = None) -> No
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """Return a structlog logger named ``name``."""
     return structlog.stdlib.get_logger(name)
+
+
+#: The keys :func:`log_context` binds: every line of a run carries them (journald: ``RUN_ID=`` ...).
+CONTEXT_KEYS = ("run_id", "category", "target", "request")
+
+
+@contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Bind ``fields`` (``run_id``, ``category``, ``target``, ``request``) to every log line in this block.
+
+    Bound with structlog's contextvars, so stdlib loggers routed through structlog carry them
+    too; fields that are None are left out; the previous values come back on exit (nesting).
+    ``request`` is for erasure requests: the id of the request a pass works on.
+
+    Raises:
+        ValueError: a key is not one of :data:`CONTEXT_KEYS`.
+    """
+    unknown = sorted(set(fields) - set(CONTEXT_KEYS))
+    if unknown:
+        raise ValueError(f"not a log context key: {', '.join(unknown)}")
+    with structlog.contextvars.bound_contextvars(**{k: v for k, v in fields.items() if v is not None}):
+        yield

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.observe import BatchLog, RunObserver, TargetProgress
 from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
 from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
@@ -45,7 +46,7 @@ from retentiond.audit.events import (
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
 from retentiond.errors import ConfigError, ExitCode, HoldsUnavailable, RetentiondError, TemporaryFailure
-from retentiond.logs import get_logger
+from retentiond.logs import get_logger, log_context
 from retentiond.stores.sql.outbox import Outbox, OutboxRow
 from retentiond.stores.sql.worker import Counts, Cursor, TargetWorker
 from retentiond.testing.crashpoints import crash_point
@@ -75,6 +76,12 @@ class TargetReport:
     error: str | None = None
     blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
     prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
+    failed: int = 0  # records (S3: object versions) the run could not act on
+
+    @property
+    def name(self) -> str:
+        """Return the target as logs, metrics and the terminal name it: ``store/target[/prefix]``."""
+        return f"{self.store}/{self.target}" + (f"/{self.prefix}" if self.prefix else "")
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -93,6 +100,7 @@ class RunReport:
     targets: list[TargetReport] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    pending: dict[str, int] = field(default_factory=dict)  # per store: outcomes not yet in the ledger at the end
 
     @property
     def exit_code(self) -> int:
@@ -177,6 +185,7 @@ class Runner:
         now: datetime | None = None,
         stop: threading.Event | None = None,
         progress: Progress | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         settings = loaded.settings
         unknown = [c for c in categories if c not in settings.categories]
@@ -197,6 +206,8 @@ class Runner:
         self.run_id = str(uuid.uuid4())
         self.stop = stop or threading.Event()
         self.progress = progress
+        # Without an observer a run still logs one line per batch (throttled per target).
+        self.observer = observer or BatchLog(settings.daemon.progress_log_interval.total_seconds())
         self.report = RunReport(self.run_id, self.run_start, mode)
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
@@ -223,6 +234,12 @@ class Runner:
             HoldsUnavailable: the holds file is invalid at start (audited on a real run).
             TemporaryFailure: a store or the ledger is unreachable, or clocks disagree.
         """
+        # Every line of the run, ours and the libraries', carries the run id (and, below, the
+        # category and target being worked on).
+        with log_context(run_id=self.run_id):
+            return self._execute()
+
+    def _execute(self) -> RunReport:
         started = time.monotonic()
         try:
             self._open()
@@ -252,12 +269,14 @@ class Runner:
                 if self.stop.is_set():
                     break
                 try:
-                    self._category(category, holds)
+                    with log_context(category=category):
+                        self._category(category, holds)
                 except HoldsUnavailable:
                     raise
                 except (ConfigError, TemporaryFailure, sa.exc.SQLAlchemyError) as exc:
                     self._fail(category, exc)
             self._finish(started)
+            self._pending()
         except HoldsUnavailable as exc:
             self._holds_rejected(exc)
             raise
@@ -292,6 +311,16 @@ class Runner:
             run_id=self.run_id,
             record_changes=self.writes,
         )
+
+    def _pending(self) -> None:
+        """Count per store the outcomes still waiting in its outbox or intent journal (0 after a clean run)."""
+        if not self.writes:
+            return
+        for journal in self.recoverables:
+            try:
+                self.report.pending[journal.store_name] = len(journal.pending())
+            except (RetentiondError, sa.exc.SQLAlchemyError):
+                log.warning("could not count the outcomes still to relay", store=journal.store_name)
 
     def _close(self) -> None:
         if self.relay is not None:
@@ -391,13 +420,15 @@ class Runner:
             )
         if self.mode == "plan":
             return  # the plan shows the guard per target; only a run fails on it
-        if any(r.guard == "tripped" for r in tripped):
+        if any(r.guard == "tripped" for r in tripped) and self.writes:
             self.report.failed[category] = (
                 "guard_tripped: would act on more than max_fraction_per_run; rerun with --allow-large to allow it once"
             )
             return
+        # A dry run walks on past a tripped guard: its report says the guard would stop a real run.
         for worker, report in reports:
-            self._drain(worker, report, holds)
+            with log_context(target=report.name):
+                self._drain(worker, report, holds)
             if self.stop.is_set():
                 return
         log.info(
@@ -442,6 +473,33 @@ class Runner:
         a failure (``incomplete``), never a silent success.
         """
         report.blocked = 0  # from here on: what the requests found blocked, not the plan's figure
+        self.observer.target_started(self._progress(report))
+        try:
+            self._sweeps(worker, report)
+        finally:
+            self.observer.target_finished(self._progress(report))
+        if self.relay is not None:
+            self.relay.flush()
+        failed = getattr(worker, "failed_versions", 0)
+        if failed:
+            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
+        if self.writes and not self.stop.is_set():
+            self._audit_held(worker, report)
+
+    def _progress(self, report: TargetReport) -> TargetProgress:
+        return TargetProgress(
+            category=report.category,
+            target=report.name,
+            action=report.action,
+            dry_run=not self.writes,
+            planned=report.eligible,
+            batch=report.batches,
+            acted=report.acted,
+            held=sum(report.held.values()),
+            failed=report.failed,
+        )
+
+    def _sweeps(self, worker: TargetWorker, report: TargetReport) -> None:
         for sweep in (1, 2):
             self._pass(worker, report)
             if not self.writes or self.stop.is_set():
@@ -454,13 +512,6 @@ class Runner:
                             target=worker.target_name, remaining=left)
                 continue
             self._incomplete(worker, report, left)
-        if self.relay is not None:
-            self.relay.flush()
-        failed = getattr(worker, "failed_versions", 0)
-        if failed:
-            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
-        if self.writes and not self.stop.is_set():
-            self._audit_held(worker, report)
 
     def _pass(self, worker: TargetWorker, report: TargetReport) -> None:
         """Run one pass of batches over the target (records, then expired prior versions)."""
@@ -485,8 +536,11 @@ class Runner:
                 report.acted += result.touched
                 report.prior_versions_deleted += result.history
                 report.blocked += getattr(result, "blocked", 0)
+                report.failed = max(report.failed, getattr(worker, "failed_versions", 0))
                 if self.progress and result.touched:
                     self.progress(report.target, result.touched)
+                if result.selected:
+                    self.observer.batch_done(self._progress(report))
                 if result.exhausted:
                     break
                 crash_point("between_batches")
@@ -497,6 +551,7 @@ class Runner:
         """Fail the category: eligible records remain after two passes (audited as ``failed``, counts only)."""
         message = f"incomplete: {left} eligible records of {worker.store}/{worker.target_name} remain after the run"
         report.error = message
+        report.failed += left
         self.report.failed[worker.category] = message
         log.error("target incomplete", category=worker.category, target=worker.target_name, remaining=left)
         assert self.audit is not None and self.relay is not None
