@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.inspect import inspect_stores
+from retentiond.actions.observe import BatchLog, Observers
 from retentiond.actions.setup import AuditHandles, ledger_url, open_audit, store_engine
 from retentiond.audit.events import ConfigLoaded, ConfigRejected
 from retentiond.config.loader import LoadedConfig, load_config
@@ -39,6 +40,7 @@ from retentiond.config.models import SqlStore
 from retentiond.daemon import sdnotify
 from retentiond.daemon.locks import RunnerLocks, runner_locks
 from retentiond.daemon.metrics import Metrics, MetricsServer
+from retentiond.daemon.progress import StatusProgress
 from retentiond.daemon.scheduler import JobSpec, job_specs, missed_since
 from retentiond.daemon.state import ScheduleState
 from retentiond.errors import (
@@ -149,6 +151,7 @@ class Daemon:
             self.watcher = self._new_watcher(self.loaded, self.audit)
             holds_ok = self._refresh_holds(source_on_error="holds")
             self.metrics.init_config(self.loaded)
+            self._ledger_health()
             for name, remembered in self.state.all().items():
                 if remembered.last_success is not None and name in self.loaded.settings.categories:
                     self.metrics.last_success.labels(name).set(remembered.last_success.timestamp())
@@ -401,6 +404,7 @@ class Daemon:
         if self.status.last_probe is None or time.monotonic() - self.status.last_probe >= PROBE_EVERY_SECONDS:
             self._probe_stores()
         self._checkpoint_if_due()
+        self._ledger_health()
         self._update_next_runs()
         sdnotify.notify(f"STATUS={self.status_line()}")
 
@@ -461,8 +465,16 @@ class Daemon:
             log.warning("idle checkpoint failed", error=type(exc).__name__)
             return
         if entry is not None:
-            self.metrics.checkpoint_time.set(time.time())
             log.info("idle checkpoint", seq=entry.seq)
+
+    def _ledger_health(self) -> None:
+        """Refresh the ledger's health metrics (unsigned tail, newest checkpoint); a failure is logged only."""
+        if self.audit is None:
+            return
+        try:
+            self.metrics.observe_ledger(self.audit.ledger)
+        except RetentiondError as exc:
+            log.warning("could not read the ledger's health", error=type(exc).__name__)
 
     # -- category runs ----------------------------------------------------------------------
 
@@ -508,7 +520,13 @@ class Daemon:
                 )
                 return
             started = time.monotonic()
-            runner = Runner(loaded, categories=[category], mode="run", stop=self.stop)
+            progress = Observers(
+                [
+                    BatchLog(loaded.settings.daemon.progress_log_interval.total_seconds()),
+                    StatusProgress(self.status_line),
+                ]
+            )
+            runner = Runner(loaded, categories=[category], mode="run", stop=self.stop, observer=progress)
             result = "failed"
             try:
                 report = runner.execute()
@@ -520,6 +538,7 @@ class Daemon:
                 log.error("run failed", category=category, error=type(exc).__name__)
             else:
                 result = "interrupted" if report.interrupted else ("failed" if report.failed else "success")
+                self.metrics.observe_run(category, report)
                 for target in report.targets:
                     name = f"{target.store}/{target.target}"
                     self.metrics.records.labels(
@@ -535,8 +554,7 @@ class Daemon:
             self.metrics.run_duration.labels(category).observe(duration)
             self.state.record(category, tick, result, runner.run_id, datetime.now(UTC))
             self._finished(category, tick, result, runner.run_id, duration)
-            if result != "interrupted":
-                self.metrics.checkpoint_time.set(time.time())
+            self._ledger_health()
         finally:
             held.release()
 
