@@ -30,7 +30,8 @@ from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "demo" / "out"
+# RETENTIOND_DEMO_OUT lets the test of the demo run it in a temporary directory.
+OUT = Path(os.environ.get("RETENTIOND_DEMO_OUT") or ROOT / "demo" / "out")
 
 
 def build_config(out: Path, s3_endpoint: str | None = None) -> Path:
@@ -110,7 +111,7 @@ def main() -> None:
     step("Legal's holds today", "holds", "list", "-c", c)
     step("what would a run do now?", "plan", "-c", c)
     if step("today's run", "run", "-c", c, ok=(0, 1)):
-        step("the operator reviews what the guard stopped and allows it once", "run", "--allow-large", "-c", c)
+        step("the operator reviews what the guard stopped and allows it once", "run", "--allow-large", "--reference", "CHG-2026-0412", "-c", c)
     step("an auditor verifies the ledger", "audit", "verify", "-c", c)
     report = OUT / "report.html"
     step("the retention report: verified first, then per category and month", "report", "-c", c, "--out", str(report))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 from typing import Any
 
@@ -72,7 +74,36 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        _silence_stdout()
+        sys.exit(OUTPUT_CLOSED)
     sys.exit(result if isinstance(result, int) else ExitCode.OK)
+
+
+#: `config show | head`: the reader went away. 128 + SIGPIPE, what a shell reports for any Unix
+#: tool killed by SIGPIPE; the command's own work (a run, say) had finished before it printed.
+OUTPUT_CLOSED = 141
+
+
+def _stdout_closed() -> bool:
+    """Return True when stdout is a pipe or socket whose reader has gone (not some other pipe:
+    a store connection's broken pipe is a real error and keeps its traceback-free handling)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _report(exc: RetentiondError, app: AppContext) -> None:

@@ -96,7 +96,7 @@ def report_command(
             raise UsageError(
                 "no public key: give --pubkey FILE (the signing key's public half; repeat for every key of the ledger)"
             )
-        verification = verify_ledger(ledger, keys, config)
+        verification = verify_ledger(ledger, keys, max_unsigned_age=config.audit.checkpoint_interval)
         entries = verified_entries(ledger, verification) if verification.ok else iter(())
         report = aggregate(
             entries,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -128,16 +129,18 @@ def open_ledger(config: ReportConfig) -> Ledger:
     return Ledger.open(config.ledger_url, config.audit.ledger_id, create=False)
 
 
-def verify_ledger(ledger: Ledger, keys: KeyRing, config: ReportConfig) -> Verification:
+def verify_ledger(ledger: Ledger, keys: KeyRing, *, max_unsigned_age: timedelta) -> Verification:
     """Verify the whole ledger with ``retentiond.audit``'s verifier and return what the report states.
 
+    ``max_unsigned_age`` is the configuration's ``audit.checkpoint_interval``: an unsigned tail
+    younger than that, holding no outcome, is tolerated (as by ``audit verify``).
     The one place the report calls verification: when the verifier changes, only this changes.
 
     Raises:
         TemporaryFailure: the database is unreachable.
     """
     # The same rule as ``audit verify``: no OK without a signature over the entries (issue 11).
-    result = ledger.verify(policy=VerifyPolicy(keys=keys, max_unsigned_age=config.audit.checkpoint_interval))
+    result = ledger.verify(policy=VerifyPolicy(keys=keys, max_unsigned_age=max_unsigned_age))
     damage = result.damage
     return Verification(
         ok=result.ok,
