@@ -437,6 +437,7 @@ class Runner:
             action=cat.action,
             acted=sum(r.acted for _, r in reports),
             prior_versions=sum(r.prior_versions_deleted for _, r in reports),
+            dry_run=not self.writes,
         )
 
     def _workers(self, category: str) -> list[Any]:

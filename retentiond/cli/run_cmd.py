@@ -55,6 +55,8 @@ def _render(report: Any, *, planned: bool) -> str:
         )
     last = "guard" if planned else ("would act" if report.mode == "dry-run" else "acted")
     prior = "prior versions eligible" if planned else "prior versions deleted"
+    if report.mode == "dry-run":
+        prior = "prior versions (would delete)"
     head = ["category", "target", "action", "cutoff", "rows", "eligible", "held (per hold)", prior, last]
     text = table(head, rows)
     lines = [text, ""]

@@ -20,12 +20,13 @@ class StatusProgress:
         self,
         base: Callable[[], str],
         *,
-        notify: Callable[..., bool] = sdnotify.notify,
+        notify: Callable[[str], bool] | None = None,
         min_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base = base
-        self.notify = notify
+        # Never blocks: a full notify queue drops a progress status rather than hold up a batch.
+        self.notify = notify or (lambda status: sdnotify.notify(status, wait=False))
         self.min_interval = min_interval
         self.clock = clock
         self._sent: float | None = None

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,7 +107,12 @@ class TestLiveDaemon:
         daemon.wait_ledger(lambda es: any(e["event"] == "run_finished" for e in es))
         daemon.notify.wait_for(lambda m: m.get("STATUS", "").startswith("running clicks app/clicks 0% (0/50); "))
         daemon.notify.wait_for(lambda m: m.get("STATUS", "").startswith("running clicks app/clicks 100% (50/50); "))
-        status, text = http_get(site.port, "/metrics")
+        deadline = time.monotonic() + 20  # the gauges are set once the run (and its checkpoint) returned
+        while True:
+            status, text = http_get(site.port, "/metrics")
+            if metric_lines(text, "retentiond_last_checkpoint_timestamp_seconds")[""] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert 200 == status
         done = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
         assert (0, "") == (done.returncode, done.stdout + done.stderr)
@@ -120,3 +126,28 @@ class TestLiveDaemon:
         assert 0 <= age < 60
         batches = [json.loads(line) for line in daemon.log().splitlines() if '"event": "batch"' in line]
         assert batches and all(b["run_id"] and b["category"] == "clicks" for b in batches)
+
+
+class TestStatusProgress:
+    """Progress in STATUS= never holds up a batch, even when nobody reads the notify socket."""
+
+    def test_full_queue_drops_instead_of_blocking(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """100 notifications to a socket nobody reads return at once; the queue holds the first ones."""
+        import socket
+
+        from retentiond.actions.observe import TargetProgress
+        from retentiond.daemon.progress import StatusProgress
+
+        path = tmp_path / "notify.sock"
+        unread = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        unread.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        status = StatusProgress(lambda: "base", min_interval=0.0)
+        started = time.monotonic()
+        try:
+            for n in range(100):
+                status.batch_done(TargetProgress("c", "app/t", "delete", False, planned=100, batch=n, acted=n))
+            assert time.monotonic() - started < 5
+            assert "STATUS=running c app/t 0% (0/100); base" == unread.recv(65536).decode()
+        finally:
+            unread.close()
