@@ -170,6 +170,8 @@ class Table:
                 "metrics_listen": "",
                 "max_fraction_per_run": 1.0,
                 "batch_size": generated.batch_size,
+                # NOW is fixed at collection: in a long suite the run starts minutes after it.
+                "max_clock_skew": "1d",
             },
             "audit": {"hmac_key_file": str(keys / "hmac.key"), "signing_key_file": str(keys / "signing.pem")},
             "stores": {"app": {"kind": "sql", "url": self.url}},
