@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # (runtime + the test extra + build, for this venv). `make lock` regenerates both.
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: demo test venv postgres clean report-example dist lock
+.PHONY: demo test lint venv postgres clean report-example dist lock
 
 # Every locked package first, hash-checked; then the project itself (editable: it cannot be
 # hashed) and anything pyproject.toml added since the lock was made.
@@ -23,7 +23,16 @@ venv: $(STAMP)
 postgres:
 	@scripts/ensure-postgres.sh
 
-test: $(STAMP) postgres
+# The gates (docs/architecture.md, "Gates"): style, types, layer rules, module size. `make test` runs them first.
+LINT_PATHS := retentiond tests bench demo tools
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy --strict retentiond
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_module_size.py
+
+test: lint postgres
 	$(BIN)/pytest
 
 demo: $(STAMP)

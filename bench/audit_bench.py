@@ -48,10 +48,10 @@ from retentiond.audit.canonical import (
     genesis_hash,
 )
 from retentiond.audit.events import Checkpoint
-from retentiond.audit.schema import entries_table, head_table, refs_table
-from retentiond.audit.signing import checkpoint_message, load_private_key
 from retentiond.audit.export import export_header, row_to_json, verify_export
 from retentiond.audit.results import VerifyPolicy
+from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.audit.signing import checkpoint_message, load_private_key
 
 
 def machine() -> str:
@@ -185,7 +185,8 @@ def load(url: str, rows: list[dict], ref_rows: list[tuple[bytes, int]]) -> None:
             with raw.cursor() as cur:
                 cols = ("seq", "time", "event", "run_id", "category", "batch_id", "fields", "refs", "prev_hash", "hash")
                 with cur.copy(
-                    "COPY audit_entries (seq, time, event, run_id, category, batch_id, fields, refs, prev_hash, hash) FROM STDIN"
+                    "COPY audit_entries (seq, time, event, run_id, category, batch_id, fields, refs, prev_hash, hash) "
+                    "FROM STDIN"
                 ) as cp:
                     for r in rows:
                         cp.write_row([r[c] for c in cols])
@@ -260,7 +261,8 @@ def main() -> None:
         t0 = time.perf_counter()
         rows, ref_rows = build_rows(args.entries, args.refs_per_entry, signer, "retentiond")
         print(
-            f"(built {len(rows):,} chained entries / {len(ref_rows):,} refs in memory in {time.perf_counter() - t0:.1f} s)"
+            f"(built {len(rows):,} chained entries / {len(ref_rows):,} refs in memory "
+            f"in {time.perf_counter() - t0:.1f} s)"
         )
         if not args.skip_pg:
             url = new_pg()
@@ -289,8 +291,8 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         assert result.ok, result.summary()
         print(
-            f"verify [offline JSON-lines export, {export.stat().st_size / 1e6:.0f} MB]: {len(rows) / elapsed:,.0f} entries/s, "
-            f"{len(ref_rows) / elapsed:,.0f} refs/s"
+            f"verify [offline JSON-lines export, {export.stat().st_size / 1e6:.0f} MB]: "
+            f"{len(rows) / elapsed:,.0f} entries/s, {len(ref_rows) / elapsed:,.0f} refs/s"
         )
     finally:
         with admin.connect() as conn:

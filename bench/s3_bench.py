@@ -121,11 +121,11 @@ def child(config: str, now: str) -> None:
     """Run retentiond on the config with ``run_start = now``; print timings and peak RSS as JSON."""
     from retentiond.actions.run import Runner
     from retentiond.config.loader import load_config
-    from retentiond.stores.s3 import engine
+    from retentiond.stores.s3 import worker
 
     timings = {"list_s": 0.0, "delete_s": 0.0}
-    counts_fn = engine.S3Worker.counts
-    send_fn = engine.S3Worker._send_all
+    counts_fn = worker.S3Worker.counts
+    send_fn = worker.S3Worker._send_all
     first = {"done": False}
 
     def counts(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -144,8 +144,8 @@ def child(config: str, now: str) -> None:
         finally:
             timings["delete_s"] += time.perf_counter() - t
 
-    engine.S3Worker.counts = counts  # type: ignore[method-assign]
-    engine.S3Worker._send_all = send_all  # type: ignore[method-assign]
+    worker.S3Worker.counts = counts  # type: ignore[method-assign]
+    worker.S3Worker._send_all = send_all  # type: ignore[method-assign]
     started = time.perf_counter()
     report = Runner(load_config(Path(config)), mode="run", allow_large=True, now=datetime.fromisoformat(now)).execute()
     total = time.perf_counter() - started
@@ -197,7 +197,8 @@ def main() -> None:
             (d / "signing.pem").write_bytes(generate_key_pair()[0])
             os.chmod(d / "signing.pem", 0o600)
             (d / "holds.toml").write_text(
-                '[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "bench"\nplaced_by = "bench"\nplaced_at = 2020-01-01\n'
+                '[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "bench"\nplaced_by = "bench"\n'
+                "placed_at = 2020-01-01\n"
                 'categories = ["bench"]\nsubjects = ["nobody"]\n'
             )
             config = {
@@ -250,15 +251,18 @@ def main() -> None:
             p.terminate()
             p.wait(timeout=10)
     print(
-        f"machine: {platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+        f"machine: {platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
     )
     print(
-        f"{'':12} {'versions':>8} {'list s':>8} {'list v/s':>9} {'delete s':>9} {'delete v/s':>11} {'total s':>8} {'total v/s':>10}"
+        f"{'':12} {'versions':>8} {'list s':>8} {'list v/s':>9} {'delete s':>9} {'delete v/s':>11} "
+        f"{'total s':>8} {'total v/s':>10}"
     )
     for name, r in (("raw boto3", raw), ("retentiond", rtd)):
         print(
-            f"{name:12} {r['versions']:>8} {r['list_s']:>8.2f} {r['versions'] / r['list_s']:>9.0f} {r['delete_s']:>9.2f} "
-            f"{r['versions'] / r['delete_s']:>11.0f} {r['total_s']:>8.2f} {r['versions'] / r['total_s']:>10.0f}"
+            f"{name:12} {r['versions']:>8} {r['list_s']:>8.2f} {r['versions'] / r['list_s']:>9.0f} "
+            f"{r['delete_s']:>9.2f} {r['versions'] / r['delete_s']:>11.0f} "
+            f"{r['total_s']:>8.2f} {r['versions'] / r['total_s']:>10.0f}"
         )
     ratio = (rtd["versions"] / rtd["total_s"]) / (raw["versions"] / raw["total_s"])
     print(f"retentiond / raw (versions/s, end to end): {ratio:.2f}x   target >= 1.0x")

@@ -75,8 +75,8 @@ def seed(admin: sa.Engine, rows: int, now: datetime) -> None:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "CREATE TABLE events (id bigint PRIMARY KEY, account_id text NOT NULL, created_at timestamptz NOT NULL, "
-                "email text, name text, payload text)"
+                "CREATE TABLE events (id bigint PRIMARY KEY, account_id text NOT NULL, "
+                "created_at timestamptz NOT NULL, email text, name text, payload text)"
             )
         )
         # generate_series keeps seeding fast; the data is synthetic, no personal data.
@@ -199,7 +199,8 @@ def timed_retentiond(config: Path, now: datetime) -> tuple[dict[str, int], float
         "from retentiond.logs import configure_logging\n"
         "configure_logging('warning', renderer='json')\n"
         "t=time.perf_counter()\n"
-        f"r=Runner(load_config({str(config)!r}), mode='run', now=datetime.fromisoformat({now.isoformat()!r})).execute()\n"
+        f"r=Runner(load_config({str(config)!r}), mode='run',"
+        f" now=datetime.fromisoformat({now.isoformat()!r})).execute()\n"
         "e=time.perf_counter()-t\n"
         "print(json.dumps({'totals': r.totals(), 'seconds': e, 'failed': r.failed,"
         " 'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
@@ -273,7 +274,8 @@ def main() -> None:
         results["rtd_delete"] = n / s
         print(
             f"(b) retentiond delete: {n:,} rows in {s:.2f}s = {n / s:,.0f} rows/s = "
-            f"{results['rtd_delete'] / results['raw_delete']:.2f}x raw (held {totals.get('held', 0):,}); peak RSS {rss / 1024:.0f} MB"
+            f"{results['rtd_delete'] / results['raw_delete']:.2f}x raw (held {totals.get('held', 0):,}); "
+            f"peak RSS {rss / 1024:.0f} MB"
         )
         if writer:
             print(f"    concurrent writer during retentiond delete: {writer.figures()}")

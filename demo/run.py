@@ -111,7 +111,10 @@ def main() -> None:
     step("Legal's holds today", "holds", "list", "-c", c)
     step("what would a run do now?", "plan", "-c", c)
     if step("today's run", "run", "-c", c, ok=(0, 1)):
-        step("the operator reviews what the guard stopped and allows it once", "run", "--allow-large", "--reference", "CHG-2026-0412", "-c", c)
+        step(
+            "the operator reviews what the guard stopped and allows it once",
+            *("run", "--allow-large", "--reference", "CHG-2026-0412", "-c", c),
+        )
     step("an auditor verifies the ledger", "audit", "verify", "-c", c)
     report = OUT / "report.html"
     step("the retention report: verified first, then per category and month", "report", "-c", c, "--out", str(report))

@@ -236,26 +236,13 @@ def _accounts(rng: random.Random, now: datetime) -> list[_Account]:
     return out
 
 
-def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str, Any]]]:
-    accts = _accounts(rng, now)
-    by_id = {a.id: a for a in accts}
-    rows: dict[str, list[dict[str, Any]]] = {t.name: [] for t in schema.TABLES}
+_Rows = dict[str, list[dict[str, Any]]]
 
-    def pick() -> _Account:
-        return rng.choice(accts)
 
-    for a in accts:
-        rows["accounts"].append(
-            {
-                "account_id": a.id,
-                "plan": rng.choice(("starter", "growth", "enterprise")),
-                "created_at": a.created_at,
-                "closed_at": a.closed_at,
-            }
-        )
+def _contacts(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of account_contact: every account has an owner; more contacts spread at random."""
 
-    # account_contact: every account has an owner; more contacts spread at random.
-    contact_accounts = [a for a in accts] + [pick() for _ in range(max(0, n - len(accts)))]
+    contact_accounts = [a for a in accts] + [rng.choice(accts) for _ in range(max(0, n - len(accts)))]
     version_id = 1
     for cid, a in enumerate(contact_accounts, start=1):
         start, end = a.window(now)
@@ -303,9 +290,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # payment_information: tokens; removed ones have a removal time (the clock).
+
+def _payments(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of payment_information: tokens; removed ones have a removal time (the clock)."""
+
     for pid in range(1, n + 1):
-        a = pick()
+        a = rng.choice(accts)
         start, end = a.window(now)
         created = _ts(rng, start, end)
         removed = a.closed_at if a.closed_at else (_ts(rng, created, now) if rng.random() < 0.4 else None)
@@ -328,10 +318,14 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # billing_records: invoices over three years, plus 8-9 year old ones of legacy accounts.
+
+def _invoices(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of billing_records: invoices over three years, plus 8-9 year old ones of legacy accounts."""
+    by_id = {a.id: a for a in accts}
+
     invoice_accounts: list[tuple[_Account, datetime]] = []
     for _ in range(n):
-        a = pick()
+        a = rng.choice(accts)
         invoice_accounts.append((a, _ts(rng, *a.window(now))))
     for acct in LEGACY_ACCOUNTS:
         for _ in range(3):
@@ -357,7 +351,9 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # tax_identifiers: one current id per account, some replaced ones, old ones of legacy accounts.
+
+def _tax_ids(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of tax_identifiers: one current id per account, some replaced ones, old ones of legacy accounts."""
     tid = 1
 
     def tax_row(a: _Account, created: datetime, replaced: datetime | None) -> None:
@@ -397,8 +393,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         else:
             tax_row(a, start, a.closed_at)
 
-    # support_communications: tickets (open, closed, reopened) and their prior versions.
-    ticket_accounts = [pick() for _ in range(n)] + [by_id[h] for h in HELD_ACCOUNTS for _ in range(4)]
+
+def _tickets(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of support_communications: tickets (open, closed, reopened) and their prior versions."""
+    by_id = {a.id: a for a in accts}
+
+    ticket_accounts = [rng.choice(accts) for _ in range(n)] + [by_id[h] for h in HELD_ACCOUNTS for _ in range(4)]
     sv = 1
     for tkid, a in enumerate(ticket_accounts, start=1):
         start, end = a.window(now)
@@ -444,9 +444,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # clickstream: the highest-volume table.
+
+def _clickstream(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of clickstream: the highest-volume table."""
+
     for eid in range(1, 3 * n + 1):
-        a = pick() if rng.random() < 0.7 else None
+        a = rng.choice(accts) if rng.random() < 0.7 else None
         at = _ts(rng, *(a.window(now) if a else (now - SPAN, now)))
         kind = rng.choice(("page_view", "page_view", "click", "scroll", "mouse_over", "search", "download_error"))
         rows["page_events"].append(
@@ -469,9 +472,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # network_connection: connection logs used for usage metrics.
+
+def _connections(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of network_connection: connection logs used for usage metrics."""
+
     for lid in range(1, 2 * n + 1):
-        a = pick()
+        a = rng.choice(accts)
         at = _ts(rng, *a.window(now))
         rows["connection_logs"].append(
             {
@@ -486,9 +492,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # device_information
+
+def _devices(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of device_information."""
+
     for did in range(1, n + 1):
-        a = pick()
+        a = rng.choice(accts)
         start, end = a.window(now)
         first = _ts(rng, start, end)
         browser, major = rng.choice(_BROWSERS)
@@ -508,9 +517,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # cookie_identifiers
+
+def _cookies(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of cookie_identifiers."""
+
     for kid in range(1, n + 1):
-        a = pick() if rng.random() < 0.75 else None
+        a = rng.choice(accts) if rng.random() < 0.75 else None
         start, end = a.window(now) if a else (now - SPAN, now)
         first = _ts(rng, start, end)
         name, purpose = rng.choice(
@@ -528,9 +540,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # cloud_telemetry (SQL part; CloudTrail files live in S3)
+
+def _telemetry(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of cloud_telemetry (SQL part; CloudTrail files live in S3)."""
+
     for sid in range(1, n + 1):
-        a = pick()
+        a = rng.choice(accts)
         collected = _ts(rng, *a.window(now))
         owner = _person(rng)[0].split()[0].lower()
         rows["ec2_instance_snapshots"].append(
@@ -549,7 +564,10 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # marketing_leads (information from other sources)
+
+def _leads(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of marketing_leads (information from other sources)."""
+
     for mid in range(1, n + 1):
         received = _ts(rng, now - SPAN, now - DAY)
         converted = rng.random() < 0.15
@@ -558,7 +576,7 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
         rows["marketing_leads"].append(
             {
                 "id": mid,
-                "account_id": pick().id if converted else None,
+                "account_id": rng.choice(accts).id if converted else None,
                 "source": rng.choice(_LEAD_SOURCES),
                 "full_name": name,
                 "email": email,
@@ -572,9 +590,12 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
             }
         )
 
-    # auth_credential_logs
+
+def _auth_logs(rng: random.Random, now: datetime, n: int, accts: list[_Account], rows: _Rows) -> None:
+    """Add the rows of auth_credential_logs."""
+
     for sid in range(1, 2 * n + 1):
-        a = pick()
+        a = rng.choice(accts)
         name = _person(rng)[0].split()
         browser, major = rng.choice(_BROWSERS)
         cred = rng.choice(("password", "password", "sso", "api_key"))
@@ -592,6 +613,36 @@ def _rows(rng: random.Random, now: datetime, n: int) -> dict[str, list[dict[str,
                 "user_agent": f"Mozilla/5.0 {browser}/{major}{rng.randint(0, 9)}.0",
             }
         )
+
+
+def _rows(rng: random.Random, now: datetime, n: int) -> _Rows:
+    accts = _accounts(rng, now)
+    rows: _Rows = {t.name: [] for t in schema.TABLES}
+    for a in accts:
+        rows["accounts"].append(
+            {
+                "account_id": a.id,
+                "plan": rng.choice(("starter", "growth", "enterprise")),
+                "created_at": a.created_at,
+                "closed_at": a.closed_at,
+            }
+        )
+    # One table after the other, in this order: every table draws from the same generator.
+    for add in (
+        _contacts,
+        _payments,
+        _invoices,
+        _tax_ids,
+        _tickets,
+        _clickstream,
+        _connections,
+        _devices,
+        _cookies,
+        _telemetry,
+        _leads,
+        _auth_logs,
+    ):
+        add(rng, now, n, accts, rows)
     return rows
 
 

@@ -7,14 +7,19 @@ console renderer on a TTY. Log events carry counts and refs, never a record's va
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -186,3 +191,26 @@ def log_context(**fields: str | None) -> Iterator[None]:
         raise ValueError(f"not a log context key: {', '.join(unknown)}")
     with structlog.contextvars.bound_contextvars(**{k: v for k, v in fields.items() if v is not None}):
         yield
+
+
+def carry_context(fn: Callable[P, T]) -> Callable[P, T]:
+    """Return ``fn`` bound to the caller's log context, to run on another thread.
+
+    A new thread starts with an empty context, so its lines would lack ``run_id``, ``category``
+    and ``target``. Each call runs in its own copy of the context taken now (one context
+    cannot be entered by two threads at once).
+    """
+    captured = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """A thread pool whose tasks run in the log context of the code that submitted them."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in the submitter's log context; return its future."""
+        return super().submit(carry_context(fn), *args, **kwargs)

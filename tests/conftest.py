@@ -19,6 +19,27 @@ from sqlalchemy.engine import make_url
 ADMIN_URL = os.environ.get("RETENTIOND_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+#: A test that uses one of these fixtures gets the ``pg`` / ``s3`` marker (``-m "not pg"`` etc.).
+PG_FIXTURES = frozenset({"pg_admin", "pg_url", "pg_engine", "pg_db_factory"})
+S3_FIXTURES = frozenset({"moto_server", "s3_endpoint", "s3_client"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by the servers its fixtures need, so no test has to say so itself.
+
+    A fixture parametrized over ``"postgresql"`` requests the database at run time
+    (``getfixturevalue``); its ``postgresql`` instances are marked ``pg`` too.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        dynamic_pg = callspec is not None and any(v == "postgresql" for v in callspec.params.values())
+        if names & PG_FIXTURES or dynamic_pg:
+            item.add_marker(pytest.mark.pg)
+        if names & S3_FIXTURES:
+            item.add_marker(pytest.mark.s3)
+
+
 def _admin_url() -> sa.URL:
     url = make_url(ADMIN_URL)
     if url.drivername in ("postgresql", "postgres"):

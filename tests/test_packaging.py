@@ -196,6 +196,7 @@ class TestBuild:
             "config/holds.toml",
             "docs/operations.md",
             "tests/test_packaging.py",
+            "tools/check_module_size.py",
         }
         assert set() == wanted - names
 
@@ -395,8 +396,6 @@ def shipped_site(installed: Installed, tmp_path: Path, pg_url: str, s3_endpoint:
 
 
 @pytest.mark.slow
-@pytest.mark.pg
-@pytest.mark.s3
 class TestReloadCheck:
     """The unit's validation command (ExecReload's first line: what stands in for an ExecStartPre) from the wheel."""
 

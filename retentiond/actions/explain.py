@@ -1,165 +1,29 @@
-"""``retentiond explain``: why one row is kept or would be acted on, in an auditor's words.
+"""``retentiond explain`` (and ``audit find``'s present state): why one record is kept or would be acted on.
 
-It applies the pure decision function (``retentiond.policy.decide``) to the row as it is now;
-the statements of a run implement the same function in SQL.
+The store kind that locates the record (a table and key, a bucket and object key) explains it with
+the pure decision function a run uses; this module only picks the kind and supplies the live holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from retentiond.actions.holdwatch import HoldWatcher
-from retentiond.actions.setup import store_engine
-from retentiond.actions.targets import StoreHandle, cutoffs
 from retentiond.config.loader import LoadedConfig
-from retentiond.errors import TemporaryFailure, UsageError
-from retentiond.policy.decide import Coverage, Row, Verdict, decide
-from retentiond.stores.sql.outbox import Outbox
-
-_WORDS = {
-    Verdict.ACT: "would be {action}d by the next run",
-    Verdict.NOT_COVERED: "is not covered: the category's match filters exclude it",
-    Verdict.NOT_EXPIRED: "is kept: not older than the cutoff (or its clock has not started)",
-    Verdict.HELD: "is kept: held by {holds}",
-    Verdict.LONGER_RETENTION: "is kept: {kept_for} retains it longer (longest retention wins)",
-}
+from retentiond.stores import registry
+from retentiond.stores.base import Explanation
 
 
-@dataclass
-class Explanation:
-    """The reasoning for one row."""
+def explain(loaded: LoadedConfig, store: str, record: Mapping[str, Any]) -> Explanation:
+    """Return the explanation for the record of ``store`` that ``record`` locates.
 
-    store: str
-    table: str
-    found: bool
-    at: datetime
-    lines: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return JSON-ready data."""
-        return {
-            "store": self.store,
-            "table": self.table,
-            "found": self.found,
-            "at": self.at.isoformat(),
-            "categories": self.lines,
-        }
-
-    def render(self) -> str:
-        """Return the explanation as sentences."""
-        if not self.found:
-            return (
-                f"No row with that key in {self.store}/{self.table} (nothing to explain; see `retentiond audit find`)."
-            )
-        out = [f"Row of {self.store}/{self.table}, evaluated at {self.at.isoformat(timespec='seconds')}:"]
-        for line in self.lines:
-            out.append(
-                f"- category {line['category']} ({line['action']} after {line['retain']}): age column {line['age_column']} = "
-                f"{line['age'] or 'NULL'}, cutoff {line['cutoff']} -> {line['decision']}"
-            )
-        return "\n".join(out)
-
-
-def explain(loaded: LoadedConfig, store: str, table: str, key: list[str]) -> Explanation:
-    """Return the explanation for the row of ``store``/``table`` with primary key ``key``.
+    ``record`` holds one kind's locator fields (``table`` and ``key``; ``bucket`` and ``object_key``).
 
     Raises:
-        UsageError: no category names that table, or the key has the wrong number of parts.
+        UsageError: no category names the record's target, or the locator is malformed.
+        HoldsUnavailable: the holds file is invalid.
         TemporaryFailure: the store is unreachable.
     """
-    settings = loaded.settings
-    claims = [
-        (name, i, t)
-        for name, c in settings.categories.items()
-        for i, t in enumerate(c.sql)
-        if t.store == store and t.table == table
-    ]
-    if not claims:
-        raise UsageError(f"no category names table {table!r} in store {store!r}")
-    now = datetime.now(UTC)
-    cuts = cutoffs(loaded, now)
-    engine = store_engine(loaded, store)
-    handle = StoreHandle(store, engine, Outbox(engine))
-    try:
-        bound = {(n, i): handle.bind(n, i, loaded) for n, i, _ in claims}
-        first = bound[(claims[0][0], claims[0][1])]
-        if len(key) != len(first.key):
-            raise UsageError(f"table {table!r} has a key of {len(first.key)} column(s); give --key that many times")
-        values = [_convert(c, v) for c, v in zip(first.key, key)]
-        try:
-            with engine.connect() as conn:
-                row = conn.execute(sa.select(first.table).where(*[c == v for c, v in zip(first.key, values)])).first()
-        except sa.exc.OperationalError as exc:
-            raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
-    finally:
-        engine.dispose()
-    result = Explanation(store, table, row is not None, now)
-    if row is None:
-        return result
-    mapping = dict(row._mapping)
-    holds = HoldWatcher(loaded, record_changes=False).protecting(now)
-    coverages = {}
-    for name, i, target in claims:
-        b = bound[(name, i)]
-        cut = cuts[name]
-        coverages[(name, i)] = Coverage(
-            name, settings.categories[name].action, cut, target.age_column, dict(target.match or {})
-        )
-    facts = Row(
-        values={k: _aware(v, first) for k, v in mapping.items()},
-        subject=None
-        if first.subject is None or mapping.get(first.subject.name) is None
-        else str(mapping[first.subject.name]),
-    )
-    for name, i, target in claims:
-        acting = coverages[(name, i)]
-        others = [c for k, c in coverages.items() if k != (name, i)]
-        b = bound[(name, i)]
-        decision = decide(facts, acting, others, holds, now, has_subject=b.subject is not None)
-        category = settings.categories[name]
-        # "{action}d": delete -> deleted, anonymize -> anonymized.
-        words = _WORDS[decision.verdict].format(
-            action=category.action, holds=", ".join(decision.holds), kept_for=", ".join(decision.kept_for)
-        )
-        # As an aware UTC instant: SQLite (and naive columns) store wall time without a zone.
-        age = _aware(mapping.get(target.age_column), b)
-        result.lines.append(
-            {
-                "category": name,
-                "action": category.action,
-                "retain": str(category.retain),
-                "age_column": target.age_column,
-                "age": age.isoformat() if isinstance(age, datetime) else None,
-                "cutoff": cuts[name].isoformat(timespec="seconds"),
-                "verdict": decision.verdict.value,
-                "holds": list(decision.holds),
-                "kept_for": list(decision.kept_for),
-                "decision": words,
-            }
-        )
-    return result
-
-
-def _convert(column: sa.Column, text: str) -> Any:
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        return text
-    if python_type is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise UsageError(f"key column {column.name!r} is an integer; {text!r} is not") from None
-    return text
-
-
-def _aware(value: Any, bound: Any) -> Any:
-    """Return naive timestamps as aware instants in the target's zone (SQLite: UTC)."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        zone = bound.age_zone or UTC
-        return value.replace(tzinfo=zone).astimezone(UTC)
-    return value
+    kind = registry.for_record(record)
+    return kind.explain(loaded, store, record, lambda now: HoldWatcher(loaded, record_changes=False).protecting(now))

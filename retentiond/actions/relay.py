@@ -10,27 +10,27 @@ leaves the unrelayed rows in the outbox, and the next run relays them (exactly o
 
 from __future__ import annotations
 
+import contextvars
 import json
 import queue
 import threading
-from typing import Any
 
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker, split_refs
-from retentiond.stores.sql.outbox import OutboxRow
+from retentiond.stores.base import OutcomeJournal, OutcomeRow
 from retentiond.testing.crashpoints import crash_point
 
 
-def _refs(row: OutboxRow, refs: RefMaker) -> tuple[RecordRef, ...]:
-    keys = getattr(row, "keys", None)
+def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
+    keys = row.keys
     if keys:
         # Canonical key texts: a one-element key whose value is that text has the same ref.
         return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
     return split_refs(row.refs)
 
 
-def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRow]) -> int:
+def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: list[OutcomeRow]) -> int:
     """Append each row to the ledger unless its batch is there already, then remove the rows.
 
     Returns the number of entries appended (rows already in the ledger are only removed).
@@ -52,7 +52,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: Any, rows: list[OutboxRo
             refs=versions,
             object_refs=objects,
             prior_versions=row.prior_versions,
-            prefix=getattr(row, "prefix", None),
+            prefix=row.prefix,
         )
         try:
             ledger.append(event, run_id=row.run_id)
@@ -70,7 +70,10 @@ class Relay:
     def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
         self.ledger = ledger
         self.refs = refs
-        self._queue: queue.Queue[tuple[Any, list[OutboxRow]] | None] = queue.Queue(maxsize=depth)
+        # Each item carries the log context of the batch that submitted it (run_id, category, target).
+        self._queue: queue.Queue[tuple[contextvars.Context, OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(
+            maxsize=depth
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
         self._thread.start()
@@ -82,7 +85,8 @@ class Relay:
                 if item is None:
                     return
                 if self._error is None:
-                    relay_rows(self.ledger, self.refs, item[0], item[1])
+                    context, journal, rows = item
+                    context.run(relay_rows, self.ledger, self.refs, journal, rows)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:
@@ -93,7 +97,7 @@ class Relay:
             error, self._error = self._error, None
             raise error
 
-    def submit(self, journal: Any, rows: list[OutboxRow]) -> None:
+    def submit(self, journal: OutcomeJournal, rows: list[OutcomeRow]) -> None:
         """Queue ``rows`` for the ledger; blocks while two batches are already waiting.
 
         Raises:
@@ -101,7 +105,7 @@ class Relay:
         """
         self._raise()
         if rows:
-            self._queue.put((journal, rows))
+            self._queue.put((contextvars.copy_context(), journal, rows))
 
     def flush(self) -> None:
         """Wait until every queued row is in the ledger.

@@ -14,161 +14,48 @@ of the write. Flow of a real run:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import sqlalchemy as sa
 
 from retentiond.actions.holdwatch import HoldWatcher
-from retentiond.actions.observe import BatchLog, RunObserver, TargetProgress
+from retentiond.actions.observe import BatchLog, RunObserver
 from retentiond.actions.relay import Relay, relay_rows
-from retentiond.actions.setup import AuditHandles, hmac_key, open_audit, store_engine
-from retentiond.actions.targets import StoreHandle, cutoffs, open_s3_stores, s3_workers, sql_workers
+from retentiond.actions.run_report import RunReport, TargetReport, counts_entry, guard_entry, worker_target
+from retentiond.actions.setup import AuditHandles, hmac_key, open_audit
 from retentiond.audit.actor import Actor
 from retentiond.audit.events import (
-    Action,
-    Batch,
     ConfigRejected,
-    GuardDecision,
-    GuardTripped,
     Outcome,
     Reconciled,
     RunFinished,
     RunInterrupted,
     RunStarted,
 )
+from retentiond.audit.refs import canonical_key
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
-from retentiond.errors import ConfigError, ExitCode, HoldsUnavailable, RetentiondError, TemporaryFailure
+from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
 from retentiond.logs import get_logger, log_context
-from retentiond.stores.sql.outbox import Outbox, OutboxRow
-from retentiond.stores.sql.worker import Counts, Cursor, TargetWorker
+from retentiond.stores import registry
+from retentiond.stores.base import (
+    Counts,
+    Cursor,
+    ExpirySelection,
+    OutcomeJournal,
+    OutcomeRow,
+    RunContext,
+    Store,
+    Worker,
+)
 from retentiond.testing.crashpoints import crash_point
 
 log = get_logger("retentiond.run")
 
 Progress = Callable[[str, int], None]
-
-
-@dataclass
-class TargetReport:
-    """Figures of one (category, target) in a plan or a run."""
-
-    category: str
-    store: str
-    target: str
-    action: str
-    cutoff: datetime
-    total: int = 0
-    eligible: int = 0
-    held: dict[str, int] = field(default_factory=dict)
-    prior_versions_eligible: int = 0
-    guard: str = "ok"  # ok | tripped | allowed
-    acted: int = 0
-    prior_versions_deleted: int = 0
-    batches: int = 0
-    error: str | None = None
-    blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
-    prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
-    failed: int = 0  # records (S3: object versions) the run could not act on
-
-    @property
-    def name(self) -> str:
-        """Return the target as logs, metrics and the terminal name it: ``store/target[/prefix]``."""
-        return f"{self.store}/{self.target}" + (f"/{self.prefix}" if self.prefix else "")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        out = dict(self.__dict__)
-        out["cutoff"] = self.cutoff.isoformat()
-        return out
-
-
-@dataclass
-class RunReport:
-    """The outcome of a plan or a run."""
-
-    run_id: str
-    run_start: datetime
-    mode: str  # plan | dry-run | run
-    targets: list[TargetReport] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-    pending: dict[str, int] = field(default_factory=dict)  # per store: outcomes not yet in the ledger at the end
-
-    @property
-    def exit_code(self) -> int:
-        """Return 1 when any category failed, else 0."""
-        return ExitCode.CATEGORY_FAILED if self.failed else ExitCode.OK
-
-    def totals(self) -> dict[str, int]:
-        """Return record counts per outcome over every target."""
-        counts: Counter[str] = Counter()
-        for t in self.targets:
-            counts["deleted" if t.action == "delete" else "anonymized"] += t.acted
-            counts["prior_versions"] += t.prior_versions_deleted
-            counts["held"] += sum(t.held.values())
-            if t.blocked:
-                counts["blocked"] += t.blocked
-        return dict(counts)
-
-    def eligible(self) -> dict[str, int]:
-        """Return per category the records eligible when its batches began (the run's backlog)."""
-        counts: Counter[str] = Counter()
-        for t in self.targets:
-            counts[t.category] += t.eligible
-        return dict(counts)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        return {
-            "run_id": self.run_id,
-            "run_start": self.run_start.isoformat(),
-            "mode": self.mode,
-            "targets": [t.as_dict() for t in self.targets],
-            "failed": self.failed,
-            "interrupted": self.interrupted,
-            "totals": self.totals(),
-        }
-
-
-def _wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def check_clock(
-    engine: sa.Engine, max_skew: timedelta, store: str, clock: Callable[[], datetime] = _wall_clock
-) -> None:
-    """Refuse to compute cutoffs when the database clock differs from ``clock`` by more than ``max_skew``.
-
-    ``clock`` is the run's clock (``run_start`` plus the time elapsed since): cutoffs come
-    from ``run_start``, so that is the instant the database must agree with.
-
-    Raises:
-        TemporaryFailure: the skew is too large, or the database is unreachable.
-    """
-    if engine.dialect.name != "postgresql":
-        return  # SQLite has no clock of its own: it is this host's
-    try:
-        with engine.connect() as conn:
-            before = clock()
-            db_now = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
-            after = clock()
-    except sa.exc.OperationalError as exc:
-        raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
-    ours = before + (after - before) / 2
-    skew = abs(db_now - ours)
-    if skew > max_skew:
-        raise TemporaryFailure(
-            f"store {store!r}: database clock differs from this host's by {skew.total_seconds():.0f}s "
-            f"(max_clock_skew {max_skew.total_seconds():.0f}s); refusing to compute cutoffs"
-        )
 
 
 class Runner:
@@ -211,8 +98,8 @@ class Runner:
         self.report = RunReport(self.run_id, self.run_start, mode)
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
-        self.recoverables: list[Any] = []  # outboxes and intent journals relayed at start
-        self.stores: dict[str, StoreHandle] = {}
+        self.stores: dict[str, Store] = {}  # kind by kind (registration order), names sorted
+        self.selection = ExpirySelection.at(settings, self.run_start)
         self.watcher: HoldWatcher | None = None
 
     def clock(self) -> datetime:
@@ -248,7 +135,7 @@ class Runner:
                 self._reconcile()
                 crash_point("run_after_reconcile")
                 assert self.audit is not None
-                cuts = cutoffs(self.loaded, self.run_start)
+                cuts = self.selection.cutoffs
                 self.audit.ledger.append(
                     RunStarted(
                         run_start=self.run_start,
@@ -265,6 +152,8 @@ class Runner:
                     categories=len(self.categories),
                     run_start=self.run_start.isoformat(),
                 )
+            # A store driver's own errors fail the category, as ours do; anything else fails the run.
+            category_errors: tuple[type[Exception], ...] = (ConfigError, TemporaryFailure, *self._store_errors)
             for category in self.categories:
                 if self.stop.is_set():
                     break
@@ -273,7 +162,7 @@ class Runner:
                         self._category(category, holds)
                 except HoldsUnavailable:
                     raise
-                except (ConfigError, TemporaryFailure, sa.exc.SQLAlchemyError) as exc:
+                except category_errors as exc:
                     self._fail(category, exc)
             self._finish(started)
             self._pending()
@@ -290,20 +179,24 @@ class Runner:
             self.relay = Relay(self.audit.ledger, self.audit.refs)
         key = hmac_key(self.loaded) if self.writes else b"retentiond-plan-only-key"
         self._pseudonym_key = key
-        names = {t.store for c in self.categories for t in self.settings.categories[c].sql}
-        for name in sorted(names):
-            engine = store_engine(self.loaded, name)
-            outbox = Outbox(engine, name)
-            # Registered before anything can fail, so _close() disposes of its connections.
-            self.stores[name] = StoreHandle(name, engine, outbox)
-            check_clock(engine, self.settings.daemon.max_clock_skew, name, self.clock)
-            if self.writes:
-                try:
-                    outbox.ensure()
-                except sa.exc.OperationalError as exc:
-                    raise TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}") from None
-        self.recoverables = [h.outbox for h in self.stores.values()]
-        self.recoverables += open_s3_stores(self)
+        ctx = RunContext(
+            loaded=self.loaded,
+            run_id=self.run_id,
+            run_start=self.run_start,
+            categories=tuple(self.categories),
+            writes=self.writes,
+            clock=self.clock,
+            pseudonym_key=key,
+            key_text=canonical_key,
+            refs=self.audit.refs if self.audit is not None else None,
+        )
+        targets = [t for c in self.categories for t in registry.targets(self.settings, c)]
+        for kind in registry.kinds():
+            for name in sorted({t.store for t in targets if t.kind == kind.kind}):
+                store = kind.open(name, ctx)
+                # Registered before anything can fail, so _close() releases it.
+                self.stores[name] = store
+                store.prepare()
         self.watcher = HoldWatcher(
             self.loaded,
             ledger=self.audit.ledger if self.audit else None,
@@ -316,21 +209,19 @@ class Runner:
         """Count per store the outcomes still waiting in its outbox or intent journal (0 after a clean run)."""
         if not self.writes:
             return
-        for journal in self.recoverables:
+        errors: tuple[type[Exception], ...] = (RetentiondError, *self._store_errors)
+        for store in self.stores.values():
+            journal = store.journal()
             try:
                 self.report.pending[journal.store_name] = len(journal.pending())
-            except (RetentiondError, sa.exc.SQLAlchemyError):
+            except errors:
                 log.warning("could not count the outcomes still to relay", store=journal.store_name)
 
     def _close(self) -> None:
         if self.relay is not None:
             self.relay.close()
-        for handle in self.stores.values():
-            handle.engine.dispose()
-        for journal in self.recoverables:
-            close = getattr(journal, "close", None)
-            if close is not None:
-                close()
+        for store in self.stores.values():
+            store.close()
         if self.audit is not None:
             self.audit.close()
 
@@ -362,7 +253,8 @@ class Runner:
     def _reconcile(self) -> None:
         """Relay outcomes a crashed run committed but did not audit (exactly once)."""
         assert self.audit is not None
-        for journal in self.recoverables:
+        for store in self.stores.values():
+            journal = store.journal()
             pending = journal.pending()
             if not pending:
                 continue
@@ -377,7 +269,7 @@ class Runner:
                 appended=completed,
             )
 
-    def _relay(self, outbox: Any, rows: list[OutboxRow]) -> int:
+    def _relay(self, outbox: OutcomeJournal, rows: list[OutcomeRow]) -> int:
         """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
         assert self.audit is not None
         return relay_rows(self.audit.ledger, self.audit.refs, outbox, rows)
@@ -387,9 +279,9 @@ class Runner:
     def _category(self, category: str, holds: list[Hold]) -> None:
         cat = self.settings.categories[category]
         workers = self._workers(category)
-        reports: list[tuple[TargetWorker, TargetReport]] = []
+        reports: list[tuple[Worker, TargetReport]] = []
         for worker in workers:
-            counts = worker.counts(holds, self.run_start)
+            counts = worker.counts(holds)
             report = self._target_report(worker, counts)
             reports.append((worker, report))
             self.report.targets.append(report)
@@ -397,19 +289,8 @@ class Runner:
         for r in tripped:
             if self.writes:
                 assert self.audit is not None
-                self.audit.ledger.append(
-                    GuardTripped(
-                        category=category,
-                        store=r.store,
-                        target=r.target,
-                        would_act=r.eligible,
-                        total=r.total,
-                        limit=int(self.settings.daemon.max_fraction_per_run * r.total),
-                        decision=GuardDecision.ALLOWED if r.guard == "allowed" else GuardDecision.STOPPED,
-                        reference=self.reference if r.guard == "allowed" else None,
-                    ),
-                    run_id=self.run_id,
-                )
+                entry = guard_entry(r, self.settings.daemon.max_fraction_per_run, self.reference)
+                self.audit.ledger.append(entry, run_id=self.run_id)
             log.warning(
                 "blast-radius guard",
                 category=category,
@@ -440,13 +321,22 @@ class Runner:
             dry_run=not self.writes,
         )
 
-    def _workers(self, category: str) -> list[Any]:
-        """Return the workers of every target of ``category`` (SQL, then S3)."""
-        workers: list[Any] = list(sql_workers(self.loaded, category, self.stores, self.run_start, self._pseudonym_key))
-        workers += s3_workers(self, category)
-        return workers
+    @property
+    def _store_errors(self) -> tuple[type[Exception], ...]:
+        """Return the store drivers' errors that fail one category (not the run)."""
+        return tuple(e for kind in registry.kinds() for e in kind.errors)
 
-    def _target_report(self, worker: TargetWorker, counts: Counts) -> TargetReport:
+    def _workers(self, category: str) -> list[Worker]:
+        """Return the workers of every target of ``category``, in the order of ``registry.targets``."""
+        built: dict[str, list[Worker]] = {}
+        ordered: list[Worker] = []
+        for target in registry.targets(self.settings, category):
+            if target.store not in built:
+                built[target.store] = list(self.stores[target.store].workers(category, self.selection))
+            ordered.append(built[target.store].pop(0))
+        return ordered
+
+    def _target_report(self, worker: Worker, counts: Counts) -> TargetReport:
         report = TargetReport(
             category=worker.category,
             store=worker.store,
@@ -457,15 +347,15 @@ class Runner:
             eligible=counts.eligible,
             held=counts.held,
             prior_versions_eligible=counts.history_expired,
-            blocked=getattr(counts, "blocked", 0),
-            prefix=getattr(worker, "prefix", None) or None,
+            blocked=counts.blocked,
+            prefix=worker.prefix or None,
         )
         limit = self.settings.daemon.max_fraction_per_run
         if counts.total and counts.eligible / counts.total > limit:
             report.guard = "allowed" if self.allow_large else "tripped"
         return report
 
-    def _drain(self, worker: TargetWorker, report: TargetReport, holds: list[Hold]) -> None:
+    def _drain(self, worker: Worker, report: TargetReport, holds: list[Hold]) -> None:
         """Run batches until the target is done, holds re-read before each batch; then confirm nothing is left.
 
         A real run re-counts what is still eligible once its batches are exhausted (the query the
@@ -474,81 +364,69 @@ class Runner:
         a failure (``incomplete``), never a silent success.
         """
         report.blocked = 0  # from here on: what the requests found blocked, not the plan's figure
-        self.observer.target_started(self._progress(report))
+        self.observer.target_started(report.progress(dry_run=not self.writes))
         try:
-            self._sweeps(worker, report)
+            failed = self._sweeps(worker, report)
         finally:
-            self.observer.target_finished(self._progress(report))
+            self.observer.target_finished(report.progress(dry_run=not self.writes))
         if self.relay is not None:
             self.relay.flush()
-        failed = getattr(worker, "failed_versions", 0)
         if failed:
             self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
         if self.writes and not self.stop.is_set():
             self._audit_held(worker, report)
 
-    def _progress(self, report: TargetReport) -> TargetProgress:
-        return TargetProgress(
-            category=report.category,
-            target=report.name,
-            action=report.action,
-            dry_run=not self.writes,
-            planned=report.eligible,
-            batch=report.batches,
-            acted=report.acted,
-            held=sum(report.held.values()),
-            failed=report.failed,
-        )
-
-    def _sweeps(self, worker: TargetWorker, report: TargetReport) -> None:
+    def _sweeps(self, worker: Worker, report: TargetReport) -> int:
+        """Run up to two passes over the target; return the records (S3: object versions) that failed."""
+        failed = 0
         for sweep in (1, 2):
-            self._pass(worker, report)
+            failed += self._pass(worker, report)
             if not self.writes or self.stop.is_set():
                 break
-            left = worker.remaining(self._holds(), self.run_start)
+            left = worker.remaining(self._holds())
             if not left:
                 break
             if sweep == 1:
-                log.warning("eligible records remain after the pass; one more pass", category=worker.category,
-                            target=worker.target_name, remaining=left)
+                log.warning(
+                    "eligible records remain after the pass; one more pass",
+                    category=worker.category,
+                    target=worker.target_name,
+                    remaining=left,
+                )
                 continue
             self._incomplete(worker, report, left)
+        return failed
 
-    def _pass(self, worker: TargetWorker, report: TargetReport) -> None:
-        """Run one pass of batches over the target (records, then expired prior versions)."""
+    def _pass(self, worker: Worker, report: TargetReport) -> int:
+        """Run one pass of batches over the target, phase by phase; return the records that failed."""
         pause = self.settings.daemon.pause_between_batches.total_seconds()
-        for history in (False, True):
-            if history and not worker.has_history:
-                continue
+        failed = 0
+        for phase in worker.phases():
             cursor = Cursor()
             while not self.stop.is_set():
-                holds = self._holds()
-                if history:
-                    result = worker.run_history_batch(
-                        cursor, holds, self.run_start, self.run_id, dry_run=not self.writes
-                    )
-                else:
-                    result = worker.run_batch(cursor, holds, self.run_start, self.run_id, dry_run=not self.writes)
+                result = worker.run_batch(phase, cursor, self._holds(), dry_run=not self.writes)
                 if result.selected:
                     report.batches += 1
                 if result.outbox:
                     assert self.relay is not None
-                    self.relay.submit(worker.outbox, result.outbox)
+                    self.relay.submit(worker.journal, result.outbox)
                 report.acted += result.touched
                 report.prior_versions_deleted += result.history
-                report.blocked += getattr(result, "blocked", 0)
-                report.failed = max(report.failed, getattr(worker, "failed_versions", 0))
+                report.blocked += result.blocked
+                failed += result.failed
+                report.failed += result.failed
                 if self.progress and result.touched:
                     self.progress(report.target, result.touched)
                 if result.selected:
-                    self.observer.batch_done(self._progress(report))
+                    self.observer.batch_done(report.progress(dry_run=not self.writes))
                 if result.exhausted:
                     break
                 crash_point("between_batches")
                 if pause and self.stop.wait(pause):
                     break
+        return failed
 
-    def _incomplete(self, worker: TargetWorker, report: TargetReport, left: int) -> None:
+    def _incomplete(self, worker: Worker, report: TargetReport, left: int) -> None:
         """Fail the category: eligible records remain after two passes (audited as ``failed``, counts only)."""
         message = f"incomplete: {left} eligible records of {worker.store}/{worker.target_name} remain after the run"
         report.error = message
@@ -557,48 +435,24 @@ class Runner:
         log.error("target incomplete", category=worker.category, target=worker.target_name, remaining=left)
         assert self.audit is not None and self.relay is not None
         self.relay.flush()  # the ledger has one writer at a time
-        self.audit.ledger.append(
-            Batch(
-                batch_id=str(uuid.uuid4()),
-                category=worker.category,
-                store=worker.store,
-                target=worker.target_name,
-                action=Action(worker.action),
-                outcome=Outcome.FAILED,
-                count=left,
-                prefix=getattr(worker, "prefix", None) or None,
-            ),
-            run_id=self.run_id,
-        )
+        entry = counts_entry(worker_target(worker), worker.action, Outcome.FAILED, left)
+        self.audit.ledger.append(entry, run_id=self.run_id)
 
-    def _audit_held(self, worker: TargetWorker, report: TargetReport) -> None:
+    def _audit_held(self, worker: Worker, report: TargetReport) -> None:
         """Count what holds kept from this target and audit it per hold (counts, no refs)."""
         assert self.audit is not None
         holds = self._holds()
-        report.held = worker.held_counts(holds, self.run_start)
+        report.held = worker.held_counts(holds)
         for hold_id, count in sorted(report.held.items()):
-            self.audit.ledger.append(
-                Batch(
-                    batch_id=str(uuid.uuid4()),
-                    category=worker.category,
-                    store=worker.store,
-                    target=worker.target_name,
-                    action=Action(worker.action),
-                    outcome=Outcome.HELD,
-                    count=count,
-                    holds=(hold_id,),
-                    prefix=getattr(worker, "prefix", None) or None,
-                ),
-                run_id=self.run_id,
-            )
+            entry = counts_entry(worker_target(worker), worker.action, Outcome.HELD, count, holds=(hold_id,))
+            self.audit.ledger.append(entry, run_id=self.run_id)
             crash_point("held_between_entries")
 
     def _fail(self, category: str, exc: Exception) -> None:
         if self.relay is not None:
-            try:
+            # The outbox keeps what could not be relayed; the next run relays it.
+            with contextlib.suppress(RetentiondError):
                 self.relay.flush()
-            except RetentiondError:
-                pass  # the outbox keeps what could not be relayed; the next run relays it
         reason = type(exc).__name__
         message = str(exc) if isinstance(exc, RetentiondError) else reason
         self.report.failed[category] = message
@@ -610,33 +464,8 @@ class Runner:
         )
         if self.writes and self.audit is not None:
             cat = self.settings.categories[category]
-            for target in cat.sql or []:
-                self.audit.ledger.append(
-                    Batch(
-                        batch_id=str(uuid.uuid4()),
-                        category=category,
-                        store=target.store,
-                        target=target.table,
-                        action=Action(cat.action),
-                        outcome=Outcome.FAILED,
-                        count=0,
-                    ),
-                    run_id=self.run_id,
-                )
-            for s3 in cat.s3:
-                self.audit.ledger.append(
-                    Batch(
-                        batch_id=str(uuid.uuid4()),
-                        category=category,
-                        store=s3.store,
-                        target=s3.bucket,
-                        action=Action(cat.action),
-                        outcome=Outcome.FAILED,
-                        count=0,
-                        prefix=s3.prefix or None,
-                    ),
-                    run_id=self.run_id,
-                )
+            for target in registry.targets(self.settings, category):
+                self.audit.ledger.append(counts_entry(target, cat.action, Outcome.FAILED, 0), run_id=self.run_id)
 
     def _finish(self, started: float) -> None:
         if not self.writes:

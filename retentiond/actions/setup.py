@@ -1,4 +1,4 @@
-"""Open what actions need from a loaded configuration: the ledger, its keys, store engines.
+"""Open what actions need from a loaded configuration: the ledger, its keys, the anchor bucket.
 
 Secrets are read here, at use time, from ``*_env`` / ``*_credential`` / ``*_file``.
 """
@@ -9,17 +9,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from retentiond.audit.anchor import Anchor, checkpoint_and_anchor
 from retentiond.audit.ledger import Ledger
 from retentiond.audit.refs import RefMaker
 from retentiond.audit.signing import Signer
 from retentiond.config.loader import LoadedConfig
-from retentiond.config.models import SqlStore
 from retentiond.config.secrets import read_secret, read_secret_text
 from retentiond.errors import ConfigError, ConfigIssue
-from retentiond.stores.sql.engine import make_engine
+from retentiond.stores import registry
 
 
 def ledger_url(loaded: LoadedConfig) -> str:
@@ -63,7 +60,8 @@ def signer(loaded: LoadedConfig) -> Signer:
             [
                 ConfigIssue(
                     "audit.signing_key_credential",
-                    "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential or signing_key_file; `retentiond audit keygen` makes one)",
+                    "required: the Ed25519 key that signs checkpoints (signing_key_env, signing_key_credential "
+                    "or signing_key_file; `retentiond audit keygen` makes one)",
                 )
             ]
         )
@@ -82,13 +80,10 @@ def anchor(loaded: LoadedConfig) -> Anchor | None:
     settings = loaded.settings.audit.anchor
     if settings is None:
         return None
-    from retentiond.config.models import S3Store
-    from retentiond.stores.s3.client import make_client
-
     store = loaded.settings.stores.get(settings.store)
-    if not isinstance(store, S3Store):
+    if store is None:
         raise ConfigError([ConfigIssue("audit.anchor.store", f"{settings.store!r} is not an S3 store of [stores]")])
-    client = make_client(store, f"stores.{settings.store}")
+    client = registry.kind(store.kind).anchor_client(loaded, settings.store)
     return Anchor(client, settings.bucket, settings.prefix, loaded.settings.audit.ledger_id, settings.retain_days)
 
 
@@ -101,15 +96,20 @@ class AuditHandles:
     signer: Signer
     anchor: Anchor | None = None
 
-    def checkpoint(self, *, run_id: str | None = None, if_older_than: timedelta | None = None) -> Any:
+    def checkpoint(
+        self, *, run_id: str | None = None, if_older_than: timedelta | None = None, if_unsigned: bool = False
+    ) -> Any:
         """Write a signed checkpoint, copied to the anchor bucket when one is configured.
 
-        Returns the checkpoint entry, or None when ``if_older_than`` found none due.
+        Returns the checkpoint entry, or None when ``if_older_than`` or ``if_unsigned`` (the
+        newest entry is a checkpoint already) found none due.
 
         Raises:
             TemporaryFailure: the ledger or the anchor bucket is unreachable.
         """
-        return checkpoint_and_anchor(self.ledger, self.signer, self.anchor, run_id=run_id, if_older_than=if_older_than)
+        return checkpoint_and_anchor(
+            self.ledger, self.signer, self.anchor, run_id=run_id, if_older_than=if_older_than, if_unsigned=if_unsigned
+        )
 
     def close(self) -> None:
         """Close the ledger."""
@@ -132,22 +132,3 @@ def open_audit(loaded: LoadedConfig) -> AuditHandles:
     worm = anchor(loaded)
     ledger = Ledger.open(ledger_url(loaded), loaded.settings.audit.ledger_id)
     return AuditHandles(ledger=ledger, refs=refs, signer=sign, anchor=worm)
-
-
-def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
-    """Return an engine for SQL store ``name``.
-
-    Raises:
-        ConfigError: the URL is missing or unusable.
-    """
-    store = loaded.settings.stores[name]
-    assert isinstance(store, SqlStore)
-    url = read_secret_text(store, "url", f"stores.{name}", base_dir=loaded.directory)
-    if not url:
-        raise ConfigError([ConfigIssue(f"stores.{name}.url_env", "the store's URL is empty")])
-    try:
-        return make_engine(url, **kwargs)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigError(
-            [ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]
-        ) from None

@@ -98,16 +98,17 @@ def checkpoint_and_anchor(
     *,
     run_id: str | None = None,
     if_older_than: timedelta | None = None,
+    if_unsigned: bool = False,
 ) -> Entry | None:
     """Write a checkpoint (see :meth:`Ledger.checkpoint`) and, when ``anchor`` is set, anchor it.
 
-    Returns the checkpoint entry, or None when ``if_older_than`` found none due.
+    Returns the checkpoint entry, or None when ``if_older_than`` or ``if_unsigned`` found none due.
 
     Raises:
         TemporaryFailure: the ledger is unreachable, or the checkpoint committed but could not
             be anchored (the next checkpoint is anchored as usual).
     """
-    entry = ledger.checkpoint(signer, run_id=run_id, if_older_than=if_older_than)
+    entry = ledger.checkpoint(signer, run_id=run_id, if_older_than=if_older_than, if_unsigned=if_unsigned)
     if entry is not None and anchor is not None:
         anchor.put(entry)
     return entry

@@ -258,13 +258,19 @@ class Ledger(LedgerReader):
         return AppendedEntry(seq, digest, now)
 
     def checkpoint(
-        self, signer: Signer, *, run_id: str | None = None, if_older_than: timedelta | None = None
+        self,
+        signer: Signer,
+        *,
+        run_id: str | None = None,
+        if_older_than: timedelta | None = None,
+        if_unsigned: bool = False,
     ) -> Entry | None:
         """Sign the chain head and append it as a checkpoint entry (format v2, see docs/auditing.md).
 
         The signature covers ``(ledger id, head seq, head hash, time)`` and the hashes of the
         entries since the previous checkpoint. With ``if_older_than``, does nothing (returns
-        None) when the newest checkpoint is younger than that. Returns the committed entry.
+        None) when the newest checkpoint is younger than that; with ``if_unsigned``, when the
+        newest entry is a checkpoint already. Returns the committed entry.
 
         Raises:
             KeyNotCurrent: ``signer`` is not the ledger's signing key (a rotation must come first).
@@ -286,6 +292,8 @@ class Ledger(LedgerReader):
                     and last is not None
                     and parse_time(now) - parse_time(last.time) < if_older_than
                 ):
+                    return None
+                if if_unsigned and last is not None and last.seq == head.seq:
                     return None
                 self._check_current(conn, signer)
                 from_seq, hashes = self._listed(conn, head, 1 if last is None else last.seq)

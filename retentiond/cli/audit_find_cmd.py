@@ -49,14 +49,13 @@ def present_state(app: AppContext, store: str, query: dict[str, Any]) -> tuple[s
     except ConfigError:
         return "present state not available: this config has no categories (an auditor-only config)", None
     try:
+        from retentiond.actions.explain import explain
+
         if "bucket" in query:
-            from retentiond.actions.s3explain import explain_object
-
-            found: Any = explain_object(loaded, store, query["bucket"], query["object_key"])
+            record: dict[str, Any] = {"bucket": query["bucket"], "object_key": query["object_key"]}
         else:
-            from retentiond.actions.explain import explain
-
-            found = explain(loaded, store, query["table"], list(query["key"]))
+            record = {"table": query["table"], "key": list(query["key"])}
+        found = explain(loaded, store, record)
     except RetentiondError as exc:
         return f"present state not available: {exc}", None
     return found.render(), found.as_dict()

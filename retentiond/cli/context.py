@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -123,6 +123,8 @@ def command_with_options(group: click.Group, *args: Any, **kwargs: Any) -> Calla
         def wrapper(*a: Any, **kw: Any) -> Any:
             return func(*a, **kw)
 
-        return group.command(*args, **kwargs)(common_options(wrapper))  # type: ignore[return-value]
+        # click turns the function into a Command; callers only register it, so typing it as the
+        # decorated function (as click's own decorators do for their users) is harmless.
+        return cast(F, group.command(*args, **kwargs)(common_options(wrapper)))
 
     return decorator

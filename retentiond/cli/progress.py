@@ -108,7 +108,7 @@ class TerminalProgress:
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is self.console.file:
                 moved.append((handler, handler.stream))
-                handler.setStream(proxy)  # type: ignore[arg-type]
+                handler.setStream(proxy)
         self.view.start()
         try:
             yield self

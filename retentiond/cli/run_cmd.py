@@ -154,15 +154,14 @@ def explain_command(
     if bucket is not None or object_key is not None:
         if bucket is None or object_key is None or table_name is not None or key:
             raise UsageError("give --bucket and --object-key for an S3 object, or --table and --key for a row")
-        from retentiond.actions.s3explain import explain_object
-
-        result = explain_object(app.config(), store, bucket, object_key)
+        record: dict[str, Any] = {"bucket": bucket, "object_key": object_key}
     else:
         if table_name is None or not key:
             raise UsageError("give --table and --key for a row, or --bucket and --object-key for an S3 object")
-        from retentiond.actions.explain import explain
+        record = {"table": table_name, "key": list(key)}
+    from retentiond.actions.explain import explain
 
-        result = explain(app.config(), store, table_name, list(key))
+    result = explain(app.config(), store, record)
     if app.json:
         app.emit_json(result.as_dict())
     else:

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
-import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from retentiond.config.holds import Hold, HoldsFile
-from retentiond.config.locate import dotted, find_line, line_index
+from retentiond.config.issues import Issues, issues_from, read_toml
+from retentiond.config.locate import find_line, line_index
 from retentiond.config.models import (
     AuditSettings,
     Category,
@@ -33,30 +31,6 @@ from retentiond.config.types import check_name
 from retentiond.errors import ConfigError, ConfigIssue
 
 _STORE_ADAPTER: TypeAdapter[SqlStore | S3Store] = TypeAdapter(Store)
-_UNION_TAGS = {"str", "int", "bool", "float", "list", "dict", "date", "datetime"}
-_TYPE_MESSAGES = {
-    "int_type": "must be an integer",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "float_type": "must be a number",
-    "list_type": "must be an array",
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "model_attributes_type": "must be a table",
-    "datetime_type": "must be a date-time",
-    "date_type": "must be a date",
-}
-_TOML_TYPES = {
-    "str": "a string",
-    "int": "an integer",
-    "bool": "a boolean",
-    "float": "a float",
-    "list": "an array",
-    "dict": "a table",
-    "date": "a date",
-    "datetime": "a date-time",
-    "time": "a time",
-}
 
 
 @dataclass(frozen=True)
@@ -99,113 +73,6 @@ class HoldsSnapshot:
         return h.hexdigest()
 
 
-def _read_toml(
-    path: Path, issues: list[ConfigIssue], raw: bytes | None = None
-) -> tuple[dict[str, Any], str, str] | None:
-    """Return (data, text, sha256) of ``path`` (or of ``raw``, its would-be content) or None
-    after appending the reason to ``issues``."""
-    label = str(path)
-    try:
-        if raw is None:
-            raw = path.read_bytes()
-    except FileNotFoundError:
-        issues.append(ConfigIssue("", "file not found", file=label))
-        return None
-    except IsADirectoryError:
-        issues.append(ConfigIssue("", "is a directory, not a file", file=label))
-        return None
-    except OSError as exc:
-        issues.append(ConfigIssue("", f"cannot read file: {exc.strerror}", file=label))
-        return None
-    digest = hashlib.sha256(raw).hexdigest()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        issues.append(ConfigIssue("", f"not valid UTF-8 (byte {exc.start})", file=label, line=line))
-        return None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        syntax_line = int(found.group(1)) if found else None
-        message = str(exc).split(" (at line")[0]
-        issues.append(ConfigIssue("", f"TOML syntax error: {message}", file=label, line=syntax_line))
-        return None
-    return data, text, digest
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """Return the model classes an annotation may hold (through Optional, list, dict, Annotated)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
-    if origin in (list, dict):
-        return [m for arg in typing.get_args(annotation)[-1:] for m in _unwrap(arg)]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return []
-
-
-def _known_keys(models: list[type[BaseModel]], loc: tuple[Any, ...]) -> list[str]:
-    """Return the keys allowed at ``loc`` (the parent of an unknown key), walking from ``models``."""
-    current = models
-    for part in loc:
-        if isinstance(part, int) or part in _UNION_TAGS:
-            continue
-        nxt: list[type[BaseModel]] = []
-        for model in current:
-            info = model.model_fields.get(str(part))
-            if info is not None:
-                nxt.extend(_unwrap(info.annotation))
-        if nxt:
-            current = nxt
-        # a dict key (store or category name): stay on the dict's value models
-    return sorted({name for model in current for name in model.model_fields})
-
-
-def _issues_from(
-    exc: ValidationError,
-    prefix: tuple[Any, ...],
-    models: list[type[BaseModel]],
-    file: str,
-    index: dict[str, int],
-    strip_first: int = 0,
-) -> list[ConfigIssue]:
-    """Translate pydantic errors into issues with paths, lines and did-you-mean hints."""
-    out: list[ConfigIssue] = []
-    seen: set[str] = set()
-    for err in exc.errors(include_url=False, include_input=True):
-        raw_loc = err["loc"][strip_first:]
-        loc = tuple(p for p in raw_loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
-        path = dotted(prefix + loc)
-        if err["type"] == "extra_forbidden":
-            unknown = str(loc[-1])
-            allowed = _known_keys(models, loc[:-1])
-            close = difflib.get_close_matches(unknown, allowed, n=1, cutoff=0.6)
-            hint = (
-                f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(allowed)}" if allowed else "")
-            )
-            message = f"unknown key{hint}"
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        elif err["type"] in _TYPE_MESSAGES:
-            if path in seen:
-                continue  # one message per key, not one per member of a union
-            got = _TOML_TYPES.get(type(err.get("input")).__name__, "another type")
-            if len(raw_loc) > len(loc):
-                message = f"has the wrong type: got {got}"
-            else:
-                message = f"{_TYPE_MESSAGES[err['type']]}, got {got}"
-        else:
-            message = str(err["msg"]).removeprefix("Value error, ")
-        seen.add(path)
-        out.append(ConfigIssue(path, message, file=file, line=find_line(index, path)))
-    return out
-
-
 def load_config(path: str | Path, *, audit_only: bool = False) -> LoadedConfig:
     """Return the validated configuration at ``path``.
 
@@ -217,87 +84,84 @@ def load_config(path: str | Path, *, audit_only: bool = False) -> LoadedConfig:
         ConfigError: with every issue found in the file (not the holds file; see ``load_holds``).
     """
     config_path = Path(path).resolve() if Path(path).exists() else Path(path)
-    issues: list[ConfigIssue] = []
-    read = _read_toml(config_path, issues)
+    read_issues: list[ConfigIssue] = []
+    read = read_toml(config_path, read_issues)
     if read is None:
-        raise ConfigError(issues)
+        raise ConfigError(read_issues)
     data, text, digest = read
-    label = str(path)
-    index = line_index(text)
-
-    def add(path_: str, message: str) -> None:
-        issues.append(ConfigIssue(path_, message, file=label, line=find_line(index, path_)))
+    issues = Issues(str(path), text)
 
     sections = {"daemon", "audit", "stores", "categories"}
     for key in data:
         if key not in sections:
             close = difflib.get_close_matches(key, sorted(sections), n=1, cutoff=0.6)
-            add(
+            issues.add(
                 key,
                 f"unknown key; did you mean {close[0]!r}?"
                 if close
                 else f"unknown key; known keys: {', '.join(sorted(sections))}",
             )
 
-    def validate(model: Any, value: Any, prefix: tuple[Any, ...], models: list[type[BaseModel]]) -> Any:
-        try:
-            if isinstance(model, TypeAdapter):
-                return model.validate_python(value)
-            return model.model_validate(value)
-        except ValidationError as exc:
-            # A discriminated union (stores) puts its tag first in every error location.
-            strip = 1 if isinstance(model, TypeAdapter) else 0
-            issues.extend(_issues_from(exc, prefix, models, label, index, strip))
-            return None
+    daemon = issues.validate(DaemonSettings, data.get("daemon", {}), ("daemon",), [DaemonSettings])
+    audit = issues.validate(AuditSettings, data.get("audit", {}), ("audit",), [AuditSettings])
+    raw_stores, stores = _stores(data, issues)
+    categories = _categories(data, issues, audit_only=audit_only)
 
-    daemon = validate(DaemonSettings, data.get("daemon", {}), ("daemon",), [DaemonSettings])
-    audit = validate(AuditSettings, data.get("audit", {}), ("audit",), [AuditSettings])
+    invalid_store_names = set(raw_stores) - set(stores)
+    _cross_check(daemon, audit, stores, categories, invalid_store_names, issues.add)
+    if issues.found:
+        issues.found.sort(key=lambda i: (i.line is None, i.line or 0))
+        raise ConfigError(issues.found)
+    settings = Settings(daemon=daemon, audit=audit, stores=stores, categories=categories)
+    return LoadedConfig(path=config_path, settings=settings, sha256=digest)
 
+
+def _stores(data: dict[str, Any], issues: Issues) -> tuple[dict[str, Any], dict[str, SqlStore | S3Store]]:
+    """Return the ``[stores]`` table as read and its valid stores; records the invalid ones."""
     stores: dict[str, SqlStore | S3Store] = {}
     raw_stores = data.get("stores", {})
     if not isinstance(raw_stores, dict):
-        add("stores", "must be a table of named stores")
+        issues.add("stores", "must be a table of named stores")
         raw_stores = {}
     for name, raw in raw_stores.items():
         if not _valid_name(name):
-            add(f"stores.{name}", "invalid store name: use ASCII letters, digits, '_' or '-', starting with a letter")
+            issues.add(
+                f"stores.{name}", "invalid store name: use ASCII letters, digits, '_' or '-', starting with a letter"
+            )
             continue
         if not isinstance(raw, dict) or raw.get("kind") not in ("sql", "s3"):
-            add(f"stores.{name}.kind", "required: 'sql' or 's3'")
+            issues.add(f"stores.{name}.kind", "required: 'sql' or 's3'")
             continue
-        store = validate(_STORE_ADAPTER, raw, ("stores", name), [SqlStore if raw["kind"] == "sql" else S3Store])
+        store = issues.validate(_STORE_ADAPTER, raw, ("stores", name), [SqlStore if raw["kind"] == "sql" else S3Store])
         if store is not None:
             stores[name] = store
+    return raw_stores, stores
 
+
+def _categories(data: dict[str, Any], issues: Issues, *, audit_only: bool) -> dict[str, Category]:
+    """Return the valid categories of ``[categories]``; records the invalid ones (and none at all)."""
     categories: dict[str, Category] = {}
     raw_categories = data.get("categories", {})
     if not isinstance(raw_categories, dict):
-        add("categories", "must be a table of named categories")
+        issues.add("categories", "must be a table of named categories")
         raw_categories = {}
     for name, raw in raw_categories.items():
         if not _valid_name(name):
-            add(
+            issues.add(
                 f"categories.{name}",
                 "invalid category name: use ASCII letters, digits, '_' or '-', starting with a letter",
             )
             continue
-        category = validate(Category, raw, ("categories", name), [Category])
+        category = issues.validate(Category, raw, ("categories", name), [Category])
         if category is not None:
             categories[name] = category
     if not raw_categories and not audit_only:
-        add(
+        issues.add(
             "categories",
             "no categories defined: there is nothing to enforce (a config with only [audit] serves the "
             "audit commands only)",
         )
-
-    invalid_store_names = set(raw_stores) - set(stores)
-    _cross_check(daemon, audit, stores, categories, invalid_store_names, add)
-    if issues:
-        issues.sort(key=lambda i: (i.line is None, i.line or 0))
-        raise ConfigError(issues)
-    settings = Settings(daemon=daemon, audit=audit, stores=stores, categories=categories)
-    return LoadedConfig(path=config_path, settings=settings, sha256=digest)
+    return categories
 
 
 def _valid_name(name: str) -> bool:
@@ -340,27 +204,48 @@ def _cross_check(
             add(f"{base}.retain", f"{cat.retain} is below daemon.min_retention ({daemon.min_retention})")
         if cat.prior_versions is not None and cat.sql and not cat.s3 and not any(t.history for t in cat.sql):
             add(f"{base}.prior_versions", "no target of this category has a history table or versions")
-        for i, target in enumerate(cat.sql):
-            tpath = f"{base}.sql[{i}]"
-            check_store(f"{tpath}.store", target.store, SqlStore)
-            if cat.action == "anonymize" and not target.anonymize:
-                add(f"{tpath}.anonymize", "required when the category's action is 'anonymize'")
-            if cat.action == "delete" and target.anonymize:
-                add(f"{tpath}.anonymize", "only allowed when the category's action is 'anonymize'")
-            table_key = (target.store, target.table)
-            other = seen_tables.get(table_key)
-            if other == cname:
-                add(f"{tpath}.table", f"table {target.table!r} is listed twice in this category")
-            seen_tables.setdefault(table_key, cname)
-        for i, s3_target in enumerate(cat.s3):
-            tpath = f"{base}.s3[{i}]"
-            check_store(f"{tpath}.store", s3_target.store, S3Store)
-            if cat.action == "anonymize":
-                add(tpath, "S3 targets support action 'delete' only; objects cannot be anonymized in place")
-            if not s3_target.prefix and not s3_target.whole_bucket:
-                add(f"{tpath}.prefix", "must be non-empty (or set whole_bucket = true to cover the whole bucket)")
-            if s3_target.prefix and s3_target.whole_bucket:
-                add(f"{tpath}.whole_bucket", "contradicts a non-empty prefix")
+        _check_sql_targets(cname, cat, check_store, seen_tables, add)
+        _check_s3_targets(cname, cat, check_store, add)
+
+
+def _check_sql_targets(
+    cname: str,
+    cat: Category,
+    check_store: typing.Callable[[str, str, type], None],
+    seen_tables: dict[tuple[str, str], str],
+    add: typing.Callable[[str, str], None],
+) -> None:
+    """Check a category's SQL targets against its action, the stores and each other."""
+    for i, target in enumerate(cat.sql):
+        tpath = f"categories.{cname}.sql[{i}]"
+        check_store(f"{tpath}.store", target.store, SqlStore)
+        if cat.action == "anonymize" and not target.anonymize:
+            add(f"{tpath}.anonymize", "required when the category's action is 'anonymize'")
+        if cat.action == "delete" and target.anonymize:
+            add(f"{tpath}.anonymize", "only allowed when the category's action is 'anonymize'")
+        table_key = (target.store, target.table)
+        other = seen_tables.get(table_key)
+        if other == cname:
+            add(f"{tpath}.table", f"table {target.table!r} is listed twice in this category")
+        seen_tables.setdefault(table_key, cname)
+
+
+def _check_s3_targets(
+    cname: str,
+    cat: Category,
+    check_store: typing.Callable[[str, str, type], None],
+    add: typing.Callable[[str, str], None],
+) -> None:
+    """Check a category's S3 targets against its action and the stores."""
+    for i, s3_target in enumerate(cat.s3):
+        tpath = f"categories.{cname}.s3[{i}]"
+        check_store(f"{tpath}.store", s3_target.store, S3Store)
+        if cat.action == "anonymize":
+            add(tpath, "S3 targets support action 'delete' only; objects cannot be anonymized in place")
+        if not s3_target.prefix and not s3_target.whole_bucket:
+            add(f"{tpath}.prefix", "must be non-empty (or set whole_bucket = true to cover the whole bucket)")
+        if s3_target.prefix and s3_target.whole_bucket:
+            add(f"{tpath}.whole_bucket", "contradicts a non-empty prefix")
 
 
 def holds_files(path: Path) -> list[Path]:
@@ -400,7 +285,7 @@ def validate_holds(
     where: dict[str, str] = {}
     files: dict[str, str] = {}
     for file, raw in contents.items():
-        read = _read_toml(file, issues, raw)
+        read = read_toml(file, issues, raw)
         if read is None:
             continue
         data, text, digest = read
@@ -410,7 +295,7 @@ def validate_holds(
         try:
             parsed = HoldsFile.model_validate(data)
         except ValidationError as exc:
-            issues.extend(_issues_from(exc, (), [HoldsFile], label, index))
+            issues.extend(issues_from(exc, (), [HoldsFile], label, index))
             continue
         for i, hold in enumerate(parsed.hold):
             hpath = f"hold[{i}]"

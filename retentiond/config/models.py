@@ -39,7 +39,10 @@ class StrictModel(BaseModel):
 
 
 def _exactly_one_source(model: BaseModel, field: str, *, required: bool) -> None:
-    """Raise when more than one (or, if required, none) of ``field``, ``field_env``, ``field_credential``, ``field_file`` is set."""
+    """Raise when more than one (or, if required, none) of the ways to give a secret is set.
+
+    The ways are ``field``, ``field_env``, ``field_credential`` and ``field_file``.
+    """
     names = [
         n for n in (field, f"{field}_env", f"{field}_credential", f"{field}_file") if n in type(model).model_fields
     ]
@@ -358,7 +361,11 @@ class Category(StrictModel):
     action: Literal["delete", "anonymize"] = Field(description="What happens to an expired record.")
     schedule: Cron | None = Field(None, description="Overrides daemon.schedule for this category.")
     prior_versions: Retention | None = Field(
-        None, description="Keep superseded versions this long after they were superseded."
+        None,
+        description=(
+            "Keep superseded versions this long after they were superseded; unset, the category's `retain` "
+            "(docs/decision-rules.md)."
+        ),
     )
     sql: list[SqlTarget] = Field(default_factory=list, description="SQL tables of the category.")
     s3: list[S3Target] = Field(default_factory=list, description="S3 prefixes of the category.")

@@ -12,6 +12,8 @@ cannot drift from what the loader accepts; ``tests/config/test_reference.py`` ch
 from __future__ import annotations
 
 import argparse
+import functools
+import operator
 import re
 import sys
 import types
@@ -152,25 +154,35 @@ _ARRAYS_OF_TABLES: dict[type[BaseModel], str] = {
 STRATEGIES: dict[str, str] = {
     "null": "Set the column to NULL (the column must be nullable).",
     "redact": "Replace a text value with the fixed marker `[redacted]`.",
-    "hmac": "Replace the value with a keyed pseudonym `anon:` + 32 hex characters of HMAC-SHA256 (stable: equal inputs give equal outputs; the column needs room for 37 characters).",
+    "hmac": (
+        "Replace the value with a keyed pseudonym `anon:` + 32 hex characters of HMAC-SHA256 "
+        "(stable: equal inputs give equal outputs; the column needs room for 37 characters)."
+    ),
     "truncate_ip": "Keep the network of an IP address: IPv4 /24, IPv6 /48.",
     "year": "Truncate a date or timestamp to 1 January of its year (UTC calendar).",
     "month": "Truncate a date or timestamp to the first day of its month (UTC calendar).",
     "fixed:<value>": "Replace the value with the literal text after `fixed:` (at most 200 characters).",
 }
 
-DURATIONS = """\
-Two grammars, on purpose. A number (digits only: no sign, no fraction, no space) directly followed by a unit.
-
-| Grammar | Units | Used by | Notes |
-|---|---|---|---|
-| retention period | `d` days, `w` weeks, `mo` calendar months, `y` calendar years | `retain`, `prior_versions`, `min_retention`, `hold_release_grace`, `keep_younger_than` | Greater than zero, at most 200 years. A bare `m` is refused, so `"6m"` can never mean six minutes where six months was meant. Months and years are calendar arithmetic in UTC: `1mo` before 2026-03-31 is 2026-02-28; `1y` before 2028-02-29 is 2027-02-28. |
-| duration | `s` seconds, `m` minutes, `h` hours, `d` days | pauses, timeouts, intervals (`pause_between_batches`, `checkpoint_interval`, `lock_timeout`, ...) | At most 366 days. Zero only where the description allows it (`pause_between_batches = "0s"`). |
-
-Cron schedules have five fields (minute hour day-of-month month day-of-week) with standard crontab
-semantics: Sunday is `0` (or `7`), and when both day fields are restricted either one matching fires.
-They are evaluated in `daemon.timezone`; retention cutoffs are always UTC instants.
-"""
+# Table rows are one line each in the generated Markdown; the source splits them into fragments.
+DURATIONS = (
+    "Two grammars, on purpose. A number (digits only: no sign, no fraction, no space) directly followed by a unit.\n"
+    "\n"
+    "| Grammar | Units | Used by | Notes |\n"
+    "|---|---|---|---|\n"
+    "| retention period | `d` days, `w` weeks, `mo` calendar months, `y` calendar years "
+    "| `retain`, `prior_versions`, `min_retention`, `hold_release_grace`, `keep_younger_than` "
+    '| Greater than zero, at most 200 years. A bare `m` is refused, so `"6m"` can never mean six minutes where '
+    "six months was meant. Months and years are calendar arithmetic in UTC: `1mo` before 2026-03-31 is 2026-02-28; "
+    "`1y` before 2028-02-29 is 2027-02-28. |\n"
+    "| duration | `s` seconds, `m` minutes, `h` hours, `d` days "
+    "| pauses, timeouts, intervals (`pause_between_batches`, `checkpoint_interval`, `lock_timeout`, ...) "
+    '| At most 366 days. Zero only where the description allows it (`pause_between_batches = "0s"`). |\n'
+    "\n"
+    "Cron schedules have five fields (minute hour day-of-month month day-of-week) with standard crontab\n"
+    "semantics: Sunday is `0` (or `7`), and when both day fields are restricted either one matching fires.\n"
+    "They are evaluated in `daemon.timezone`; retention cutoffs are always UTC instants.\n"
+)
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -181,7 +193,7 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
         optional = len(args) != len(typing.get_args(annotation))
         if len(args) == 1:
             return args[0], optional
-        return typing.Union[tuple(args)], optional  # type: ignore[return-value]
+        return functools.reduce(operator.or_, args), optional
     return annotation, False
 
 
@@ -232,10 +244,7 @@ def toml_type(annotation: Any, metadata: list[Any] | None = None) -> str:
     if origin is dict:
         key, value = typing.get_args(annotation)
         value_origin = typing.get_origin(_strip_optional(value)[0])
-        if value_origin is typing.Annotated and typing.get_args(value)[0] in (
-            SqlStore | S3Store,
-            typing.Union[SqlStore, S3Store],
-        ):
+        if value_origin is typing.Annotated and typing.get_args(value)[0] == SqlStore | S3Store:
             return "tables `[stores.NAME]`"
         if isinstance(value, type) and value is Category:
             return "tables `[categories.NAME]`"

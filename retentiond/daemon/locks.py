@@ -101,15 +101,22 @@ class _HeldAdvisory:
             conn.close()
 
 
+CONNECT_TIMEOUT = 10  # seconds, as for every database connection of retentiond
+
+
 class AdvisoryLocks:
     """Session-level PostgreSQL advisory locks in the ledger's database."""
 
     kind = "postgresql"
 
     def __init__(self, url: str, ledger_id: str) -> None:
-        from retentiond.stores.sql.engine import make_engine
-
-        self.engine = make_engine(url, poolclass=sa.pool.NullPool)
+        parsed = sa.engine.make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, as the ledger's own engine
+        # Not pooled: a session that may still hold a lock is never handed back to a pool.
+        self.engine = sa.create_engine(
+            parsed, poolclass=sa.pool.NullPool, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+        )
         self.ledger_id = ledger_id
 
     def try_acquire(self, category: str) -> HeldLock | None:

@@ -7,6 +7,7 @@ created at start (and at reload) so that ``absent()``/``rate()`` alerts see zero
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from retentiond import __version__
 from retentiond.audit.canonical import parse_time
 from retentiond.config.loader import LoadedConfig
 from retentiond.logs import get_logger
+from retentiond.stores import registry
 
 log = get_logger("retentiond.metrics")
 
@@ -35,11 +37,6 @@ RUN_RESULTS = ("success", "failed", "interrupted", "skipped")
 _DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, float("inf"))
 
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
-
-
-def outcomes(action: str) -> tuple[str, ...]:
-    """Return the record outcomes a target of ``action`` reports."""
-    return ("deleted" if action == "delete" else "anonymized", "held", "prior_versions_deleted")
 
 
 class Metrics:
@@ -165,14 +162,10 @@ class Metrics:
             for result in RUN_RESULTS:
                 self.runs.labels(name, result)
             self.guard_trips.labels(name)
-            for target in category.sql:
-                for outcome in outcomes(category.action):
-                    self.records.labels(name, f"{target.store}/{target.table}", outcome)
-                self._target(name, f"{target.store}/{target.table}")
-            for s3 in category.s3:
-                for outcome in ("deleted", "held", "blocked", "prior_versions_deleted"):
-                    self.records.labels(name, f"{s3.store}/{s3.bucket}", outcome)
-                self._target(name, f"{s3.store}/{s3.bucket}" + (f"/{s3.prefix}" if s3.prefix else ""))
+            for target in registry.targets(loaded.settings, name):
+                for outcome in registry.kind(target.kind).outcomes(category.action):
+                    self.records.labels(name, f"{target.store}/{target.target}", outcome)
+                self._target(name, f"{target.store}/{target.target}" + (f"/{target.prefix}" if target.prefix else ""))
         for store in loaded.settings.stores:
             self.store_up.labels(store)
             self.pending.labels(store)
@@ -210,13 +203,11 @@ class Metrics:
         """Drop the gauges of categories a reload removed (counters keep their history)."""
         for name in names:
             for gauge in (self.last_success, self.next_run):
-                try:
+                with contextlib.suppress(KeyError):
                     gauge.remove(name)
-                except KeyError:
-                    pass
-            for gauge in (self.backlog, self.failed_records):
-                for labels in [k for k in gauge._metrics if k[0] == name]:  # noqa: SLF001 - no public listing
-                    gauge.remove(*labels)
+            for labelled in (self.backlog, self.failed_records):
+                for labels in [k for k in labelled._metrics if k[0] == name]:  # noqa: SLF001 - no public listing
+                    labelled.remove(*labels)
 
     def render(self) -> bytes:
         """Return the text exposition of the registry."""

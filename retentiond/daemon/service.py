@@ -13,97 +13,50 @@ Threads and why:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import sqlalchemy as sa
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from retentiond.actions.holdwatch import HoldWatcher
-from retentiond.actions.inspect import inspect_stores
-from retentiond.actions.observe import BatchLog, Observers
-from retentiond.actions.setup import AuditHandles, ledger_url, open_audit, store_engine
-from retentiond.audit.events import ConfigLoaded, ConfigRejected
-from retentiond.config.loader import LoadedConfig, load_config
-from retentiond.config.models import SqlStore
+from retentiond.actions.setup import AuditHandles, ledger_url, open_audit
+from retentiond.config.loader import LoadedConfig
 from retentiond.daemon import sdnotify
+from retentiond.daemon.core import (  # noqa: F401 - validate and file_sha256 are re-exported
+    HEARTBEAT_SECONDS,
+    PROBE_EVERY_SECONDS,
+    LastRun,
+    Status,
+    file_sha256,
+    validate,
+)
 from retentiond.daemon.locks import RunnerLocks, runner_locks
 from retentiond.daemon.metrics import Metrics, MetricsServer
-from retentiond.daemon.progress import StatusProgress
+from retentiond.daemon.reload import Reloading
+from retentiond.daemon.runs import CategoryRuns
 from retentiond.daemon.scheduler import JobSpec, job_specs, missed_since
 from retentiond.daemon.state import ScheduleState
 from retentiond.errors import (
-    ConfigError,
     HoldsUnavailable,
     RetentiondError,
     TemporaryFailure,
 )
 from retentiond.logs import get_logger
+from retentiond.stores import registry
 
 log = get_logger("retentiond.daemon")
 
-#: Heartbeat period without a systemd watchdog; also the cadence of holds refresh and idle checkpoints.
-HEARTBEAT_SECONDS = 30.0
-#: A store probe older than this makes /readyz fail.
-PROBE_EVERY_SECONDS = 300.0
 
-
-def validate(loaded: LoadedConfig) -> None:
-    """Check what a start or reload needs beyond the file: keys readable, every store and target usable.
-
-    Raises:
-        ConfigError: a key or a target is unusable (the ``config validate --connect`` checks).
-        TemporaryFailure: a store or the ledger is unreachable.
-    """
-    handles = open_audit(loaded)  # reads both keys and opens (creates) the ledger
-    handles.close()
-    report = inspect_stores(loaded)
-    if report.issues:
-        raise ConfigError(report.issues)
-
-
-def file_sha256(path: Path) -> str | None:
-    """Return the SHA-256 of ``path``'s bytes, or None when it cannot be read."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-@dataclass
-class LastRun:
-    """The outcome of a category's last run in this process."""
-
-    result: str
-    finished: datetime
-    run_id: str | None = None
-
-
-@dataclass
-class Status:
-    """What STATUS=, /healthz and /readyz report."""
-
-    started: float = field(default_factory=time.monotonic)
-    heartbeat: float = field(default_factory=time.monotonic)
-    last_probe: float | None = None
-    probe_ok: bool = False
-    last_runs: dict[str, LastRun] = field(default_factory=dict)
-    last_reload: str = "initial"
-
-
-class Daemon:
-    """``retentiond daemon``: one instance per process."""
+class Daemon(CategoryRuns, Reloading):
+    """``retentiond daemon``: one instance per process (category runs and reload in their own modules)."""
 
     def __init__(self, loaded: LoadedConfig, *, tick_seconds: float | None = None) -> None:
         self.loaded = loaded
@@ -158,8 +111,8 @@ class Daemon:
             self._audit_loaded(self.loaded)
             self._mark_reload(True)
             self.metrics.holds_valid.set(1 if holds_ok else 0)
-            for name in self.loaded.settings.stores:
-                if isinstance(self.loaded.settings.stores[name], SqlStore):
+            for name, config in self.loaded.settings.stores.items():
+                if registry.kind(config.kind).probed:
                     self.metrics.store_up.labels(name).set(1)
             self._start_scheduler()
             self._catch_up()
@@ -325,8 +278,21 @@ class Daemon:
         if self.locks is not None:
             self.locks.close()
         if self.audit is not None:
+            self._checkpoint_at_stop()
             self.audit.close()
         log.info("stopped")
+
+    def _checkpoint_at_stop(self) -> None:
+        """Sign what this daemon appended since the last checkpoint (a reload's ``config_loaded``,
+        hold events): an auditor verifying next month must not find an unsigned tail."""
+        assert self.audit is not None
+        try:
+            entry = self.audit.checkpoint(if_unsigned=True)
+        except RetentiondError as exc:
+            log.warning("checkpoint at stop failed", error=type(exc).__name__)
+            return
+        if entry is not None:
+            log.info("checkpoint at stop", seq=entry.seq)
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -439,19 +405,9 @@ class Daemon:
     def _probe_stores(self) -> None:
         ok = True
         for name, store in self.loaded.settings.stores.items():
-            if not isinstance(store, SqlStore):
-                continue
-            up = True
-            try:
-                engine = store_engine(self.loaded, name, poolclass=sa.pool.NullPool)
-                try:
-                    with engine.connect() as conn:
-                        conn.execute(sa.text("SELECT 1"))
-                finally:
-                    engine.dispose()
-            except (sa.exc.SQLAlchemyError, RetentiondError) as exc:
-                up = False
-                log.warning("store probe failed", store=name, error=type(exc).__name__)
+            up = registry.kind(store.kind).probe(self.loaded, name)
+            if up is None:
+                continue  # this kind of store is not probed
             self.metrics.store_up.labels(name).set(1 if up else 0)
             ok = ok and up
         self.status.last_probe, self.status.probe_ok = time.monotonic(), ok
@@ -466,289 +422,6 @@ class Daemon:
             return
         if entry is not None:
             log.info("idle checkpoint", seq=entry.seq)
-
-    def _ledger_health(self) -> None:
-        """Refresh the ledger's health metrics (unsigned tail, newest checkpoint); a failure is logged only."""
-        if self.audit is None:
-            return
-        try:
-            self.metrics.observe_ledger(self.audit.ledger)
-        except RetentiondError as exc:
-            log.warning("could not read the ledger's health", error=type(exc).__name__)
-
-    # -- category runs ----------------------------------------------------------------------
-
-    def _scheduled(self, category: str) -> None:
-        spec = self.specs.get(category)
-        if spec is None:
-            return  # unscheduled by a reload while queued
-        self._run_category(category, spec.trigger.previous_fire_time(datetime.now(UTC)), "schedule")
-
-    def _run_category(self, category: str, tick: datetime, reason: str) -> None:
-        """Run one category for ``tick`` unless stopping, locked elsewhere, or done for this tick."""
-        from retentiond.actions.run import Runner
-
-        if self.stop.is_set():
-            return
-        loaded = self.loaded  # a reload swaps the reference; this run keeps the config it started with
-        if category not in loaded.settings.categories:
-            return
-        assert self.locks is not None
-        try:
-            held = self.locks.try_acquire(category)
-        except TemporaryFailure as exc:
-            self._finished(category, tick, "failed", None, 0.0)
-            log.error("runner lock unavailable", category=category, error=str(exc))
-            return
-        if held is None:
-            self.metrics.runs.labels(category, "skipped").inc()
-            log.info(
-                "run skipped: another runner holds the category",
-                category=category,
-                tick=tick.isoformat(),
-                reason=reason,
-            )
-            return
-        try:
-            if self._tick_done(category, tick):
-                self.metrics.runs.labels(category, "skipped").inc()
-                log.info(
-                    "run skipped: tick already done by another runner",
-                    category=category,
-                    tick=tick.isoformat(),
-                    reason=reason,
-                )
-                return
-            started = time.monotonic()
-            progress = Observers(
-                [
-                    BatchLog(loaded.settings.daemon.progress_log_interval.total_seconds()),
-                    StatusProgress(self.status_line),
-                ]
-            )
-            runner = Runner(loaded, categories=[category], mode="run", stop=self.stop, observer=progress)
-            result = "failed"
-            try:
-                report = runner.execute()
-            except HoldsUnavailable:
-                self.metrics.holds_valid.set(0)  # audited by the runner (config_rejected + run_interrupted)
-            except RetentiondError as exc:
-                log.error("run failed", category=category, error=type(exc).__name__, detail=str(exc))
-            except sa.exc.SQLAlchemyError as exc:
-                log.error("run failed", category=category, error=type(exc).__name__)
-            else:
-                result = "interrupted" if report.interrupted else ("failed" if report.failed else "success")
-                self.metrics.observe_run(category, report)
-                for target in report.targets:
-                    name = f"{target.store}/{target.target}"
-                    self.metrics.records.labels(
-                        category, name, "deleted" if target.action == "delete" else "anonymized"
-                    ).inc(target.acted)
-                    self.metrics.records.labels(category, name, "prior_versions_deleted").inc(
-                        target.prior_versions_deleted
-                    )
-                    self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
-                    if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
-                        self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
-            duration = time.monotonic() - started
-            self.metrics.run_duration.labels(category).observe(duration)
-            self.state.record(category, tick, result, runner.run_id, datetime.now(UTC))
-            self._finished(category, tick, result, runner.run_id, duration)
-            self._ledger_health()
-        finally:
-            held.release()
-
-    def _tick_done(self, category: str, tick: datetime) -> bool:
-        """Return True when a runner (on any host) completed ``category``'s ``tick`` already.
-
-        ``state_dir`` answers for this host's daemons; the ledger answers for every host that
-        writes to it: a ``run_started`` for the category at or after the tick whose run has a
-        ``run_finished``. A run that was killed or stopped has none, so its tick is taken again.
-        Call while holding the category's runner lock.
-        """
-        if self.state.tick_done(category, tick):
-            return True
-        if self.audit is None:
-            return False
-        try:
-            entries = self.audit.ledger.entries(since=tick)
-        except RetentiondError as exc:
-            log.warning("could not read the ledger to check the tick", category=category, error=type(exc).__name__)
-            return False
-        started = {e.run_id for e in entries if e.event == "run_started" and category in e.fields.get("cutoffs", {})}
-        return any(e.event == "run_finished" and e.run_id in started for e in entries)
-
-    def _finished(self, category: str, tick: datetime, result: str, run_id: str | None, duration: float) -> None:
-        now = datetime.now(UTC)
-        self.metrics.runs.labels(category, result).inc()
-        if result == "success":
-            self.metrics.last_success.labels(category).set(now.timestamp())
-        self.status.last_runs[category] = LastRun(result, now, run_id)
-        self._update_next_runs()
-        log.info(
-            "category run",
-            category=category,
-            tick=tick.isoformat(),
-            result=result,
-            run_id=run_id,
-            duration_ms=int(duration * 1000),
-        )
-        sdnotify.notify(f"STATUS={self.status_line()}")
-
-    def _on_job_event(self, event: JobExecutionEvent) -> None:
-        category = event.job_id.partition(":")[2] if event.job_id.startswith(("category:", "catch-up:")) else None
-        if event.code == EVENT_JOB_MISSED:
-            if category:
-                self.metrics.missed.labels(category).inc()
-            log.warning(
-                "scheduled run missed (later than misfire_grace_time)",
-                job=event.job_id,
-                scheduled=event.scheduled_run_time.isoformat(),
-            )
-        elif event.code == EVENT_JOB_ERROR:
-            if category:
-                self.metrics.job_errors.labels(category).inc()
-                self.metrics.runs.labels(category, "failed").inc()
-            log.error("job raised", job=event.job_id, error=type(event.exception).__name__)
-
-    # -- reload -----------------------------------------------------------------------------
-
-    def reload(self) -> bool:
-        """Re-read and validate the configuration and holds; apply them or keep the old ones.
-
-        Returns True when the new configuration was applied. Never raises: a refused reload is
-        logged, audited as ``config_rejected`` (file hash and issue count, never content) and
-        counted.
-        """
-        sdnotify.notify(*sdnotify.reloading_fields(), "STATUS=reloading")
-        log.info("reload requested")
-        # Hold changes that came with this SIGHUP are audited even when the config is refused.
-        self._refresh_holds(source_on_error=None)
-        new_audit: AuditHandles | None = None
-        try:
-            try:
-                new = load_config(self.config_path)
-                validate(new)
-            except ConfigError as exc:
-                self._reject("config", file_sha256(self.config_path), len(exc.issues) or 1, exc)
-                return False
-            except TemporaryFailure as exc:
-                self._reject("config", file_sha256(self.config_path), 1, exc)
-                return False
-            assert self.audit is not None
-            same_ledger = (ledger_url(new), new.settings.audit.ledger_id) == (
-                ledger_url(self.loaded),
-                self.loaded.settings.audit.ledger_id,
-            )
-            new_audit = open_audit(new) if not same_ledger or self._keys_changed(new) else None
-            audit = new_audit or self.audit
-            watcher = self._new_watcher(new, audit)
-            try:
-                watcher.protecting(datetime.now(UTC))
-            except HoldsUnavailable as exc:
-                if new_audit is not None:
-                    new_audit.close()
-                    new_audit = None
-                self._reject(
-                    "holds",
-                    file_sha256(new.holds_path) if new.holds_path.is_file() else None,
-                    max(1, len(exc.issues)),
-                    exc,
-                )
-                return False
-            self._apply(new, audit, watcher)
-            return True
-        except Exception as exc:
-            if new_audit is not None and new_audit is not self.audit:
-                new_audit.close()
-            log.error(
-                "reload failed unexpectedly", error=type(exc).__name__, exc_info=not isinstance(exc, RetentiondError)
-            )
-            self._reject("config", file_sha256(self.config_path), 1, exc)
-            return False
-        finally:
-            sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
-
-    def _keys_changed(self, new: LoadedConfig) -> bool:
-        old_a, new_a = self.loaded.settings.audit, new.settings.audit
-        names = [k for k in type(old_a).model_fields if k.startswith(("hmac_key", "signing_key"))]
-        return any(getattr(old_a, k) != getattr(new_a, k) for k in names)
-
-    def _apply(self, new: LoadedConfig, audit: AuditHandles, watcher: HoldWatcher) -> None:
-        old = self.loaded
-        old_audit = self.audit
-        with self._holds_lock:
-            self.loaded = new
-            self.audit = audit
-            self.watcher = watcher
-        if audit is not old_audit and old_audit is not None:
-            old_audit.close()
-        if (ledger_url(new), new.settings.audit.ledger_id, new.state_dir) != (
-            ledger_url(old),
-            old.settings.audit.ledger_id,
-            old.state_dir,
-        ):
-            if self.locks is not None:
-                self.locks.close()
-            self.locks = runner_locks(ledger_url(new), new.settings.audit.ledger_id, new.state_dir)
-            self.state = ScheduleState(new.state_dir)
-        removed = [c for c in old.settings.categories if c not in new.settings.categories]
-        self.metrics.forget_categories(removed)
-        self.metrics.init_config(new)
-        self._apply_specs(job_specs(new, self.tick_seconds))
-        self._update_next_runs()
-        self.status.last_probe, self.status.probe_ok = time.monotonic(), True
-        self._audit_loaded(new)
-        self._mark_reload(True)
-        self.metrics.reloads.labels("accepted").inc()
-        log.info(
-            "reload applied",
-            config_sha256=new.sha256,
-            previous_sha256=old.sha256,
-            categories=len(new.settings.categories),
-            removed=len(removed),
-        )
-
-    def _reject(self, source: str, sha: str | None, issues: int, exc: Exception) -> None:
-        self._audit_rejected(source, sha, issues)
-        self._mark_reload(False)
-        self.metrics.reloads.labels("rejected").inc()
-        # Issue messages name paths and keys of the file, never secrets; the count goes to the ledger.
-        log.error(
-            "reload refused: keeping the running configuration",
-            source=source,
-            file_sha256=sha,
-            issues=issues,
-            error=type(exc).__name__,
-            detail=str(exc),
-        )
-
-    def _mark_reload(self, ok: bool) -> None:
-        self.metrics.reload_ok.set(1 if ok else 0)
-        if ok:
-            self.metrics.reload_time.set(time.time())
-        self.status.last_reload = "ok" if ok else "rejected"
-
-    def _audit_loaded(self, loaded: LoadedConfig) -> None:
-        assert self.audit is not None and self.watcher is not None
-        # The watcher's current reading (it has no public accessor); ids only, never subjects.
-        holds = tuple(sorted(h.id for h in getattr(self.watcher, "_holds", ())))
-        self.audit.ledger.append(
-            ConfigLoaded(
-                config_sha256=loaded.sha256,
-                holds_sha256=self.watcher.digest,
-                categories=tuple(loaded.settings.categories),
-                holds=holds,
-            )
-        )
-
-    def _audit_rejected(self, source: str, sha: str | None, issues: int) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit.ledger.append(ConfigRejected(source=source, file_sha256=sha, issue_count=issues))
-        except RetentiondError as exc:
-            log.error("could not audit a rejected file", error=type(exc).__name__)
 
 
 def run_daemon(loaded: LoadedConfig, *, tick_seconds: float | None = None) -> int:

@@ -4,8 +4,9 @@ Per category: the last tick (scheduled fire time) a runner completed, the last s
 last result. The tick makes "exactly once per tick" hold when several daemons share a config:
 a runner that gets the category's lock after another completed the same tick finds it done and
 skips. A tick whose runner died (SIGKILL, power loss) or was stopped (SIGTERM) is not done, so
-the next runner, or the catch-up at restart, takes it again. The last success drives the catch-up at start. Every read-modify-write holds
-an ``flock`` on ``schedule-state.lock`` so processes never lose each other's updates.
+the next runner, or the catch-up at restart, takes it again. The last success drives the catch-up at
+start. Every read-modify-write holds an ``flock`` on ``schedule-state.lock`` so processes never
+lose each other's updates.
 """
 
 from __future__ import annotations

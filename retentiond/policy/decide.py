@@ -39,7 +39,7 @@ class Row:
         return self.values.get(column)
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """The decision for a row under one acting category."""
 
     ACT = "act"  # delete or anonymize now

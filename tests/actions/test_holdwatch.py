@@ -10,7 +10,7 @@ import pytest
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.config.loader import load_config
-from tests.engine.conftest import SUPPORT, Env, anon_category, hold, tickets
+from tests.stores.sql.conftest import SUPPORT, Env, anon_category, hold, tickets
 
 GRACE_DAYS = 7
 

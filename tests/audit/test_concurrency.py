@@ -8,6 +8,7 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ class TestConcurrentWriters:
             assert (True, 2000, 6000) == (result.ok, result.entries, result.refs)
             assert list(range(1, 2001)) == [e.seq for e in entries]
             assert {"writer-a": 1000, "writer-b": 1000} == dict(Counter(e.run_id for e in entries))
-            interleaved = sum(1 for a, b in zip(entries, entries[1:]) if a.run_id != b.run_id)
+            interleaved = sum(1 for a, b in pairwise(entries) if a.run_id != b.run_id)
             if url.startswith("postgresql"):
                 # Row-lock waiters queue fairly in PostgreSQL; SQLite's busy handler is not fair
                 # (one writer may take every turn), which is correct but not interleaved.

@@ -142,12 +142,14 @@ class TestTamperMatrix:
                 diagnosed += result.damage.kind in kinds
                 if not seq_ok or result.damage.kind not in kinds:
                     misses.append(
-                        f"{name}@{where}: expected seq {bad_seq} {sorted(k.value for k in kinds)}, got {result.damage.render()}"
+                        f"{name}@{where}: expected seq {bad_seq} {sorted(k.value for k in kinds)}, "
+                        f"got {result.damage.render()}"
                     )
                 h.close()
         with capsys.disabled():
             print(
-                f"\n[{dialect}] tamper matrix: detected {detected}/{tried}, located {located}/{tried}, diagnosed {diagnosed}/{tried}"
+                f"\n[{dialect}] tamper matrix: detected {detected}/{tried}, located {located}/{tried}, "
+                f"diagnosed {diagnosed}/{tried}"
             )
         assert [] == misses
         assert tried == detected

@@ -90,7 +90,7 @@ class TestCorpus:
     def test_holds_corpus_files_are_tagged(self) -> None:
         """Files under holds/ are holds files, files here are config files."""
         tags = [expectation(p)[0] for p in CONFIGS] + [not expectation(p)[0] for p in HOLDS]
-        assert [] == [p.name for p, holds in zip(CONFIGS + HOLDS, tags) if holds]
+        assert [] == [p.name for p, holds in zip(CONFIGS + HOLDS, tags, strict=True) if holds]
 
     @pytest.mark.parametrize("path", CONFIGS + HOLDS, ids=lambda p: f"{p.parent.name}/{p.name}")
     def test_file(self, path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

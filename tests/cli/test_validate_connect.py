@@ -69,7 +69,6 @@ def sqlite_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-@pytest.mark.pg
 class TestPostgres:
     """validate --connect against a fresh PostgreSQL database."""
 
@@ -176,12 +175,14 @@ class TestUnreachable:
         assert (75, True, False, False) == (code, "'app'" in err, "s3cret" in err + out, "Traceback" in err)
 
 
-@pytest.mark.s3
 class TestS3:
     """validate --connect with an S3 target on the moto server."""
 
     S3 = '[stores.files]\nkind = "s3"\nendpoint_url_env = "RTD_TEST_S3"\n\n'
-    MEDIA = '\n[categories.media]\nretain = "90d"\naction = "delete"\n  [[categories.media.s3]]\n  store = "files"\n  bucket = "{bucket}"\n  prefix = "m/"\n'
+    MEDIA = (
+        '\n[categories.media]\nretain = "90d"\naction = "delete"\n'
+        '  [[categories.media.s3]]\n  store = "files"\n  bucket = "{bucket}"\n  prefix = "m/"\n'
+    )
 
     def config(self, tmp_path: Path, bucket: str) -> Path:
         """Write a config with a good SQLite target and an S3 target on ``bucket``."""
@@ -222,7 +223,6 @@ class TestS3:
         assert (0, ["enabled"]) == (code, [n["versioning"] for n in notes])
 
 
-@pytest.mark.pg
 class TestSubprocess:
     """The real entry point, as systemd and operators run it."""
 

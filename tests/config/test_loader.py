@@ -94,7 +94,7 @@ action = "delete"
   store = "files"
   bucket = "event-media"
   whole_bucket = true
-"""
+"""  # noqa: E501 - a TOML inline table is one line, however long
 
 SMALL = """\
 [stores.app]
@@ -436,7 +436,8 @@ class TestLines:
         """An error inside an inline table is reported at the inline table's line."""
         text = SMALL.replace(
             'age_column = "closed_at"\n',
-            'age_column = "closed_at"\n  history = { table = "h", key = ["v"], parent = ["id"], superseded_column = "1bad" }\n',
+            'age_column = "closed_at"\n'
+            '  history = { table = "h", key = ["v"], parent = ["id"], superseded_column = "1bad" }\n',
             1,
         )
         issue = by_path(issues_of(write(tmp_path / "r.toml", text)))[

@@ -304,7 +304,8 @@ class Daemon:
                 pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"ledger condition not met in {timeout}s; events: {[e['event'] for e in entries][-30:]}\n{self.log()[-3000:]}"
+                    f"ledger condition not met in {timeout}s; events: {[e['event'] for e in entries][-30:]}\n"
+                    f"{self.log()[-3000:]}"
                 )
             time.sleep(0.1)
 

@@ -12,8 +12,6 @@ import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 
-import pytest
-
 from tests.daemon.conftest import Site, StartDaemon
 
 
@@ -167,6 +165,19 @@ class TestStop:
         assert site.count("clicks") > 1
         assert 0 == site.cli("audit", "verify").returncode
 
+    def test_clean_stop_signs_the_tail(self, site: Site, start_daemon: StartDaemon) -> None:
+        """What the daemon appended after its last run (a reload's config_loaded) is signed at stop."""
+        daemon = start_daemon(site, tick=3600.0)  # only the catch-up run: nothing signs the reload after it
+        daemon.wait_ledger(lambda es: finished_runs(es) >= 1)
+        site.write(batch_size=20)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_ledger(lambda es: [e["event"] for e in es].count("config_loaded") >= 2)
+        daemon.signal(signal.SIGTERM)
+        assert 0 == daemon.wait(20)
+        events = [e["event"] for e in site.entries()]
+        assert ["config_loaded", "checkpoint"] == events[-2:]
+        assert 0 == site.cli("audit", "verify").returncode
+
     def test_second_signal_exits_at_once_and_ledger_stays_consistent(
         self, site: Site, start_daemon: StartDaemon
     ) -> None:
@@ -232,7 +243,6 @@ def run_ticks(daemons: list) -> tuple[Counter[tuple[str, str]], set[str]]:
 class TestSeveralDaemons:
     """Several daemons on one config: every category runs exactly once per tick."""
 
-    @pytest.mark.pg
     def test_two_daemons_with_a_postgresql_ledger(self, site: Site, start_daemon: StartDaemon, pg_url: str) -> None:
         """Advisory locks and the ledger's tick check: one run per (category, tick); the ledger verifies."""
         site.write(ledger_url=pg_url)

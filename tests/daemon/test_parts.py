@@ -154,7 +154,6 @@ class TestFileLocks:
         assert "file" == runner_locks(f"sqlite:///{tmp_path / 'audit.db'}", "retentiond", tmp_path).kind
 
 
-@pytest.mark.pg
 class TestAdvisoryLocks:
     """PostgreSQL advisory locks when the ledger is in PostgreSQL."""
 

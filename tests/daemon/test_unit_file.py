@@ -87,9 +87,11 @@ class TestUnitFile:
     def test_sysusers_declares_the_user(self) -> None:
         """sysusers.d creates the static user the unit runs as."""
         lines = [
-            l.split() for l in (SYSTEMD / "retentiond.sysusers").read_text().splitlines() if l and not l.startswith("#")
+            line.split()
+            for line in (SYSTEMD / "retentiond.sysusers").read_text().splitlines()
+            if line and not line.startswith("#")
         ]
-        assert [("u", "retentiond"), ("g", "retentiond-legal"), ("m", "retentiond")] == [(l[0], l[1]) for l in lines]
+        assert [("u", "retentiond"), ("g", "retentiond-legal"), ("m", "retentiond")] == [(w[0], w[1]) for w in lines]
 
 
 @pytest.mark.skipif(

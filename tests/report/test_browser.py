@@ -20,7 +20,7 @@ from tests.report.conftest import Result, tampered_copy
 from tests.report.scenario import Scenario
 from tests.report.test_scenario import ledger_sums
 
-pytestmark = [pytest.mark.s3, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 Cli = Callable[..., Result]
 

@@ -18,6 +18,7 @@ from retentiond.audit.ledger import Entry
 from tests.report.conftest import Result, tampered_copy
 from tests.report.scenario import BASE, MONTHS, RUN_TIMES, Scenario, ledger_time
 
+# The scenario fixtures are chosen at run time (getfixturevalue), out of the conftest hook's sight.
 pytestmark = [pytest.mark.pg, pytest.mark.s3, pytest.mark.slow]
 
 Cli = Callable[..., Result]

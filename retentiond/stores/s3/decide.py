@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from retentiond.config.holds import Hold
+from retentiond.config.models import S3Target
 from retentiond.policy.decide import Coverage, Row, Verdict, decide, holding
+from retentiond.stores.base import ExpirySelection
 from retentiond.stores.s3.listing import KeyGroup
 
 
@@ -46,6 +48,17 @@ class Claim:
     def covers(self, key: str) -> bool:
         """Return True when ``key`` is under this claim's prefix."""
         return key.startswith(self.prefix)
+
+
+def claim_for(selection: ExpirySelection, category: str, target: S3Target) -> Claim:
+    """Return ``category``'s claim through ``target`` under ``selection``.
+
+    Without ``prior_versions``, a category's noncurrent versions expire with its own cutoff (the
+    S3 default: a superseded copy never outlives the rule that applies to the record itself).
+    """
+    cutoff = selection.cutoffs[category]
+    prior = selection.prior_cutoffs.get(category) or cutoff
+    return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
 
 
 @dataclass

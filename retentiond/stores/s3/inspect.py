@@ -8,12 +8,14 @@ Object Lock means some objects may be reported ``blocked``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from retentiond.config.models import Settings
+from retentiond.config.models import S3Store, Settings
 from retentiond.errors import ConfigIssue, TemporaryFailure
-from retentiond.stores.sql.inspect import TargetFindings
+from retentiond.stores.base import Findings
+from retentiond.stores.s3.client import make_client
 
 _MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})
 _DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "Forbidden"})
@@ -92,7 +94,7 @@ def inspect_s3_target(
     index: int,
     *,
     cache: dict[str, BucketFacts] | None = None,
-) -> TargetFindings:
+) -> Findings:
     """Return the issues and notes of target ``categories.<category_name>.s3[<index>]``.
 
     ``client`` must be a client of the target's store (see ``retentiond.stores.s3.client``);
@@ -108,7 +110,7 @@ def inspect_s3_target(
         facts = read_bucket(client, target.bucket, target.store)
         if cache is not None:
             cache[target.bucket] = facts
-    findings = TargetFindings()
+    findings = Findings()
     if facts.problem is not None:
         findings.issues.append(ConfigIssue(f"{path}.bucket", facts.problem))
         return findings
@@ -128,3 +130,29 @@ def check_s3_target(client: Any, settings: Settings, category_name: str, index: 
         TemporaryFailure: the endpoint cannot be reached.
     """
     return inspect_s3_target(client, settings, category_name, index).issues
+
+
+def inspect_store(
+    settings: Settings, name: str, store: S3Store, targets: Sequence[tuple[str, int]]
+) -> Iterator[Findings]:
+    """Yield the findings of each S3 target ``(category, index)`` of store ``name`` as soon as it is
+    checked, with the facts its notes add (store, bucket, versioning, Object Lock) in ``extra``;
+    each bucket is asked about once.
+
+    Raises:
+        ConfigError: an endpoint variable is unset or a profile is missing.
+        TemporaryFailure: the endpoint cannot be reached.
+    """
+    client = make_client(store, f"stores.{name}")
+    cache: dict[str, BucketFacts] = {}
+    try:
+        for cname, index in targets:
+            findings = inspect_s3_target(client, settings, cname, index, cache=cache)
+            bucket = settings.categories[cname].s3[index].bucket
+            facts = cache.get(bucket)
+            findings.extra.update(store=name, bucket=bucket)
+            if facts is not None and facts.problem is None:
+                findings.extra.update(versioning=facts.versioning, object_lock=facts.object_lock)
+            yield findings
+    finally:
+        client.close()

@@ -33,21 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retentiond.stores.base import OutcomeRow
 from retentiond.stores.s3 import retry
-from retentiond.stores.sql.outbox import OutboxRow
 from retentiond.testing.crashpoints import crash_point
 
 JOURNAL_FILE = "s3-intents.db"
 _NS = uuid.UUID("0b8e6a4e-5a0c-4d59-9a55-0c3c6f4a8f11")
 
 RefsOf = Callable[[str, Sequence[tuple[str, str | None]]], bytes]
-
-
-@dataclass(frozen=True)
-class S3OutboxRow(OutboxRow):
-    """An outcome row of an S3 batch: an :class:`OutboxRow` that also names the prefix."""
-
-    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +66,8 @@ class IntentJournal:
     """The intents and unrelayed outcomes of one S3 store (thread-safe)."""
 
     def __init__(self, state_dir: Path | None, store_name: str, client: Any, refs_of: RefsOf) -> None:
-        """Open (creating when needed) ``state_dir/s3-intents.db``; in memory when ``state_dir`` is None (plan, dry run).
+        """Open (creating when needed) ``state_dir/s3-intents.db``; in memory when ``state_dir`` is None
+        (plan, dry run).
 
         ``refs_of(bucket, items)`` returns the refs of object versions (empty on plan/dry-run).
         """
@@ -123,7 +117,7 @@ class IntentJournal:
                 ),
             )
 
-    def finish(self, intent_id: str, rows: Iterable[S3OutboxRow]) -> None:
+    def finish(self, intent_id: str, rows: Iterable[OutcomeRow]) -> None:
         """Replace the intent by its outcome rows, in one transaction."""
         rows = list(rows)
         crash_point("s3_after_delete")
@@ -131,7 +125,8 @@ class IntentJournal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO outcomes (batch_id, intent_id, store, row, created_at) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO outcomes (batch_id, intent_id, store, row, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [(r.batch_id, intent_id, self.store_name, _encode(r), _now()) for r in rows],
                 )
                 self._db.execute("UPDATE intents SET done = 1 WHERE id = ?", (intent_id,))
@@ -157,7 +152,7 @@ class IntentJournal:
 
     # -- recovery ---------------------------------------------------------------------------
 
-    def pending(self) -> list[OutboxRow]:
+    def pending(self) -> list[OutcomeRow]:
         """Resolve unfinished intents by listing; return every outcome row not yet relayed, oldest first.
 
         Raises:
@@ -165,8 +160,8 @@ class IntentJournal:
         """
         with self._lock:
             open_intents = self._db.execute(
-                "SELECT id, run_id, category, bucket, prefix, versioned, items FROM intents WHERE store = ? AND done = 0 "
-                "ORDER BY created_at",
+                "SELECT id, run_id, category, bucket, prefix, versioned, items FROM intents "
+                "WHERE store = ? AND done = 0 ORDER BY created_at",
                 (self.store_name,),
             ).fetchall()
         for row in open_intents:
@@ -181,7 +176,7 @@ class IntentJournal:
                 tuple((k, v) for k, v in json.loads(row[6])),
             )
             gone = self.resolve(intent.bucket, intent.items, versioned=intent.versioned)
-            rows: list[S3OutboxRow] = []
+            rows: list[OutcomeRow] = []
             if gone:
                 rows.append(self.row(intent, "deleted", gone))
             self.finish(intent.id, rows)
@@ -215,9 +210,9 @@ class IntentJournal:
 
     def row(
         self, intent: Intent, outcome: str, items: Sequence[tuple[str, str | None]], *, prior: int = 0
-    ) -> S3OutboxRow:
+    ) -> OutcomeRow:
         """Return the outcome row ``outcome`` of ``intent`` for ``items`` (with their refs)."""
-        return S3OutboxRow(
+        return OutcomeRow(
             batch_id=outcome_id(intent.id, outcome),
             run_id=intent.run_id,
             category=intent.category,
@@ -239,7 +234,8 @@ class IntentJournal:
 
 
 def existing_versions(client: Any, bucket: str, key: str, *, versioned: bool) -> set[str | None]:
-    """Return the version ids (delete markers included) of exactly ``key`` that exist now ({None} when unversioned and present).
+    """Return the version ids (delete markers included) of exactly ``key`` that exist now ({None} when
+    unversioned and present).
 
     Raises:
         botocore errors: listing failed after the retries.
@@ -270,15 +266,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _encode(row: S3OutboxRow) -> str:
+def _encode(row: OutcomeRow) -> str:
     data = dict(row.__dict__)
     data["refs"] = row.refs.hex()
     data["created_at"] = row.created_at.isoformat()
     return json.dumps(data)
 
 
-def _decode(text: str) -> S3OutboxRow:
+def _decode(text: str) -> OutcomeRow:
     data = json.loads(text)
     data["refs"] = bytes.fromhex(data["refs"])
     data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return S3OutboxRow(**data)
+    return OutcomeRow(**data)

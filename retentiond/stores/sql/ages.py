@@ -129,9 +129,7 @@ def position_columns(columns: Sequence[sa.Column[Any]], dialect: str) -> list[Co
     return list(columns)
 
 
-def after_position(
-    position: Sequence[Any], columns: Sequence[sa.Column[Any]], dialect: str
-) -> ColumnElement[bool]:
+def after_position(position: Sequence[Any], columns: Sequence[sa.Column[Any]], dialect: str) -> ColumnElement[bool]:
     """Return "``(columns...)`` sorts after ``position``", comparing exactly as the database orders.
 
     ``position`` must come from :func:`position_columns` (raw values on SQLite), so a value is

@@ -57,7 +57,7 @@ def truncate_date(value: Any, unit: str) -> Any:
     return value
 
 
-def rewrite(column: sa.Column, strategy: str, value: Any, pseudonym: Pseudonymizer, scope: str) -> Any:
+def rewrite(column: sa.Column[Any], strategy: str, value: Any, pseudonym: Pseudonymizer, scope: str) -> Any:
     """Return the anonymized form of ``value`` under ``strategy`` (NULL stays NULL)."""
     if value is None:
         return None

@@ -23,9 +23,9 @@ class BoundHistory:
     """The history table of a target, reflected."""
 
     table: sa.Table
-    key: tuple[sa.Column, ...]
-    parent: tuple[sa.Column, ...]
-    superseded: sa.Column
+    key: tuple[sa.Column[Any], ...]
+    parent: tuple[sa.Column[Any], ...]
+    superseded: sa.Column[Any]
     name: str
 
 
@@ -37,9 +37,9 @@ class BoundTarget:
     index: int
     config: SqlTarget
     table: sa.Table
-    key: tuple[sa.Column, ...]
-    age: sa.Column
-    subject: sa.Column | None
+    key: tuple[sa.Column[Any], ...]
+    age: sa.Column[Any]
+    subject: sa.Column[Any] | None
     history: BoundHistory | None
     dialect: str
     age_zone: ZoneInfo | None  # zone of a naive age column, None when aware
@@ -59,7 +59,7 @@ class BoundTarget:
         """Return the table as configured (optionally schema-qualified)."""
         return self.config.table
 
-    def column(self, name: str) -> sa.Column:
+    def column(self, name: str) -> sa.Column[Any]:
         """Return the reflected column ``name`` of the target table.
 
         Raises:

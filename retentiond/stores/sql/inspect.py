@@ -32,7 +32,7 @@ Issues are refusals; notes are information an operator should see.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine, Inspector
 
 from retentiond.config.models import Category, Settings, SqlTarget
 from retentiond.errors import ConfigIssue
+from retentiond.stores.base import Findings
 from retentiond.stores.sql.predicates import PSEUDONYM_LENGTH, REDACTED
 
 # What the anonymizer writes, so that a column too short for it is refused before any write.
@@ -73,17 +74,8 @@ class InboundForeignKey:
     ondelete: str
 
 
-@dataclass
-class TargetFindings:
-    """Result of checking one target: ``issues`` refuse the target, ``notes`` inform."""
-
-    issues: list[ConfigIssue] = field(default_factory=list)
-    notes: list[ConfigIssue] = field(default_factory=list)
-
-    def extend(self, other: TargetFindings) -> None:
-        """Append ``other``'s issues and notes to this one."""
-        self.issues.extend(other.issues)
-        self.notes.extend(other.notes)
+# The findings of one target (the shared type; the old name stays for callers).
+TargetFindings = Findings
 
 
 class SchemaCatalog:
@@ -302,7 +294,8 @@ class _Checker:
         pk = ", ".join(table.primary_key) or "none"
         self.issue(
             path,
-            f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: a key must identify one row",
+            f"key ({', '.join(key)}) is neither the primary key (primary key: {pk}) nor unique: "
+            "a key must identify one row",
         )
 
     def check_timestamp(self, col: dict[str, Any], path: str) -> None:
@@ -315,7 +308,8 @@ class _Checker:
                 return
             self.issue(
                 path,
-                f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: declare it DATETIME or TIMESTAMP",
+                f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, not a timestamp: "
+                "declare it DATETIME or TIMESTAMP",
             )
             return
         if _is_timestamp(type_):
@@ -326,13 +320,15 @@ class _Checker:
             if self.target.age_timezone is None:
                 self.issue(
                     path,
-                    f"column {name!r} is a timestamp without time zone: use timestamptz or declare age_timezone on the target",
+                    f"column {name!r} is a timestamp without time zone: "
+                    "use timestamptz or declare age_timezone on the target",
                 )
             return
         kind = "a date, not a timestamp" if _is_date(type_) else "not a timestamp"
         self.issue(
             path,
-            f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: the clock needs a timestamp with time zone",
+            f"column {name!r} is {_type_name(type_, self.catalog.inspector.dialect)}, {kind}: "
+            "the clock needs a timestamp with time zone",
         )
 
     def check_match_value(self, col: dict[str, Any], value: object, path: str) -> None:
@@ -351,7 +347,8 @@ class _Checker:
         if not fits:
             self.issue(
                 path,
-                f"value {type(value).__name__} does not fit column {col['name']!r} of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})",
+                f"value {type(value).__name__} does not fit column {col['name']!r} "
+                f"of type {_type_name(type_, self.catalog.inspector.dialect)} (needs {wanted})",
             )
 
     def check_strategy(self, col: dict[str, Any], strategy: str, path: str) -> None:
@@ -414,7 +411,8 @@ class _Checker:
             elif fk.ondelete in ("SET NULL", "SET DEFAULT"):
                 self.note(
                     path,
-                    f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: deletes here rewrite rows of {fk.schema}.{fk.table}",
+                    f"foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete}: "
+                    f"deletes here rewrite rows of {fk.schema}.{fk.table}",
                 )
             else:
                 self.note(path, f"foreign key {label} → {schema}.{name}: deleting a referenced row here will fail")
@@ -456,7 +454,7 @@ class _Checker:
                 row = c.execute(query).one()
         else:
             row = conn.execute(query).one()
-        missing = [p for p, ok in zip(privileges, row) if not ok]
+        missing = [p for p, ok in zip(privileges, row, strict=True) if not ok]
         if missing:
             self.issue(path, f"the connected role lacks {', '.join(missing)} on {table.schema}.{table.name}")
 

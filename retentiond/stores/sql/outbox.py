@@ -11,10 +11,11 @@ what is left before doing anything else (``reconciled``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+
+from retentiond.stores.base import OutcomeRow
 
 OUTBOX_TABLE = "retentiond_outbox"
 
@@ -43,22 +44,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    """One pending batch outcome."""
-
-    batch_id: str
-    run_id: str
-    category: str
-    store: str
-    target: str
-    action: str
-    outcome: str
-    count: int
-    prior_versions: int
-    refs: bytes
-    created_at: datetime
-    keys: str | None = None  # JSON array of canonical key texts; the relay turns them into refs
+# An outbox row is the shared outcome row (its ``prefix`` is never set by SQL and not stored).
+OutboxRow = OutcomeRow
 
 
 class Outbox:
@@ -77,7 +64,7 @@ class Outbox:
     def insert(self, conn: sa.Connection, rows: list[OutboxRow]) -> None:
         """Insert ``rows`` in the caller's transaction."""
         if rows:
-            conn.execute(self.table.insert(), [r.__dict__ for r in rows])
+            conn.execute(self.table.insert(), [{c.name: getattr(r, c.name) for c in self.table.c} for r in rows])
 
     def pending(self) -> list[OutboxRow]:
         """Return the rows left by batches whose outcome has not reached the ledger, oldest first."""

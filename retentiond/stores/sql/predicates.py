@@ -155,7 +155,7 @@ def not_anonymized(target: BoundTarget) -> ColumnElement[bool]:
     return sa.or_(sa.false(), *parts)
 
 
-def fixed_value(col: sa.Column, strategy: str) -> object:
+def fixed_value(col: sa.Column[Any], strategy: str) -> object:
     """Return the value of a ``fixed:<value>`` strategy converted to the column's Python type."""
     raw = strategy.removeprefix("fixed:")
     try:

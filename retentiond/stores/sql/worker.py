@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from retentiond.audit.refs import canonical_key
 from retentiond.config.holds import Hold
+from retentiond.stores.base import BatchResult, Counts, Cursor
 from retentiond.stores.sql import ages
 from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
@@ -29,33 +28,10 @@ from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
 from retentiond.stores.sql.predicates import Claim, eligible, held_by, in_subjects, not_anonymized, sql_assignments
 from retentiond.testing.crashpoints import crash_point
 
+# The canonical key text of a row's key values (``audit.refs.canonical_key``, handed in).
+KeyText = Callable[[Sequence[Any]], str]
 
-@dataclass
-class BatchResult:
-    """What one batch did; keys never leave this module except as refs in the outbox."""
-
-    selected: int
-    touched: int
-    history: int
-    outbox: list[OutboxRow] = field(default_factory=list)
-    exhausted: bool = False
-
-
-@dataclass
-class Cursor:
-    """Keyset position: the (age, key...) of the last row of the previous batch."""
-
-    after: tuple[Any, ...] | None = None
-
-
-@dataclass
-class Counts:
-    """Plan figures of one target."""
-
-    total: int
-    eligible: int
-    held: dict[str, int]
-    history_expired: int
+__all__ = ["BatchResult", "Counts", "Cursor", "KeyText", "TargetWorker"]
 
 
 def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout: timedelta) -> None:
@@ -68,9 +44,10 @@ def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout
     )
 
 
-def _canonical_keys(keys: list[tuple[Any, ...]]) -> str:
+def _canonical_keys(key_text: KeyText | None, keys: list[tuple[Any, ...]]) -> str:
     """Return the canonical key texts of ``keys`` as a JSON array (what record refs are made of)."""
-    return json.dumps([canonical_key(k) for k in keys], separators=(",", ":"), ensure_ascii=False)
+    assert key_text is not None, "a worker that writes needs key_text (the canonical key text of a row)"
+    return json.dumps([key_text(k) for k in keys], separators=(",", ":"), ensure_ascii=False)
 
 
 class TargetWorker:
@@ -88,6 +65,7 @@ class TargetWorker:
         pseudonym: Pseudonymizer,
         outbox: Outbox,
         prior_versions_cutoff: datetime | None,
+        key_text: KeyText | None = None,
     ) -> None:
         self.engine = engine
         self.acting = acting
@@ -100,6 +78,7 @@ class TargetWorker:
         self.outbox = outbox
         self.prior_cutoff = prior_versions_cutoff
         self.anonymize = acting.action == "anonymize"
+        self.key_text = key_text  # canonical key text of a row's key (handed in: stores do not import audit)
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 
@@ -142,7 +121,9 @@ class TargetWorker:
             cond = sa.and_(cond, not_anonymized(self.target))
         return cond
 
-    def _key_in(self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column] | None = None) -> ColumnElement[bool]:
+    def _key_in(
+        self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None
+    ) -> ColumnElement[bool]:
         cols = list(columns or self.target.key)
         if len(cols) == 1:
             values = [k[0] for k in keys]
@@ -168,7 +149,7 @@ class TargetWorker:
                 # on (rule 6) and, with prior_versions, the expired ones of any row; so that plan's
                 # figure equals the run's on unchanged data.
                 h = self.target.history
-                parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key)])
+                parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key, strict=True)])
                 follows = sa.exists(
                     sa.select(sa.literal(1)).select_from(t).where(parent_match, self.condition(holds, run_start))
                 )
@@ -369,17 +350,17 @@ class TargetWorker:
         # which also checks the row still holds the values the new ones were computed from.
         strategies = list((t.config.anonymize or {}).items())
         touched: list[tuple[Any, ...]] = []
-        for row, key in zip(rows, keys):
+        for row, key in zip(rows, keys, strict=True):
             old = row[key_end:]
             new = {}
-            for (name, strategy), value in zip(strategies, old):
+            for (name, strategy), value in zip(strategies, old, strict=True):
                 scope = f"{t.store}/{t.table_name}/{name}"
                 new[name] = rewrite(t.table.c[name], strategy, value, self.pseudonym, scope)
-            if all(new[name] == value for (name, _), value in zip(strategies, old)):
+            if all(new[name] == value for (name, _), value in zip(strategies, old, strict=True)):
                 continue  # already in anonymized form
             unchanged = [
                 t.table.c[name].is_not_distinct_from(sa.literal(value, t.table.c[name].type))
-                for (name, _), value in zip(strategies, old)
+                for (name, _), value in zip(strategies, old, strict=True)
             ]
             stmt = (
                 sa.update(t.table)
@@ -413,7 +394,7 @@ class TargetWorker:
                     # the history rows that went with these records have their own entry below.
                     prior_versions=0,
                     refs=b"",
-                    keys=_canonical_keys(touched),
+                    keys=_canonical_keys(self.key_text, touched),
                     created_at=now,
                 )
             )
@@ -431,7 +412,7 @@ class TargetWorker:
                     count=len(history),
                     prior_versions=len(history),
                     refs=b"",
-                    keys=_canonical_keys(history),
+                    keys=_canonical_keys(self.key_text, history),
                     created_at=now,
                 )
             )
@@ -445,7 +426,7 @@ class TargetWorker:
         h = t.history
         assert h is not None and self.prior_cutoff is not None
         superseded = h.superseded
-        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key)])
+        parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key, strict=True)])
         parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
         held_parts: list[ColumnElement[bool]] = []
         for hold in holds:
@@ -510,7 +491,7 @@ class TargetWorker:
                         count=len(deleted),
                         prior_versions=len(deleted),
                         refs=b"",
-                        keys=_canonical_keys(deleted),
+                        keys=_canonical_keys(self.key_text, deleted),
                         created_at=now_utc(),
                     )
                 )

@@ -13,8 +13,6 @@ from retentiond.errors import ConfigError
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.inspect import check_s3_target, inspect_s3_target
 
-pytestmark = pytest.mark.s3
-
 
 def settings(tmp_path: Path, endpoint: str, buckets: list[str]) -> Settings:
     """Return a config with one S3 store on ``endpoint`` and one target per bucket."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.engine.conftest import (
+from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
     anon_category,

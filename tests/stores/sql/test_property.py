@@ -22,7 +22,7 @@ from retentiond.stores.sql.binding import bind_target
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.predicates import Claim
 from retentiond.stores.sql.worker import TargetWorker
-from tests.engine.conftest import create_schema, tickets
+from tests.stores.sql.conftest import create_schema, tickets
 
 SUBJECTS = ["s1", "s2", "s3"]
 RETAINS = [RetentionPeriod(10, "d"), RetentionPeriod(30, "d"), RetentionPeriod(2, "mo")]

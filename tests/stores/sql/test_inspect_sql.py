@@ -12,8 +12,6 @@ from retentiond.config.loader import load_config
 from retentiond.config.models import Settings
 from retentiond.stores.sql.inspect import REDACT_MARKER, SchemaCatalog, check_sql_target, inspect_sql_target
 
-pytestmark = pytest.mark.pg
-
 STORE = """
 [stores.app]
 kind = "sql"
@@ -65,8 +63,15 @@ def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+#: A history table (TOML inline tables are one line: the line is built from two).
+HISTORY = (
+    '  history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], '
+    'superseded_column = "superseded_at" }\n'
+)
+
 GOOD_PG = (
-    "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz, account_id text NOT NULL, status text NOT NULL)",
+    "CREATE TABLE tickets (id bigint PRIMARY KEY, closed_at timestamptz, account_id text NOT NULL, "
+    "status text NOT NULL)",
     "CREATE TABLE ticket_versions (version_id bigint PRIMARY KEY, ticket_id bigint NOT NULL "
     "REFERENCES tickets(id) ON DELETE CASCADE, superseded_at timestamptz NOT NULL, body text)",
 )
@@ -84,8 +89,8 @@ class TestPostgresTargets:
                 extra="""
   subject_column = "account_id"
   match = { status = "closed" }
-  history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
 """
+                + HISTORY
             ),
         )
         assert [] == paths(pg_engine, config)
@@ -144,7 +149,8 @@ class TestPostgresTargets:
             *GOOD_PG,
             "CREATE TABLE invoices (id bigint PRIMARY KEY, ticket_id bigint REFERENCES tickets(id) ON DELETE CASCADE)",
             "CREATE SCHEMA billing",
-            "CREATE TABLE billing.notes (id bigint PRIMARY KEY, ticket_id bigint REFERENCES public.tickets(id) ON DELETE CASCADE)",
+            "CREATE TABLE billing.notes (id bigint PRIMARY KEY, "
+            "ticket_id bigint REFERENCES public.tickets(id) ON DELETE CASCADE)",
         )
         with pg_engine.connect() as conn:
             issues = check_sql_target(conn, settings(tmp_path, target()), "support", 0)
@@ -168,9 +174,8 @@ class TestPostgresTargets:
         config = settings(
             tmp_path,
             target(
-                extra="""
-  history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
-  [[categories.support.sql]]
+                extra=HISTORY
+                + """  [[categories.support.sql]]
   store = "app"
   table = "attachments"
   key = ["id"]
@@ -199,11 +204,7 @@ class TestPostgresTargets:
         )
         config = settings(
             tmp_path,
-            target(
-                extra="""
-  history = { table = "ticket_versions", key = ["version_id"], parent = ["ticket_id"], superseded_column = "superseded_at" }
-"""
-            ),
+            target(extra=HISTORY),
         )
         expected = ["categories.support.sql[0].history.parent", "categories.support.sql[0].history.superseded_column"]
         assert expected == paths(pg_engine, config)
@@ -315,8 +316,10 @@ class TestSqliteTargets:
         run_ddl(
             sqlite_engine,
             "CREATE TABLE tickets (id INTEGER PRIMARY KEY, closed_at TIMESTAMP)",
-            "CREATE TABLE invoices (id INTEGER PRIMARY KEY, ticket_id INTEGER REFERENCES tickets(id) ON DELETE CASCADE)",
-            "CREATE TABLE notes (id INTEGER PRIMARY KEY, ticket_id INTEGER, FOREIGN KEY (ticket_id) REFERENCES tickets(id))",
+            "CREATE TABLE invoices (id INTEGER PRIMARY KEY, "
+            "ticket_id INTEGER REFERENCES tickets(id) ON DELETE CASCADE)",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, ticket_id INTEGER, "
+            "FOREIGN KEY (ticket_id) REFERENCES tickets(id))",
         )
         with sqlite_engine.connect() as conn:
             findings = inspect_sql_target(conn, settings(tmp_path, target()), "support", 0)

@@ -27,7 +27,7 @@ from retentiond.actions.run import Runner
 from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
 from retentiond.config.loader import load_config
-from tests.engine.conftest import SUPPORT, Env, tickets
+from tests.stores.sql.conftest import SUPPORT, Env, tickets
 
 #: The run's clock: now (PostgreSQL refuses a run whose clock differs from the server's).
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -170,7 +170,8 @@ class Table:
                 "metrics_listen": "",
                 "max_fraction_per_run": 1.0,
                 "batch_size": generated.batch_size,
-                # NOW is fixed at collection: in a long suite the run starts minutes after it.
+                # NOW is fixed when this module is imported, and a full suite reaches this test many
+                # minutes later; the clock check itself is tested in test_run.py.
                 "max_clock_skew": "1d",
             },
             "audit": {"hmac_key_file": str(keys / "hmac.key"), "signing_key_file": str(keys / "signing.pem")},
@@ -195,7 +196,8 @@ class Table:
             con.execute("DROP TABLE IF EXISTS records")
             if generated.key_kind == "composite":
                 con.execute(
-                    "CREATE TABLE records (k1 INTEGER, k2 TEXT, subject TEXT, created_at DATETIME, PRIMARY KEY (k1, k2))"
+                    "CREATE TABLE records (k1 INTEGER, k2 TEXT, subject TEXT, created_at DATETIME, "
+                    "PRIMARY KEY (k1, k2))"
                 )
             else:
                 kind = "INTEGER" if generated.key_kind == "int" else "TEXT"
@@ -260,10 +262,7 @@ def _key_tuple(key: Any) -> tuple[Any, ...]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Table]:
     """An empty database of either dialect (one per test; examples recreate the table)."""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'app.db'}"
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'app.db'}"
     yield Table(request.param, url, tmp_path)
 
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.s3.conftest import S3Env, s3_category
-from tests.s3.faults import Faults, faults
+from tests.stores.s3.conftest import S3Env, s3_category
+from tests.stores.s3.faults import Faults, faults
 
 __all__ = ["faults"]
 

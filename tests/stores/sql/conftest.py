@@ -27,7 +27,7 @@ from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
 from retentiond.config.loader import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (tests/stores/<kind>/conftest.py)
 TZ = sa.DateTime(timezone=True)
 
 metadata = sa.MetaData()
@@ -352,10 +352,7 @@ def create_schema(engine: sa.Engine) -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     """An Env on SQLite (a file in tmp_path) or on a fresh PostgreSQL database."""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'app.db'}"
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'app.db'}"
     engine = sa.create_engine(url)
     create_schema(engine)
     now = datetime.now(UTC).replace(microsecond=0)

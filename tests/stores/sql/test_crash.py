@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from retentiond.stores.sql.outbox import OUTBOX_TABLE
 from retentiond.testing.crashpoints import ENV, POINTS
-from tests.engine.conftest import (
+from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
     anon_category,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.s3.conftest import S3Env, s3_category
+from tests.stores.s3.conftest import S3Env, s3_category
 
 
 class TestFindByKeyAlone:

@@ -26,7 +26,7 @@ import structlog
 
 from retentiond.actions.observe import BatchLog, TargetProgress
 from retentiond.logs import JournalHandler, configure_logging, get_logger, log_context
-from tests.engine.conftest import ROOT, Env, tickets
+from tests.stores.sql.conftest import ROOT, Env, tickets
 
 #: A category deleting closed tickets after 30 days (no history table: one kind of batch).
 TICKETS: dict[str, Any] = {

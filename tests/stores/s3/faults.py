@@ -18,8 +18,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
-from retentiond.actions import s3targets
 from retentiond.stores.s3 import retry
+from retentiond.stores.s3 import store as s3store
 
 Handler = Callable[[Any], AWSResponse | None]
 
@@ -39,7 +39,10 @@ def response(status: int, body: str) -> AWSResponse:
 
 def error_body(code: str, message: str = "injected") -> str:
     """Return an S3 ``<Error>`` document."""
-    return f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>x</RequestId></Error>'
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>{message}</Message><RequestId>x</RequestId></Error>"
+    )
 
 
 def objects_of(request: Any) -> list[tuple[str, str | None]]:
@@ -159,11 +162,11 @@ class Faults:
 def faults(monkeypatch: pytest.MonkeyPatch, s3_client: Any) -> Faults:
     """Hooks on the engine's clients; ``retry.sleep`` records its waits instead of sleeping."""
     state = Faults(clean=s3_client)
-    original = s3targets.make_client
+    original = s3store.make_client
 
     def make(*args: Any, **kwargs: Any) -> Any:
         return state.install(original(*args, **kwargs))
 
-    monkeypatch.setattr(s3targets, "make_client", make)
+    monkeypatch.setattr(s3store, "make_client", make)
     monkeypatch.setattr(retry, "sleep", state.sleeps.append)
     return state

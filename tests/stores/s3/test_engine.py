@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from retentiond.stores.s3 import listing
-from tests.s3.conftest import S3Env, hold, s3_category
+from tests.stores.s3.conftest import S3Env, hold, s3_category
 
 
 class TestEveryCopy:
@@ -78,7 +78,7 @@ class TestEveryCopy:
 
     def test_suspended_versioning_null_versions(self, s3env: S3Env) -> None:
         """A bucket whose versioning was suspended: versions from before and ``null`` versions from after all go."""
-        from tests.s3.conftest import backdate
+        from tests.stores.s3.conftest import backdate
 
         s3env.bucket()
         old = s3env.put("tickets/a", 100)
@@ -91,7 +91,7 @@ class TestEveryCopy:
         assert s3env.refs_of([("tickets/a", old), ("tickets/b", "null")]) == sorted(s3env.audited())
 
     def test_keys_with_special_characters(self, s3env: S3Env) -> None:
-        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects (XML)."""
+        """Spaces, plus signs, XML metacharacters and non-ASCII survive listing (url-encoded) and DeleteObjects."""
         s3env.bucket()
         keys = ["tickets/a b+c/ü&<>'\".txt", "tickets/%20literal", "tickets/日本/ファイル"]
         for key in keys:
@@ -331,7 +331,7 @@ class TestLiveHolds:
 
     def test_hold_added_mid_run(self, s3env: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
         """After the first batch, a new subject hold keeps the rest of that subject's keys."""
-        from retentiond.stores.s3 import engine
+        from retentiond.stores.s3 import requests, worker
 
         s3env.bucket()
         for i in range(6):
@@ -341,17 +341,17 @@ class TestLiveHolds:
             batch_size=2,
             store={"max_workers": 1},
         )
-        original = engine.S3Worker._send_all
+        original = worker.S3Worker._send_all
         calls = {"n": 0}
 
-        def send_all(self: engine.S3Worker, *args: object, **kwargs: object) -> engine.RequestOutcome:
+        def send_all(self: worker.S3Worker, *args: object, **kwargs: object) -> requests.RequestOutcome:
             calls["n"] += 1
             out = original(self, *args, **kwargs)  # type: ignore[arg-type]
             if calls["n"] == 1:
                 s3env.write_holds([hold("LIT-NEW", ["support"], subjects=["acct_1"])])
             return out
 
-        monkeypatch.setattr(engine.S3Worker, "_send_all", send_all)
+        monkeypatch.setattr(worker.S3Worker, "_send_all", send_all)
         report = s3env.run()
         assert (2, {"LIT-NEW": 4}) == (report.targets[0].acted, report.targets[0].held)
         assert 4 == len(s3env.versions())

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from tests.s3.conftest import S3Env, s3_category
+from tests.stores.s3.conftest import S3Env, s3_category
 
 POINTS = [
     "s3_after_intent:1",  # intent durable, request not sent
@@ -23,7 +23,7 @@ POINTS = [
 
 
 class TestSigkill:
-    """After SIGKILL at any point and a rerun: each deleted version has exactly one outcome entry; none is claimed falsely."""
+    """After SIGKILL at any point and a rerun: one outcome entry per deleted version, none claimed falsely."""
 
     @pytest.mark.parametrize("point", POINTS)
     def test_kill_and_rerun(self, s3env: S3Env, point: str) -> None:

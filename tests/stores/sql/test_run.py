@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import retentiond.actions.run as run_module
+import retentiond.stores.sql.store as sql_store
 from retentiond.errors import HoldsUnavailable, TemporaryFailure
-from tests.engine.conftest import (
+from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
     anon_category,
@@ -177,7 +177,7 @@ class TestClock:
     """Issue 4 item 1: a database clock off by more than max_clock_skew refuses the run (exit 75)."""
 
     def test_skew_refused_on_postgresql(self, env: Env) -> None:
-        """A run whose clock is an hour off PostgreSQL's refuses with exit 75 and touches nothing; SQLite has no clock."""
+        """A run an hour off PostgreSQL's clock refuses with exit 75 and touches nothing; SQLite has no clock."""
         env.configure({"support": SUPPORT})
         env.insert(tickets, [env.ticket(1, 40)])
         later = env.now + timedelta(hours=1)
@@ -203,7 +203,7 @@ class TestStatementRechecks:
         env.write_holds([hold("H", ["support"], subjects=["acct_held"])])
         env.insert(tickets, [env.ticket(i, 40 + i) for i in range(1, 7)])
         engines: list[sa.Engine] = []
-        real = run_module.store_engine
+        real = sql_store.store_engine
 
         def spy(*args: Any, **kwargs: Any) -> sa.Engine:
             engine = real(*args, **kwargs)
@@ -221,7 +221,7 @@ class TestStatementRechecks:
 
             return engine
 
-        monkeypatch.setattr(run_module, "store_engine", spy)
+        monkeypatch.setattr(sql_store, "store_engine", spy)
         report = env.run()
         assert {} == report.failed
         assert 1 == len(engines)
@@ -332,7 +332,7 @@ class TestBatchTransactions:
         pg_env.configure({"support": SUPPORT}, batch_size=2)
         pg_env.insert(tickets, [pg_env.ticket(i, 40 + i) for i in range(1, 6)])
         by_thread: dict[int, list[str]] = {}
-        real = run_module.store_engine
+        real = sql_store.store_engine
 
         def spy(*args: Any, **kwargs: Any) -> sa.Engine:
             engine = real(*args, **kwargs)
@@ -344,7 +344,7 @@ class TestBatchTransactions:
 
             return engine
 
-        monkeypatch.setattr(run_module, "store_engine", spy)
+        monkeypatch.setattr(sql_store, "store_engine", spy)
         pg_env.run()
         statements = next(s for s in by_thread.values() if any("DELETE FROM TICKETS" in x for x in s))
         deletes = [i for i, s in enumerate(statements) if "DELETE FROM TICKETS" in s]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from retentiond.stores.s3 import listing
-from tests.s3.conftest import S3Env, s3_category
-from tests.s3.faults import Faults, delete_result, faults, objects_of, response
+from tests.stores.s3.conftest import S3Env, s3_category
+from tests.stores.s3.faults import Faults, delete_result, faults, objects_of, response
 
 __all__ = ["faults"]
 
@@ -48,7 +50,7 @@ class TestDeleteFaults:
         s3env.run()
         _converged(s3env, items)
         assert 4 == len(faults.sleeps)
-        assert all(a < b for a, b in zip(faults.sleeps, faults.sleeps[1:])), faults.sleeps
+        assert all(a < b for a, b in pairwise(faults.sleeps)), faults.sleeps
 
     def test_throttled_request_does_not_stall_the_others(
         self, s3env: S3Env, faults: Faults, monkeypatch: pytest.MonkeyPatch
@@ -95,7 +97,7 @@ class TestDeleteFaults:
         assert 2 == faults.calls["DeleteObjects"]
 
     def test_persistent_per_key_errors_fail(self, s3env: S3Env, faults: Faults) -> None:
-        """Per-key errors that never clear end as ``failed`` (audited with refs), the category fails, nothing claimed deleted."""
+        """Per-key errors that never clear end ``failed`` (audited with refs), never ``deleted``; the category fails."""
         items = _seed(s3env, keys=1)
         for _ in range(10):
             faults.on("DeleteObjects", faults.all_internal_error)
@@ -110,7 +112,7 @@ class TestVerifyDeletes:
     """``verify_deletes = true``: a version the response calls deleted is audited so only if a listing agrees."""
 
     def test_false_deleted_claim_is_caught(self, s3env: S3Env, faults: Faults) -> None:
-        """A response listing versions deleted that are still there: with verify_deletes they end ``failed``, never ``deleted``."""
+        """Versions a response calls deleted that are still there end ``failed`` (verify_deletes), never ``deleted``."""
         items = _seed(s3env, keys=2)
         s3env.configure({"support": s3_category()}, store={"verify_deletes": True})
         faults.on("DeleteObjects", lambda request: response(200, delete_result(objects_of(request), [])))

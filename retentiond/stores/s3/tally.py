@@ -1,0 +1,38 @@
+"""Plan figures of an S3 target: the plans of its key groups (:mod:`.decide`) summed, in object versions."""
+
+from __future__ import annotations
+
+from retentiond.stores.base import Counts
+from retentiond.stores.s3.decide import GroupPlan
+
+
+class Tally:
+    """Sums the plans of key groups into plan figures."""
+
+    def __init__(self) -> None:
+        self.eligible = self.history = self.blocked = 0
+        self.held: dict[str, int] = {}
+
+    def add(self, plan: GroupPlan, locked: set[int] | list[int]) -> None:
+        """Count one group's plan; ``locked`` are the indexes of its versions under Object Lock."""
+        for hold_id, n in plan.held.items():
+            self.held[hold_id] = self.held.get(hold_id, 0) + n
+        main_locked = [i for i in plan.main if i in locked]
+        hist_locked = [i for i in plan.history if i in locked]
+        # Markers in front of a locked version stay: they are not counted as eligible.
+        self.eligible += len(plan.main) + (0 if main_locked else len(plan.main_markers))
+        self.history += len(plan.history) + (0 if hist_locked else len(plan.history_markers))
+        self.blocked += len(main_locked) + len(hist_locked)
+
+    def counts(self, total: int) -> Counts:
+        """Return the figures, ``total`` being the versions listed."""
+        return Counts(
+            total=total,
+            eligible=self.eligible,
+            held=dict(self.held),
+            history_expired=self.history,
+            blocked=self.blocked,
+        )
+
+
+__all__ = ["Tally"]

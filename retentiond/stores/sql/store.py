@@ -1,0 +1,300 @@
+"""A SQL store opened for one run: its engine, outbox and reflected tables, and its workers.
+
+One worker per (category, target), with the claims of other categories on the same table
+("longest retention wins"), bound to reflected tables and checked against the live schema
+before any write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from retentiond.config.holds import Hold
+from retentiond.config.loader import LoadedConfig
+from retentiond.config.models import SqlStore
+from retentiond.config.secrets import read_secret_text
+from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
+from retentiond.stores.base import (
+    BatchResult,
+    Counts,
+    Cursor,
+    ExpirySelection,
+    OutcomeJournal,
+    Phase,
+    RunContext,
+    Selection,
+    Worker,
+)
+from retentiond.stores.sql.anonymize import Pseudonymizer
+from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
+from retentiond.stores.sql.engine import make_engine
+from retentiond.stores.sql.outbox import Outbox
+from retentiond.stores.sql.predicates import Claim
+from retentiond.stores.sql.worker import TargetWorker
+
+
+def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
+    """Return an engine for SQL store ``name``.
+
+    Raises:
+        ConfigError: the URL is missing or unusable.
+    """
+    store = loaded.settings.stores[name]
+    assert isinstance(store, SqlStore)
+    url = read_secret_text(store, "url", f"stores.{name}", base_dir=loaded.directory)
+    if not url:
+        raise ConfigError([ConfigIssue(f"stores.{name}.url_env", "the store's URL is empty")])
+    try:
+        return make_engine(url, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigError(
+            [ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]
+        ) from None
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_clock(
+    engine: sa.Engine, max_skew: timedelta, store: str, clock: Callable[[], datetime] = _wall_clock
+) -> None:
+    """Refuse to compute cutoffs when the database clock differs from ``clock`` by more than ``max_skew``.
+
+    ``clock`` is the run's clock (``run_start`` plus the time elapsed since): cutoffs come
+    from ``run_start``, so that is the instant the database must agree with.
+
+    Raises:
+        TemporaryFailure: the skew is too large, or the database is unreachable.
+    """
+    if engine.dialect.name != "postgresql":
+        return  # SQLite has no clock of its own: it is this host's
+    try:
+        with engine.connect() as conn:
+            before = clock()
+            db_now = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+            after = clock()
+    except sa.exc.OperationalError as exc:
+        raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
+    ours = before + (after - before) / 2
+    skew = abs(db_now - ours)
+    if skew > max_skew:
+        raise TemporaryFailure(
+            f"store {store!r}: database clock differs from this host's by {skew.total_seconds():.0f}s "
+            f"(max_clock_skew {max_skew.total_seconds():.0f}s); refusing to compute cutoffs"
+        )
+
+
+def unreachable(name: str, exc: sa.exc.OperationalError) -> TemporaryFailure:
+    """Return the failure of store ``name`` being unreachable (names the driver's error, never the URL)."""
+    return TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}")
+
+
+@dataclass
+class StoreHandle:
+    """An open SQL store: its engine, its outbox and the tables reflected so far."""
+
+    name: str
+    engine: sa.Engine
+    outbox: Outbox
+    metadata: sa.MetaData = field(default_factory=sa.MetaData)
+    bound: dict[tuple[str, int], BoundTarget] = field(default_factory=dict)
+    checked: set[tuple[str, int]] = field(default_factory=set)
+    catalog: Any = None  # SchemaCatalog, built on first check: reflects foreign keys once per store
+
+    def check(self, category: str, index: int, loaded: LoadedConfig) -> None:
+        """Refuse the target before any write when the live schema makes it unsafe (docs/architecture.md).
+
+        The checks of ``config validate --connect``: ON DELETE CASCADE into tables outside the
+        category, age/superseded columns that are not timestamps, strategies that do not fit
+        their columns, missing privileges. Run once per target and run.
+
+        Raises:
+            ConfigError: the target is refused.
+            TemporaryFailure: the database is unreachable.
+        """
+        key = (category, index)
+        if key in self.checked:
+            return
+        from retentiond.stores.sql.inspect import SchemaCatalog, check_sql_target
+
+        try:
+            if self.catalog is None:
+                self.catalog = SchemaCatalog(self.engine)
+            issues = check_sql_target(self.engine, loaded.settings, category, index, catalog=self.catalog)
+        except sa.exc.OperationalError as exc:
+            raise unreachable(self.name, exc) from None
+        if issues:
+            raise ConfigError(issues)
+        self.checked.add(key)
+
+    def bind(self, category: str, index: int, loaded: LoadedConfig) -> BoundTarget:
+        """Return the category's target ``index`` bound to its reflected table (cached).
+
+        Raises:
+            ConfigError: a table or column is missing or unusable.
+            TemporaryFailure: the database is unreachable.
+        """
+        key = (category, index)
+        if key not in self.bound:
+            target = loaded.settings.categories[category].sql[index]
+            try:
+                with self.engine.connect() as conn:
+                    self.bound[key] = bind_target(conn, category, index, target, self.metadata)
+            except sa.exc.OperationalError as exc:
+                raise unreachable(self.name, exc) from None
+        return self.bound[key]
+
+    def same_table(self, a: str, b: str) -> bool:
+        """Return True when table names ``a`` and ``b`` name the same table ("tickets" = "public.tickets").
+
+        Longest retention wins must see every category on a table, however its name is spelled;
+        an unqualified name is in the database's default schema.
+        """
+        default = self.engine.dialect.default_schema_name  # known: binding has connected
+        schema_a, table_a = split_table_name(a)
+        schema_b, table_b = split_table_name(b)
+        return (schema_a or default, table_a) == (schema_b or default, table_b)
+
+
+class SqlWorker:
+    """The run driver's view of a :class:`TargetWorker` (the :class:`~retentiond.stores.base.Worker` protocol)."""
+
+    prefix: str | None = None
+
+    def __init__(self, inner: TargetWorker, selection: ExpirySelection, run_id: str) -> None:
+        self.inner = inner
+        self.run_start = selection.run_start
+        self.run_id = run_id
+
+    @property
+    def category(self) -> str:
+        """Return the acting category."""
+        return self.inner.category
+
+    @property
+    def action(self) -> str:
+        """Return "delete" or "anonymize"."""
+        return self.inner.action
+
+    @property
+    def cutoff(self) -> datetime:
+        """Return the acting category's cutoff."""
+        return self.inner.cutoff
+
+    @property
+    def store(self) -> str:
+        """Return the store name."""
+        return self.inner.store
+
+    @property
+    def target_name(self) -> str:
+        """Return the table as configured."""
+        return self.inner.target_name
+
+    @property
+    def journal(self) -> OutcomeJournal:
+        """Return the store's outbox."""
+        return self.inner.outbox
+
+    def phases(self) -> Sequence[Phase]:
+        """Return the records pass, then expired prior versions when the target has a history of its own."""
+        return (Phase.RECORDS, Phase.PRIOR_VERSIONS) if self.inner.has_history else (Phase.RECORDS,)
+
+    def counts(self, holds: Sequence[Hold]) -> Counts:
+        """Return the plan figures (see :meth:`TargetWorker.counts`)."""
+        return self.inner.counts(holds, self.run_start)
+
+    def run_batch(self, phase: Phase, cursor: Cursor, holds: Sequence[Hold], *, dry_run: bool) -> BatchResult:
+        """Run the next batch of ``phase`` (see :meth:`TargetWorker.run_batch`, ``run_history_batch``)."""
+        if phase is Phase.PRIOR_VERSIONS:
+            return self.inner.run_history_batch(cursor, holds, self.run_start, self.run_id, dry_run=dry_run)
+        return self.inner.run_batch(cursor, holds, self.run_start, self.run_id, dry_run=dry_run)
+
+    def remaining(self, holds: Sequence[Hold]) -> int:
+        """Return what is still eligible (see :meth:`TargetWorker.remaining`)."""
+        return self.inner.remaining(holds, self.run_start)
+
+    def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
+        """Return, per hold, the rows it kept."""
+        return self.inner.held_counts(holds, self.run_start)
+
+
+class SqlRunStore:
+    """A SQL store opened for one run (the :class:`~retentiond.stores.base.Store` protocol)."""
+
+    def __init__(self, name: str, ctx: RunContext) -> None:
+        self.name = name
+        self.ctx = ctx
+        engine = store_engine(ctx.loaded, name)
+        self.handle = StoreHandle(name, engine, Outbox(engine, name))
+
+    def prepare(self) -> None:
+        """Check the database clock; on a real run create the outbox when missing.
+
+        Raises:
+            TemporaryFailure: unreachable, or the clock is off by more than ``max_clock_skew``.
+        """
+        check_clock(self.handle.engine, self.ctx.settings.daemon.max_clock_skew, self.name, self.ctx.clock)
+        if self.ctx.writes:
+            try:
+                self.handle.outbox.ensure()
+            except sa.exc.OperationalError as exc:
+                raise unreachable(self.name, exc) from None
+
+    def journal(self) -> OutcomeJournal:
+        """Return the outbox."""
+        return self.handle.outbox
+
+    def workers(self, category: str, selection: Selection) -> list[Worker]:
+        """Return one worker per target of ``category`` in this store, in config order.
+
+        Raises:
+            ConfigError: a target cannot be bound or is refused by the schema checks.
+            TemporaryFailure: the store is unreachable.
+        """
+        loaded, handle = self.ctx.loaded, self.handle
+        settings = loaded.settings
+        cat = settings.categories[category]
+        store = settings.stores[self.name]
+        assert isinstance(store, SqlStore)
+        cuts = selection.cutoffs
+        workers: list[Worker] = []
+        for index, target in enumerate(cat.sql):
+            if target.store != self.name:
+                continue
+            bound = handle.bind(category, index, loaded)
+            handle.check(category, index, loaded)
+            acting = Claim(bound, cat.action, cuts[category])
+            others: list[Claim] = []
+            for other_name, other in settings.categories.items():
+                for j, other_target in enumerate(other.sql):
+                    if (
+                        other_target.store == target.store
+                        and (other_name, j) != (category, index)
+                        and handle.same_table(other_target.table, target.table)
+                    ):
+                        others.append(Claim(handle.bind(other_name, j, loaded), other.action, cuts[other_name]))
+            inner = TargetWorker(
+                handle.engine,
+                acting,
+                others,
+                batch_size=settings.daemon.batch_size,
+                lock_timeout=store.lock_timeout,
+                statement_timeout=store.statement_timeout,
+                pseudonym=Pseudonymizer(self.ctx.pseudonym_key),
+                outbox=handle.outbox,
+                prior_versions_cutoff=selection.prior_cutoffs.get(category),
+                key_text=self.ctx.key_text,
+            )
+            workers.append(SqlWorker(inner, selection, self.ctx.run_id))
+        return workers
+
+    def close(self) -> None:
+        """Dispose of the engine's connections."""
+        self.handle.engine.dispose()
