@@ -337,6 +337,16 @@ class Worker(Protocol):
         """Return, per hold id, the records ``holds`` kept from this target."""
         ...
 
+    def released(self, before: Sequence[Hold], after: Sequence[Hold]) -> int:
+        """Return the distinct records acted on under ``after`` but not ``before`` (the conditions of
+        :meth:`counts`, at the selection's ``run_start``: a later one counts ahead). Raises TemporaryFailure."""
+        ...
+
+    def subject_counts(self, subjects: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+        """Return per subject (records whose subject is exactly it, records equal to it ignoring case)
+        among every record of the target, or None when the target has no subject. Raises TemporaryFailure."""
+        ...
+
 
 class Store(Protocol):
     """One configured store opened for one plan or run."""

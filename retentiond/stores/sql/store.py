@@ -34,7 +34,7 @@ from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
 from retentiond.stores.sql.engine import make_engine
 from retentiond.stores.sql.outbox import Outbox
-from retentiond.stores.sql.predicates import Claim
+from retentiond.stores.sql.predicates import Claim, covers
 from retentiond.stores.sql.worker import TargetWorker
 
 
@@ -223,6 +223,45 @@ class SqlWorker:
     def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
         """Return, per hold, the rows it kept."""
         return self.inner.held_counts(holds, self.run_start)
+
+    def released(self, before: Sequence[Hold], after: Sequence[Hold]) -> int:
+        """Return the rows the batches' condition selects under ``after`` and not under ``before``.
+
+        Raises:
+            TemporaryFailure: the database is unreachable.
+        """
+        inner = self.inner
+        cond = sa.and_(inner.condition(after, self.run_start), sa.not_(inner.condition(before, self.run_start)))
+        stmt = sa.select(sa.func.count()).select_from(inner.target.table).where(cond)
+        try:
+            with inner.engine.connect() as conn:
+                return int(conn.execute(stmt).scalar_one())
+        except sa.exc.OperationalError as exc:
+            raise unreachable(inner.store, exc) from None
+
+    def subject_counts(self, subjects: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+        """Return per subject the rows (of the category's filter) whose subject is it, exactly and
+        ignoring case (``lower()`` in the database); None without ``subject_column``.
+
+        Raises:
+            TemporaryFailure: the database is unreachable.
+        """
+        t = self.inner.target
+        if t.subject is None:
+            return None
+        value = sa.cast(t.table.c[t.subject.name], sa.Text)
+        lowered = sorted({s.lower() for s in subjects})
+        stmt = (
+            sa.select(value, sa.func.count())
+            .where(covers(self.inner.acting), sa.func.lower(value).in_(lowered))
+            .group_by(value)
+        )
+        try:
+            with self.inner.engine.connect() as conn:
+                found = {str(v): int(n) for v, n in conn.execute(stmt).all()}
+        except sa.exc.OperationalError as exc:
+            raise unreachable(self.inner.store, exc) from None
+        return {s: (found.get(s, 0), sum(n for v, n in found.items() if v.lower() == s.lower())) for s in subjects}
 
 
 class SqlRunStore:
