@@ -10,6 +10,7 @@ leaves the unrelayed rows in the outbox, and the next run relays them (exactly o
 
 from __future__ import annotations
 
+import contextvars
 import json
 import queue
 import threading
@@ -89,7 +90,10 @@ class Relay:
     def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
         self.ledger = ledger
         self.refs = refs
-        self._queue: queue.Queue[tuple[OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(maxsize=depth)
+        # Each item carries the log context of the batch that submitted it (run_id, category, target).
+        self._queue: queue.Queue[tuple[contextvars.Context, OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(
+            maxsize=depth
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
         self._thread.start()
@@ -101,7 +105,8 @@ class Relay:
                 if item is None:
                     return
                 if self._error is None:
-                    relay_rows(self.ledger, self.refs, item[0], item[1])
+                    context, journal, rows = item
+                    context.run(relay_rows, self.ledger, self.refs, journal, rows)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:
@@ -120,7 +125,7 @@ class Relay:
         """
         self._raise()
         if rows:
-            self._queue.put((journal, rows))
+            self._queue.put((contextvars.copy_context(), journal, rows))
 
     def flush(self) -> None:
         """Wait until every queued row is in the ledger.

@@ -83,6 +83,13 @@ class DaemonSettings(StrictModel):
     pause_between_batches: Operational = Field(
         timedelta(0), description="Pause after each batch, to protect production load."
     )
+    progress_log_interval: Operational = Field(
+        timedelta(seconds=5),
+        description=(
+            "Without a terminal, a run logs one line per batch and target, at most one per this interval "
+            "('0s': every batch)."
+        ),
+    )
     max_fraction_per_run: float = Field(
         0.25, gt=0, le=1, description="A run that would act on more than this fraction of a target stops before acting."
     )
