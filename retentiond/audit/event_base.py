@@ -24,6 +24,7 @@ from retentiond.audit.values import (
     PublicKeyHex,
     Refs,
     Signature,
+    SqlState,
 )
 
 
@@ -148,7 +149,7 @@ def _coerce_scalar(annotation: Any, value: Any, name: str) -> Any:
         return value
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return annotation(value)
-    if annotation in (Name, Digest, Signature, BatchId, Label, HashList, PublicKeyHex):
+    if annotation in (Name, Digest, Signature, BatchId, Label, HashList, PublicKeyHex, SqlState):
         if isinstance(value, (bytes, bytearray)):
             raise TypeError(f"{name}: expected a {annotation.__name__} string, got bytes")
         try:

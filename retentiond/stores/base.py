@@ -121,7 +121,9 @@ class OutcomeRow:
 
     ``refs`` holds record refs made by the store (``RecordRefs``); ``keys``, when set, is a JSON
     array of canonical key texts the relay turns into row refs (so no HMAC is computed inside a
-    batch's transaction). ``prefix`` names an S3-like target's prefix.
+    batch's transaction). ``prefix`` names an S3-like target's prefix. ``failure``, on a
+    ``failed`` row, is a JSON object of what the store's error named: ``sqlstate``,
+    ``constraint``, ``relation`` (object names, never values).
     """
 
     batch_id: str
@@ -137,6 +139,7 @@ class OutcomeRow:
     created_at: datetime
     keys: str | None = None
     prefix: str | None = None
+    failure: str | None = None
 
 
 @dataclass
@@ -404,8 +407,6 @@ class StoreKind(Protocol):
     kind: str
     # The options that locate one record for ``explain`` / ``audit find`` (e.g. table, key).
     record_fields: tuple[str, ...]
-    # What this kind's records are called in messages ("records", "object versions").
-    records_noun: str
     # Errors of this kind's driver that fail one category (audited as ``failed``), not the run.
     errors: tuple[type[Exception], ...]
     # Whether :meth:`probe` checks this kind's stores (the daemon's ``store_up`` starts at 1 for them).

@@ -29,7 +29,6 @@ class S3Kind:
 
     kind = "s3"
     record_fields: tuple[str, ...] = ("bucket", "object_key")
-    records_noun = "object versions"
     errors: tuple[type[Exception], ...] = ()  # the worker turns client errors into TemporaryFailure
     probed = True
 

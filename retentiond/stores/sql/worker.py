@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from retentiond.config.holds import Hold
 from retentiond.stores.base import BatchResult, Counts, Cursor
-from retentiond.stores.sql import ages
+from retentiond.stores.sql import ages, poison
 from retentiond.stores.sql.anonymize import rewrite
 from retentiond.stores.sql.counting import Counting
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
@@ -38,12 +38,57 @@ class TargetWorker(Counting):
     def run_batch(
         self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
     ) -> BatchResult:
-        """Process the next batch after ``cursor`` (advanced in place).
+        """Process the next batch after ``cursor`` (advanced in place, only when the batch committed).
 
-        With ``dry_run`` the selection runs and nothing is written.
+        With ``dry_run`` the selection runs and nothing is written. A batch that rows refused
+        (classes 23, 22, P0) is split so that every other row is still acted on (``poison``).
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: a failure not caused by records (the cursor is where it was).
+        """
+        start = cursor.after
+        try:
+            return self._run_batch(cursor, holds, run_start, run_id, dry_run=dry_run)
+        except sa.exc.DBAPIError as exc:
+            cursor.after = start
+            if dry_run or poison.refused_by_records(exc) is None:
+                raise
+        return poison.split_batch(self, cursor, self._batch_condition(holds, run_start), run_id)
+
+    def _batch_condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
+        """Return :meth:`condition` without the rows refused earlier in this run."""
+        cond = self.condition(holds, run_start)
+        return sa.and_(cond, sa.not_(self._key_in(self.failed_keys))) if self.failed_keys else cond
+
+    def set_timeouts(self, conn: sa.Connection) -> None:
+        """Set the store's lock and statement timeouts for the transaction of ``conn`` (PostgreSQL)."""
+        _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+
+    def act_on(
+        self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], keys: list[tuple[Any, ...]], cond: Any, key_end: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Delete or anonymize ``rows`` (selected with their position and anonymized columns) under ``cond``.
+
+        Returns the keys touched and the keys of the history rows deleted with them.
         """
         t = self.target
-        cond = self.condition(holds, run_start)
+        if self.anonymize:
+            touched = self._anonymize(conn, rows, keys, cond, key_end)
+        else:
+            stmt = sa.delete(t.table).where(self._key_in(keys)).where(cond).returning(*t.key)
+            touched = [tuple(r) for r in conn.execute(stmt).all()]
+        history_keys: list[tuple[Any, ...]] = []
+        if t.history is not None and touched:
+            h = t.history
+            stmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
+            history_keys = [tuple(r) for r in conn.execute(stmt).all()]
+        return touched, history_keys
+
+    def _run_batch(
+        self, cursor: Cursor, holds: Sequence[Hold], run_start: datetime, run_id: str, *, dry_run: bool
+    ) -> BatchResult:
+        t = self.target
+        cond = self._batch_condition(holds, run_start)
         order = [t.table.c[t.age.name], *t.key]
         if not dry_run and t.dialect == "postgresql" and len(t.key) == 1:
             assignments = sql_assignments(t) if self.anonymize else None
@@ -74,19 +119,10 @@ class TargetWorker(Counting):
                     selected=len(rows), touched=len(rows), history=int(following), exhausted=len(rows) < self.batch_size
                 )
             crash_point("sql_after_select")
-            if self.anonymize:
-                touched = self._anonymize(conn, rows, keys, cond, len(order))
-            else:
-                stmt = sa.delete(t.table).where(self._key_in(keys)).where(cond).returning(*t.key)
-                touched = [tuple(r) for r in conn.execute(stmt).all()]
+            touched, history_keys = self.act_on(conn, rows, keys, cond, len(order))
             crash_point("sql_after_action")
-            history_keys: list[tuple[Any, ...]] = []
-            if t.history is not None and touched:
-                h = t.history
-                stmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
-                history_keys = [tuple(r) for r in conn.execute(stmt).all()]
             crash_point("sql_after_history")
-            out = self._outbox_rows(run_id, touched, history_keys)
+            out = self.outbox_rows(run_id, touched, history_keys)
             self.outbox.insert(conn, out)
             crash_point("sql_after_outbox_insert")
         crash_point("sql_after_commit")
@@ -159,7 +195,7 @@ class TargetWorker(Counting):
                 hstmt = sa.delete(h.table).where(self._key_in(touched, h.parent)).returning(*h.key)
                 history_keys = [tuple(r) for r in conn.execute(hstmt).all()]
             crash_point("sql_after_history")
-            out = self._outbox_rows(run_id, touched, history_keys)
+            out = self.outbox_rows(run_id, touched, history_keys)
             self.outbox.insert(conn, out)
             crash_point("sql_after_outbox_insert")
         crash_point("sql_after_commit")
@@ -211,9 +247,10 @@ class TargetWorker(Counting):
             touched.extend(tuple(r) for r in conn.execute(stmt).all())
         return touched
 
-    def _outbox_rows(
+    def outbox_rows(
         self, run_id: str, touched: list[tuple[Any, ...]], history: list[tuple[Any, ...]]
     ) -> list[OutboxRow]:
+        """Return the outcome rows of records ``touched`` and the ``history`` rows deleted with them."""
         t = self.target
         now = now_utc()
         out: list[OutboxRow] = []

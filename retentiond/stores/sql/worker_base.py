@@ -71,6 +71,8 @@ class WorkerBase:
         self.prior_cutoff = prior_versions_cutoff
         self.anonymize = acting.action == "anonymize"
         self.key_text = key_text  # canonical key text of a row's key (handed in: stores do not import audit)
+        # Rows a statement refused in this run (stores.sql.poison): not tried again until the next run.
+        self.failed_keys: list[tuple[Any, ...]] = []
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 
