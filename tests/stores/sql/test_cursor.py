@@ -291,7 +291,7 @@ class TestOneRunLeavesNothingBehind:
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=st.data())
     def test_plan_names_the_oldest_eligible_age(self, table: Table, data: st.DataObject) -> None:
-        """Issue 17: the plan's oldest is the earliest age among the rows a run acts on, whatever the formats and zone."""
+        """Issue 17: the plan's oldest is the earliest age of the rows a run acts on, whatever the formats, zone."""
         generated = data.draw(tables(table.dialect))
         table.write(generated)
         plan = table.runner("plan").execute()
