@@ -143,7 +143,7 @@ class Metrics:
         )
         self.guard_trips = Counter(
             "retentiond_guard_trips",
-            "Runs the blast-radius guard stopped, per category and stopped target.",
+            "Runs of a category the blast-radius guard stopped (one per run, whichever targets tripped it).",
             ["category"],
             registry=r,
         )
