@@ -106,6 +106,7 @@ class Counts:
     held: dict[str, int]
     history_expired: int
     blocked: int = 0
+    oldest: datetime | None = None  # age (aware) of the oldest eligible record; None: nothing eligible
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from retentiond.stores.base import Counts
 from retentiond.stores.s3.decide import GroupPlan
 
@@ -12,6 +14,7 @@ class Tally:
     def __init__(self) -> None:
         self.eligible = self.history = self.blocked = 0
         self.held: dict[str, int] = {}
+        self.oldest: datetime | None = None
 
     def add(self, plan: GroupPlan, locked: set[int] | list[int]) -> None:
         """Count one group's plan; ``locked`` are the indexes of its versions under Object Lock."""
@@ -20,6 +23,8 @@ class Tally:
         main_locked = [i for i in plan.main if i in locked]
         hist_locked = [i for i in plan.history if i in locked]
         # Markers in front of a locked version stay: they are not counted as eligible.
+        if plan.main and plan.age is not None and (self.oldest is None or plan.age < self.oldest):
+            self.oldest = plan.age
         self.eligible += len(plan.main) + (0 if main_locked else len(plan.main_markers))
         self.history += len(plan.history) + (0 if hist_locked else len(plan.history_markers))
         self.blocked += len(main_locked) + len(hist_locked)
@@ -32,6 +37,7 @@ class Tally:
             held=dict(self.held),
             history_expired=self.history,
             blocked=self.blocked,
+            oldest=self.oldest,
         )
 
 
