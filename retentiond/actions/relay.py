@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from collections.abc import Mapping
 
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
@@ -29,8 +30,16 @@ def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
     return split_refs(row.refs)
 
 
-def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: list[OutcomeRow]) -> int:
+def relay_rows(
+    ledger: Ledger,
+    refs: RefMaker,
+    journal: OutcomeJournal,
+    rows: list[OutcomeRow],
+    requests: Mapping[str, str] | None = None,
+) -> int:
     """Append each row to the ledger unless its batch is there already, then remove the rows.
+
+    ``requests`` maps the run ids of erasure requests to their reference (carried by their entries).
 
     Returns the number of entries appended (rows already in the ledger are only removed).
 
@@ -52,6 +61,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
             object_refs=objects,
             prior_versions=row.prior_versions,
             prefix=row.prefix,
+            request=(requests or {}).get(row.run_id),
         )
         try:
             ledger.append(event, run_id=row.run_id)
@@ -66,9 +76,12 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
 class Relay:
     """Appends outbox rows to the ledger on a background thread."""
 
-    def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
+    def __init__(
+        self, ledger: Ledger, refs: RefMaker, *, depth: int = 2, requests: Mapping[str, str] | None = None
+    ) -> None:
         self.ledger = ledger
         self.refs = refs
+        self.requests = dict(requests or {})
         self._queue: queue.Queue[tuple[OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
@@ -81,7 +94,7 @@ class Relay:
                 if item is None:
                     return
                 if self._error is None:
-                    relay_rows(self.ledger, self.refs, item[0], item[1])
+                    relay_rows(self.ledger, self.refs, item[0], item[1], self.requests)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:

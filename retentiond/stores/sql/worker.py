@@ -25,7 +25,15 @@ from retentiond.stores.sql import ages
 from retentiond.stores.sql.anonymize import Pseudonymizer, rewrite
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import Outbox, OutboxRow, now_utc
-from retentiond.stores.sql.predicates import Claim, eligible, held_by, in_subjects, not_anonymized, sql_assignments
+from retentiond.stores.sql.predicates import (
+    Claim,
+    eligible,
+    erasable,
+    held_by,
+    in_subjects,
+    not_anonymized,
+    sql_assignments,
+)
 from retentiond.testing.crashpoints import crash_point
 
 # The canonical key text of a row's key values (``audit.refs.canonical_key``, handed in).
@@ -66,6 +74,8 @@ class TargetWorker:
         outbox: Outbox,
         prior_versions_cutoff: datetime | None,
         key_text: KeyText | None = None,
+        subjects: Sequence[str] | None = None,
+        never: frozenset[str] = frozenset(),
     ) -> None:
         self.engine = engine
         self.acting = acting
@@ -79,6 +89,9 @@ class TargetWorker:
         self.prior_cutoff = prior_versions_cutoff
         self.anonymize = acting.action == "anonymize"
         self.key_text = key_text  # canonical key text of a row's key (handed in: stores do not import audit)
+        # An erasure request's subjects (None: a retention run) and the erasure = "never" categories.
+        self.subjects = list(subjects) if subjects is not None else None
+        self.never = never
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 
@@ -116,10 +129,25 @@ class TargetWorker:
 
     def condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
         """Return the full condition under which this worker may touch a row now."""
-        cond = eligible(self.acting, self.others, holds, run_start)
+        cond = self._base(holds, run_start, ignore_holds=False)
         if self.anonymize:
             cond = sa.and_(cond, not_anonymized(self.target))
         return cond
+
+    def _base(self, holds: Sequence[Hold], run_start: datetime, *, ignore_holds: bool) -> ColumnElement[bool]:
+        """Return the selection's condition: expiry (a run) or the subjects' records (an erasure)."""
+        if self.subjects is not None:
+            return erasable(
+                self.acting, self.others, holds, run_start, self.subjects, self.never, ignore_holds=ignore_holds
+            )
+        return eligible(self.acting, self.others, holds, run_start, ignore_holds=ignore_holds)
+
+    def _order(self) -> list[sa.Column[Any]]:
+        """Return the keyset order: (age, key) for a run; the key alone for an erasure (NULL ages go too)."""
+        t = self.target
+        if self.subjects is not None:
+            return list(t.key)
+        return [t.table.c[t.age.name], *t.key]
 
     def _key_in(
         self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None
@@ -143,6 +171,14 @@ class TargetWorker:
                 sa.select(sa.func.count()).select_from(t).where(self.condition(holds, run_start))
             ).scalar_one()
             held = self._held(conn, holds, run_start)
+            kept: dict[str, int] = {}
+            if self.subjects is not None:
+                rule = erasable(
+                    self.acting, self.others, holds, run_start, self.subjects, self.never, kept_by_rule=True
+                )
+                n = conn.execute(sa.select(sa.func.count()).select_from(t).where(rule)).scalar_one()
+                if n:
+                    kept[self.category] = int(n)
             history = 0
             if self.target.history is not None:
                 # What a run deletes from the history table: the prior versions of the rows it acts
@@ -157,7 +193,7 @@ class TargetWorker:
                     follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
                 )
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
-        return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history))
+        return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history), kept=kept)
 
     def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
         """Return the records (and expired prior versions) a run would still act on now: 0 after a complete pass."""
@@ -182,7 +218,7 @@ class TargetWorker:
 
     def _held(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         t = self.target.table
-        base = eligible(self.acting, self.others, holds, run_start, ignore_holds=True)
+        base = self._base(holds, run_start, ignore_holds=True)
         if self.anonymize:
             base = sa.and_(base, not_anonymized(self.target))
         covering = [self.acting, *self.others]
@@ -206,8 +242,8 @@ class TargetWorker:
         """
         t = self.target
         cond = self.condition(holds, run_start)
-        order = [t.table.c[t.age.name], *t.key]
-        if not dry_run and t.dialect == "postgresql" and len(t.key) == 1:
+        order = self._order()
+        if not dry_run and t.dialect == "postgresql" and len(t.key) == 1 and self.subjects is None:
             assignments = sql_assignments(t) if self.anonymize else None
             if not self.anonymize or assignments is not None:
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
@@ -223,7 +259,7 @@ class TargetWorker:
             if not rows:
                 return BatchResult(selected=0, touched=0, history=0, exhausted=True)
             cursor.after = tuple(rows[-1][: len(order)])
-            keys = [tuple(r[1 : len(order)]) for r in rows]
+            keys = [tuple(r[len(order) - len(t.key) : len(order)]) for r in rows]
             if dry_run:
                 following = 0
                 if t.history is not None:
