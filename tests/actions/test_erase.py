@@ -172,7 +172,7 @@ class TestErasure:
     """A subject's records go from every target, whatever their age; holds and rules keep theirs."""
 
     def test_exactly_the_subjects_records_go(self, world: World) -> None:
-        """tickets and their history, the bucket's versions and markers go; profiles anonymized; chats held; invoices kept."""
+        """Tickets, their history and the bucket's versions go; profiles anonymized; chats held; invoices kept."""
         report, summary = world.erase()
         assert {} == report.failed
         assert {3} == world.ids(tickets)
