@@ -37,6 +37,7 @@ def _register() -> None:
         ("retentiond.cli.audit_cmd", "audit_group"),
         ("retentiond.cli.run_cmd", "commands"),
         ("retentiond.cli.erase_cmd", "commands"),
+        ("retentiond.cli.certificate_cmd", "commands"),
         ("retentiond.cli.daemon_cmd", "daemon_command"),
         ("retentiond.cli.report_cmd", "report_command"),
         ("retentiond.cli.install_cmd", "install_unit_command"),

@@ -304,3 +304,68 @@ class TestCrash:
         assert 5 + 4 == len(outcomes)  # five rows, three versions and a delete marker
         verify = env.cli("audit", "verify")
         assert 0 == verify.returncode, verify.stdout + verify.stderr
+
+
+class TestCertificate:
+    """audit certificate: signed, cites the ledger; verify-certificate and tools/verify_ledger.py check it offline."""
+
+    def _files(self, world: World) -> tuple[Path, Path, Path]:
+        from cryptography.hazmat.primitives import serialization
+
+        env = world.env
+        world.erase()
+        cert, export, pub = env.dir / "cert.json", env.dir / "ledger.jsonl", env.dir / "signing.pub.pem"
+        private = serialization.load_pem_private_key((env.dir / "keys" / "signing.pem").read_bytes(), password=None)
+        pub.write_bytes(
+            private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        made = env.cli("audit", "certificate", "--request", "DSR-1", "--out", str(cert))
+        assert 0 == made.returncode, made.stderr[-2000:]
+        exported = env.cli("audit", "export", "--format", "jsonl", "--out", str(export))
+        assert 0 == exported.returncode, exported.stderr[-2000:]
+        return cert, export, pub
+
+    def test_certificate_says_what_went_and_what_stayed(self, world: World) -> None:
+        """Counts per target, kept with hold id and rule, the cited entries and their checkpoint."""
+        import json
+
+        cert_path, _, _ = self._files(world)
+        cert = json.loads(cert_path.read_text())
+        records = {(s["category"], s["target"]): s["records"] + s["prior_versions"] for s in cert["sanitized"]}
+        assert 2 == records[("support", "tickets")]
+        assert 1 == records[("profile", "profiles")]
+        assert 4 == records[("attachments", "media")]  # versions and the delete marker
+        assert 2 == {s["target"]: s["prior_versions"] for s in cert["sanitized"]}["ticket_versions"]
+        kept = {(k["category"], k["reason"], k.get("hold_id")): k["records"] for k in cert["kept"]}
+        assert {("chat", "hold", "LIT-1"): 2, ("billing", "rule", None): 1} == kept
+        assert "complete" == cert["verification"]["result"]
+        assert cert["checkpoint"] is not None
+        assert "acct_1" not in cert_path.read_text()
+        html = world.env.dir / "cert.html"
+        made = world.env.cli("audit", "certificate", "--request", "DSR-1", "--format", "html", "--out", str(html))
+        assert 0 == made.returncode
+        assert "LIT-1" in html.read_text()
+
+    def test_verifies_offline_and_fails_after_one_byte(self, world: World) -> None:
+        """verify-certificate and the standalone tool accept it; a one-byte change fails both."""
+        import subprocess
+        import sys
+
+        env = world.env
+        cert, export, pub = self._files(world)
+        ok = env.cli("audit", "verify-certificate", str(cert), "--pubkey", str(pub), "--file", str(export))
+        assert 0 == ok.returncode, ok.stdout + ok.stderr
+        root = Path(__file__).resolve().parents[2]
+        tool = [sys.executable, str(root / "tools" / "verify_ledger.py"), str(export), "--pubkey", str(pub)]
+        standalone = subprocess.run([*tool, "--certificate", str(cert)], capture_output=True, text=True, check=False)
+        assert 0 == standalone.returncode, standalone.stdout + standalone.stderr
+        data = cert.read_bytes()
+        at = data.index(b'"records":') + len(b'"records":')
+        changed = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]  # one digit of a count
+        cert.write_bytes(changed)
+        bad = env.cli("audit", "verify-certificate", str(cert), "--pubkey", str(pub), "--file", str(export))
+        assert 65 == bad.returncode, bad.stdout + bad.stderr
+        standalone = subprocess.run([*tool, "--certificate", str(cert)], capture_output=True, text=True, check=False)
+        assert 65 == standalone.returncode, standalone.stdout
