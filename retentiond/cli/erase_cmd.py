@@ -101,4 +101,37 @@ def erase_command(
     return report.exit_code
 
 
-commands = [erase_command]
+@click.group("requests")
+def requests_group() -> None:
+    """Queued erasure requests (``erase --queue``) that the daemon runs before their deadline."""
+
+
+@requests_group.command("list")
+@common_options
+@pass_app
+def requests_list_command(app: AppContext) -> int:
+    """Show each request's state (pending, overdue, failed, done), what is left, and what is kept and why."""
+    from retentiond.actions.requests import states
+
+    found = states(app.config())
+    if app.json:
+        app.emit_json([s.as_dict() for s in found])
+        return 0
+    rows = []
+    for s in found:
+        summary = s.summary
+        kept = [f"{k}:{v}" for k, v in sorted({**summary.get("held", {}), **summary.get("kept_by_rule", {})}.items())]
+        acted = sum(summary.get("acted", {}).values()) if summary else "-"
+        left = "-" if not summary else (0 if s.state == "done" else summary.get("left", "-"))
+        rows.append(
+            (s.request, s.state, s.subjects, s.queued_at[:19], s.deadline[:19], acted, left, ", ".join(kept) or "-")
+        )
+    head = ["request", "state", "subjects", "queued", "deadline", "acted", "left", "kept (hold or rule)"]
+    click.echo(table(head, rows) if rows else "no erasure requests queued")
+    for s in found:
+        if s.error:
+            click.echo(f"{s.request}: {s.error}")
+    return 0
+
+
+commands = [erase_command, requests_group]

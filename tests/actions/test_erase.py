@@ -253,12 +253,16 @@ class TestQueue:
         assert 0 == result.returncode, result.stderr
         loaded = load_config(env.config_path)
         assert ["pending"] == [s.state for s in states(loaded)]
+        assert ["overdue"] == [s.state for s in states(loaded, now=env.now + timedelta(days=31))]
         assert 0o600 == os.stat(next(Path(requests_dir(loaded)).glob("*.json"))).st_mode & 0o777
         assert 1 == run_pending(loaded)
         assert {3} == world.ids(tickets)
         (state,) = states(loaded)
         assert ("done", 1) == (state.state, state.subjects)
         assert all("acct_1" not in p.read_text() for p in requests_dir(loaded).iterdir())
+        listed = env.cli("requests", "list")
+        assert 0 == listed.returncode, listed.stderr[-2000:]
+        assert "DSR-9" in listed.stdout and "done" in listed.stdout and "LIT-1" in listed.stdout
 
 
 CRASH_POINTS = [
