@@ -129,6 +129,7 @@ class EraseRunner(Runner):
             failed=summary["failed"],
             failed_categories=tuple(self.report.failed),
             found=summary["found"],
+            blocked=summary["blocked"],
         )
 
     # -- the request's guard -------------------------------------------------------------------
@@ -201,7 +202,10 @@ class EraseRunner(Runner):
         prior: Counter[str] = Counter()
         held: Counter[str] = Counter()
         failed: Counter[str] = Counter()
+        blocked: Counter[str] = Counter()
         for t in self.report.targets:
+            if t.blocked:
+                blocked[t.category] += t.blocked
             acted[t.category] += t.acted
             prior[t.category] += t.prior_versions_deleted
             for hold_id, n in t.held.items():
@@ -211,6 +215,7 @@ class EraseRunner(Runner):
         for category in self.report.failed:
             failed.setdefault(category, 0)
         found = sum(acted.values()) + sum(held.values()) + sum(self.kept.values()) + sum(failed.values())
+        found += sum(blocked.values())
         return {
             "request": self.request,
             "acted": {c: n for c, n in acted.items() if n},
@@ -218,6 +223,7 @@ class EraseRunner(Runner):
             "held": dict(held),
             "kept_by_rule": dict(self.kept),
             "failed": dict(failed),
+            "blocked": dict(blocked),
             "found": found,
             # What could go when the request started: 0 means nothing of the subjects' was left to erase.
             "left": sum(t.eligible for t in self.report.targets),

@@ -90,6 +90,8 @@ def build(reader: LedgerReader, request: str, signer: Signer, tool_version: str)
         kept.append({"category": category, "records": n, "reason": "hold", "hold_id": hold_id})
     for category, n in sorted(final.get("kept_by_rule", {}).items()):
         kept.append({"category": category, "records": n, "reason": "rule", "rule": 'erasure = "never"'})
+    for category, n in sorted(final.get("blocked", {}).items()):
+        kept.append({"category": category, "records": n, "reason": "object_lock", "rule": "S3 Object Lock"})
     failed = dict(final.get("failed", {}))
     cited = sorted([*requested, *batches, *finished], key=lambda e: e.seq)
     checkpoint = reader.first_checkpoint_after(cited[-1].seq - 1) if cited else None

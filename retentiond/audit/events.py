@@ -419,6 +419,7 @@ class ErasureFinished(Event):
     failed: dict[NameStr, int] = field(default_factory=dict)
     failed_categories: Names = ()
     found: int = 0
+    blocked: dict[NameStr, int] = field(default_factory=dict)  # S3 versions Object Lock kept, per category
 
 
 @dataclass(frozen=True)

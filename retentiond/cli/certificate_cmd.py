@@ -15,13 +15,18 @@ from retentiond.cli.context import AppContext, command_with_options, pass_app
 from retentiond.errors import ExitCode, UsageError
 
 
-@command_with_options(audit_group, "certificate")
+@audit_group.command("certificate")
+@click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Configuration file."
+)
 @click.option("--request", "request", required=True, metavar="REF", help="The erasure request's reference.")
 @click.option("--format", "fmt", type=click.Choice(["json", "html"]), default="json", show_default=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="File to write.")
 @pass_app
-def certificate_command(app: AppContext, request: str, fmt: str, out: str) -> int:
+def certificate_command(app: AppContext, config_path: str | None, request: str, fmt: str, out: str) -> int:
     """Write the signed certificate of erasure request REF (JSON for machines, HTML for the person who asked)."""
+    if config_path is not None:
+        app.config_path = config_path
     from retentiond import __version__
     from retentiond.actions.erase import check_request
     from retentiond.actions.setup import signer

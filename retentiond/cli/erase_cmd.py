@@ -50,6 +50,8 @@ def render(report: Any, summary: dict[str, Any]) -> str:
         lines.append(f'KEPT {category}: {n} records (erasure = "never")')
     for key, n in sorted(summary["held"].items()):
         lines.append(f"HELD {key}: {n} records")
+    for category, n in sorted(summary["blocked"].items()):
+        lines.append(f"BLOCKED {category}: {n} object versions under S3 Object Lock (never forced)")
     if not summary["left"]:
         lines.append("nothing left to erase for these subjects")
     for category, reason in sorted(report.failed.items()):
