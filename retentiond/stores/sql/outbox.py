@@ -57,9 +57,28 @@ class Outbox:
         self.table = outbox_table(sa.MetaData())
 
     def ensure(self) -> None:
-        """Create the outbox table when it does not exist yet."""
-        with self.engine.begin() as conn:
-            self.table.create(conn, checkfirst=True)
+        """Create the outbox table when it does not exist yet.
+
+        Raises:
+            ConfigError: it does not exist and the role may not create it (SQLSTATE 42501).
+        """
+        try:
+            with self.engine.begin() as conn:
+                self.table.create(conn, checkfirst=True)
+        except sa.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42501":
+                raise
+            from retentiond.errors import ConfigError, ConfigIssue
+
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        f"stores.{self.store_name}",
+                        f"the outbox table {OUTBOX_TABLE} does not exist and the role may not create it: "
+                        "have a DBA create it (`retentiond print-grants`) or grant CREATE on the role's schema",
+                    )
+                ]
+            ) from None
 
     def insert(self, conn: sa.Connection, rows: list[OutboxRow]) -> None:
         """Insert ``rows`` in the caller's transaction."""
