@@ -210,8 +210,8 @@ class EraseRunner(Runner):
             prior[t.category] += t.prior_versions_deleted
             for hold_id, n in t.held.items():
                 held[f"{t.category}/{hold_id}"] += n
-            if t.error:
-                failed[t.category] += max(t.eligible - t.acted, 0)
+            # Records the store refused (audited as failed) and what a second pass still left.
+            failed[t.category] += t.failed
         for category in self.report.failed:
             failed.setdefault(category, 0)
         found = sum(acted.values()) + sum(held.values()) + sum(self.kept.values()) + sum(failed.values())

@@ -10,6 +10,7 @@ leaves the unrelayed rows in the outbox, and the next run relays them (exactly o
 
 from __future__ import annotations
 
+import contextvars
 import json
 import queue
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker, split_refs
+from retentiond.audit.values import Name, SqlState
 from retentiond.stores.base import OutcomeJournal, OutcomeRow
 from retentiond.testing.crashpoints import crash_point
 
@@ -28,6 +30,21 @@ def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
         # Canonical key texts: a one-element key whose value is that text has the same ref.
         return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
     return split_refs(row.refs)
+
+
+def _failure(row: OutcomeRow) -> dict[str, str | None]:
+    """Return the failure's fields of a ``failed`` row; a name that is not a ledger Name is left out."""
+    if not row.failure:
+        return {}
+    data = json.loads(row.failure)
+    out: dict[str, str | None] = {}
+    for field, kind in (("sqlstate", SqlState), ("constraint", Name), ("relation", Name)):
+        value = data.get(field)
+        try:
+            out[field] = kind(value) if isinstance(value, str) else None
+        except ValueError:
+            out[field] = None  # e.g. a quoted identifier with spaces: the SQLSTATE still says what failed
+    return out
 
 
 def relay_rows(
@@ -49,6 +66,7 @@ def relay_rows(
     appended = 0
     for row in rows:
         versions, objects = Batch.split(_refs(row, refs), row.count)
+        failure = _failure(row)
         event = Batch(
             batch_id=row.batch_id,
             category=row.category,
@@ -62,6 +80,9 @@ def relay_rows(
             prior_versions=row.prior_versions,
             prefix=row.prefix,
             request=(requests or {}).get(row.run_id),
+            sqlstate=failure.get("sqlstate"),
+            constraint=failure.get("constraint"),
+            relation=failure.get("relation"),
         )
         try:
             ledger.append(event, run_id=row.run_id)
@@ -82,7 +103,10 @@ class Relay:
         self.ledger = ledger
         self.refs = refs
         self.requests = dict(requests or {})
-        self._queue: queue.Queue[tuple[OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(maxsize=depth)
+        # Each item carries the log context of the batch that submitted it (run_id, category, target).
+        self._queue: queue.Queue[tuple[contextvars.Context, OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(
+            maxsize=depth
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
         self._thread.start()
@@ -94,7 +118,8 @@ class Relay:
                 if item is None:
                     return
                 if self._error is None:
-                    relay_rows(self.ledger, self.refs, item[0], item[1], self.requests)
+                    context, journal, rows = item
+                    context.run(relay_rows, self.ledger, self.refs, journal, rows, self.requests)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:
@@ -113,7 +138,7 @@ class Relay:
         """
         self._raise()
         if rows:
-            self._queue.put((journal, rows))
+            self._queue.put((contextvars.copy_context(), journal, rows))
 
     def flush(self) -> None:
         """Wait until every queued row is in the ledger.

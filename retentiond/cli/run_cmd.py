@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from contextlib import nullcontext
 from typing import Any
 
 import click
@@ -14,6 +14,27 @@ from retentiond.errors import ExitCode
 
 def _held(held: dict[str, int]) -> str:
     return ", ".join(f"{k}:{v}" for k, v in sorted(held.items())) or "-"
+
+
+_WOULD = {"deleted": "would delete", "anonymized": "would anonymize", "prior_versions": "would delete prior versions"}
+
+
+def _totals(report: Any) -> str:
+    """Return the totals line's figures: what a dry run would do in the conditional, never "deleted N"."""
+    totals = report.totals()
+    if report.mode == "dry-run":
+        return ", ".join(f"{_WOULD.get(k, k)} {v}" for k, v in sorted(totals.items()))
+    return ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
+
+
+def _guard_lines(report: Any) -> list[str]:
+    """Return one line per target whose guard would stop a real run (a dry run walks on past it)."""
+    return [
+        f"GUARD {t.category} {t.name}: a real run would stop here (would act on {t.eligible} of {t.total} "
+        "records, more than max_fraction_per_run; --allow-large allows it once)"
+        for t in report.targets
+        if report.mode == "dry-run" and t.guard == "tripped"
+    ]
 
 
 def _render(report: Any, *, planned: bool) -> str:
@@ -32,16 +53,16 @@ def _render(report: Any, *, planned: bool) -> str:
                 t.guard if planned else t.acted,
             )
         )
-    last = "guard" if planned else "acted"
+    last = "guard" if planned else ("would act" if report.mode == "dry-run" else "acted")
     prior = "prior versions eligible" if planned else "prior versions deleted"
+    if report.mode == "dry-run":
+        prior = "prior versions (would delete)"
     head = ["category", "target", "action", "cutoff", "rows", "eligible", "held (per hold)", prior, last]
     text = table(head, rows)
-    totals = report.totals()
     lines = [text, ""]
     if not planned:
-        lines.append(
-            f"run {report.run_id} ({report.mode}): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
-        )
+        lines.append(f"run {report.run_id} ({report.mode}): " + _totals(report))
+        lines += _guard_lines(report)
     for category, reason in sorted(report.failed.items()):
         lines.append(f"FAILED {category}: {reason}")
     if report.interrupted:
@@ -89,26 +110,20 @@ def run_command(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    progress = None
-    bar = None
-    if sys.stderr.isatty() and not app.json:
-        bar = click.progressbar(length=0, label="acting", file=sys.stderr, show_pos=True)
+    from retentiond.cli.progress import terminal_progress
 
-        def progress(_: str, n: int) -> None:
-            assert bar is not None
-            bar.update(n)
-
+    # A terminal gets the live view; otherwise the run logs one line per batch (BatchLog).
+    view = None if app.json else terminal_progress()
     runner = Runner(
         app.config(),
         categories=categories,
         mode="dry-run" if dry_run else "run",
         allow_large=allow_large,
         reference=reference,
-        progress=progress,
+        observer=view,
     )
-    report = runner.execute()
-    if bar is not None:
-        bar.render_finish()
+    with view.shown() if view is not None else nullcontext():
+        report = runner.execute()
     if app.json:
         app.emit_json(report.as_dict())
     else:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from retentiond.config.holds import Hold
-from retentiond.policy.decide import Coverage, Row, covers, holding
+from retentiond.policy.decide import Coverage, Row, covers
+from retentiond.policy.holds import holding
 
 #: The rule name under which ``erasure = "never"`` keeps records (ledger, reports, certificates).
 NEVER_RULE = "erasure_never"
