@@ -8,7 +8,9 @@
    blast-radius guard stops the first pass over three years of never-purged data, the operator
    allows it once; Legal places, extends and lifts an investigation hold);
 4. runs ``retentiond holds list``, ``plan``, today's ``run``, ``audit verify`` and
-   ``retentiond report``, which writes ``demo/out/report.html``.
+   ``retentiond report``, which writes ``demo/out/report.html``;
+5. ends with one erasure request (``retentiond erase``) for a subject with records in several
+   categories, some under the shipped legal hold, and its signed certificate, checked offline.
 """
 
 from __future__ import annotations
@@ -84,6 +86,67 @@ def step(title: str, *args: str, ok: tuple[int, ...] = (0,)) -> int:
     return code
 
 
+def erasure(c: str) -> None:
+    """One deletion request for two accounts of one customer: acct_1010 has records in several
+    categories (invoices kept by rule, recent ones also under the tax hold), acct_1042 is under the
+    shipped legal hold LIT-2026-014; then the signed certificate, checked offline."""
+    request = "DSR-2026-0042"
+    subjects = ("--subject", "acct_1010", "--subject", "acct_1042")
+    step(
+        "a person asks for deletion: what would go?",
+        "erase",
+        "--subject",
+        "acct_1042",
+        "--request",
+        request,
+        "--dry-run",
+        "-c",
+        c,
+    )
+    step("the privacy team runs the request", "erase", *subjects, "--request", request, "-c", c)
+    certificate = OUT / "certificate-DSR-2026-0042.json"
+    step(
+        "the signed certificate of erasure",
+        "audit",
+        "certificate",
+        "--request",
+        request,
+        "--out",
+        str(certificate),
+        "-c",
+        c,
+    )
+    html = OUT / "certificate-DSR-2026-0042.html"
+    step(
+        "the same for the person who asked",
+        "audit",
+        "certificate",
+        "--request",
+        request,
+        "--format",
+        "html",
+        "--out",
+        str(html),
+        "-c",
+        c,
+    )
+    export = OUT / "ledger.jsonl"
+    step(
+        "the ledger, exported for a third party", "audit", "export", "--format", "jsonl", "--out", str(export), "-c", c
+    )
+    pub = str(OUT / "keys" / "audit-signing.pub")
+    step(
+        "a third party checks the certificate offline",
+        "audit",
+        "verify-certificate",
+        str(certificate),
+        "--pubkey",
+        pub,
+        "--file",
+        str(export),
+    )
+
+
 def main() -> None:
     """Run the demo."""
     if OUT.exists():
@@ -118,6 +181,7 @@ def main() -> None:
     step("an auditor verifies the ledger", "audit", "verify", "-c", c)
     report = OUT / "report.html"
     step("the retention report: verified first, then per category and month", "report", "-c", c, "--out", str(report))
+    erasure(c)
     server.stop()
     print("\ndemo: done. Files in demo/out/; try `retentiond audit show -c demo/out/retention.toml`.")
     print(f"demo: the retention report is {report}")

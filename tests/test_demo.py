@@ -24,3 +24,5 @@ class TestDemo:
         assert "demo: done." in done.stdout
         assert "\nOK ledger=" in done.stdout
         assert (out / "report.html").is_file()
+        assert "certificate of DSR-2026-0042:" in done.stdout  # the erasure request's certificate summary
+        assert "OK certificate of DSR-2026-0042" in done.stdout  # checked offline

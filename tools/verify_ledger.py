@@ -2,7 +2,11 @@
 """Verify a retentiond audit-ledger export without retentiond.
 
 Usage: verify_ledger.py EXPORT.jsonl --pubkey KEY.pub.pem [--pubkey OLD.pub.pem] [--trusted FILE]
-                        [--max-unsigned-age SECONDS] [--allow-unsigned-tail]
+                        [--max-unsigned-age SECONDS] [--allow-unsigned-tail] [--certificate CERT.json]...
+
+With ``--certificate`` it also checks certificates of erasure (docs/erasure.md): the signature
+over the certificate's canonical JSON without ``signature``, by one of the given keys, and that
+every entry and the checkpoint the certificate cites are in the verified export with those hashes.
 
 Written from "The format, byte for byte" and "How verification decides" in docs/auditing.md;
 needs only the Python standard library and `cryptography` (Ed25519). It does not import
@@ -24,7 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-OUTCOMES = {"batch", "guard_tripped", "run_finished", "run_interrupted", "reconciled"}
+OUTCOMES = {"batch", "guard_tripped", "run_finished", "run_interrupted", "reconciled", "erasure_finished"}
+CERTIFICATE_FORMAT = "retentiond-erasure-certificate-v1"
 GRACE = timedelta(minutes=5)
 FORMATS = ("retentiond-audit-export-v1", "retentiond-audit-export-v2")
 
@@ -261,7 +266,10 @@ class Verifier:
         )
 
 
-def verify(path: str, keys: dict[str, Any], trusted: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def verify(
+    path: str, keys: dict[str, Any], trusted: list[dict[str, Any]], args: argparse.Namespace, chain: dict[int, str]
+) -> str:
+    """Verify the export at ``path``; fill ``chain`` with seq -> hash of every verified entry."""
     with open(path, encoding="utf-8") as lines:
         header = json.loads(lines.readline(), parse_float=no_float)
         if not isinstance(header, dict) or header.get("format") not in FORMATS:
@@ -286,12 +294,34 @@ def verify(path: str, keys: dict[str, Any], trusted: list[dict[str, Any]], args:
             if last_seq is not None and v.n == last_seq + 1 and e["seq"] > v.n and e["event"] == "checkpoint":
                 detached = e
                 v.checkpoint(e, detached_end=last_seq)
+                chain[e["seq"]] = e["hash"]
                 continue
             try:
                 v.entry(e)
             except (KeyError, TypeError, ValueError) as exc:
                 raise Failed(v.n, "malformed", f"line {number}: {type(exc).__name__}: {exc}") from None
+            chain[e["seq"]] = e["hash"]
     return v.finish(window=bool(header.get("until")))
+
+
+def check_certificate(path: str, keys: dict[str, Any], chain: dict[int, str]) -> str:
+    """Check one certificate of erasure against ``keys`` and the verified ``chain``; return its OK line."""
+    with open(path, "rb") as f:
+        cert = json.loads(f.read().decode("utf-8"), parse_float=no_float, parse_constant=no_float)
+    if not isinstance(cert, dict) or cert.get("format") != CERTIFICATE_FORMAT:
+        raise Failed(None, "certificate", f"{path}: not a {CERTIFICATE_FORMAT} document")
+    key = keys.get(cert.get("key_fingerprint"))
+    if key is None:
+        raise Failed(None, "certificate", f"{path}: signed by a key that is not among the given public keys")
+    if not good_signature(key, cert.get("signature"), {k: v for k, v in cert.items() if k != "signature"}):
+        raise Failed(None, "certificate", f"{path}: signature does not match the certificate's content")
+    cited = list(cert.get("entries") or []) + ([cert["checkpoint"]] if cert.get("checkpoint") else [])
+    if not cert.get("checkpoint"):
+        raise Failed(None, "certificate", f"{path}: no checkpoint covers the cited entries")
+    for item in cited:
+        if chain.get(item.get("seq")) != item.get("hash"):
+            raise Failed(item.get("seq"), "certificate", f"{path}: not in the verified chain with the stated hash")
+    return f"OK certificate {cert.get('request')}: signature and {len(cited)} cited entries verified"
 
 
 def load_keys(paths: list[str]) -> dict[str, Ed25519PublicKey]:
@@ -318,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trusted", action="append", default=[], help="a saved checkpoint entry or state file")
     parser.add_argument("--max-unsigned-age", type=float, default=3600.0, help="checkpoint_interval, in seconds")
     parser.add_argument("--allow-unsigned-tail", action="store_true")
+    parser.add_argument("--certificate", action="append", default=[], help="a certificate of erasure to check too")
     args = parser.parse_args(argv)
     try:
         keys = load_keys(args.pubkey)
@@ -333,8 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, IndexError) as exc:
         print(f"verify_ledger: {exc}", file=sys.stderr)
         return 2
+    chain: dict[int, str] = {}
     try:
-        print(verify(args.export, keys, trusted, args))
+        print(verify(args.export, keys, trusted, args, chain))
+        for path in args.certificate:
+            print(check_certificate(path, keys, chain))
     except Failed as failure:
         print(f"FAILED {failure}")
         return 65

@@ -14,6 +14,7 @@ import contextvars
 import json
 import queue
 import threading
+from collections.abc import Mapping
 
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
@@ -46,8 +47,16 @@ def _failure(row: OutcomeRow) -> dict[str, str | None]:
     return out
 
 
-def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: list[OutcomeRow]) -> int:
+def relay_rows(
+    ledger: Ledger,
+    refs: RefMaker,
+    journal: OutcomeJournal,
+    rows: list[OutcomeRow],
+    requests: Mapping[str, str] | None = None,
+) -> int:
     """Append each row to the ledger unless its batch is there already, then remove the rows.
+
+    ``requests`` maps the run ids of erasure requests to their reference (carried by their entries).
 
     Returns the number of entries appended (rows already in the ledger are only removed).
 
@@ -70,6 +79,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
             object_refs=objects,
             prior_versions=row.prior_versions,
             prefix=row.prefix,
+            request=(requests or {}).get(row.run_id),
             sqlstate=failure.get("sqlstate"),
             constraint=failure.get("constraint"),
             relation=failure.get("relation"),
@@ -87,9 +97,12 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
 class Relay:
     """Appends outbox rows to the ledger on a background thread."""
 
-    def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
+    def __init__(
+        self, ledger: Ledger, refs: RefMaker, *, depth: int = 2, requests: Mapping[str, str] | None = None
+    ) -> None:
         self.ledger = ledger
         self.refs = refs
+        self.requests = dict(requests or {})
         # Each item carries the log context of the batch that submitted it (run_id, category, target).
         self._queue: queue.Queue[tuple[contextvars.Context, OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(
             maxsize=depth
@@ -106,7 +119,7 @@ class Relay:
                     return
                 if self._error is None:
                     context, journal, rows = item
-                    context.run(relay_rows, self.ledger, self.refs, journal, rows)
+                    context.run(relay_rows, self.ledger, self.refs, journal, rows, self.requests)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:

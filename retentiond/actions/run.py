@@ -29,6 +29,7 @@ from retentiond.actions.setup import AuditHandles, hmac_key, open_audit
 from retentiond.audit.actor import Actor
 from retentiond.audit.events import (
     ConfigRejected,
+    Event,
     Outcome,
     Reconciled,
     RunFinished,
@@ -48,6 +49,7 @@ from retentiond.stores.base import (
     OutcomeJournal,
     OutcomeRow,
     RunContext,
+    Selection,
     Store,
     Worker,
 )
@@ -99,7 +101,8 @@ class Runner:
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
         self.stores: dict[str, Store] = {}  # kind by kind (registration order), names sorted
-        self.selection = ExpirySelection.at(settings, self.run_start)
+        self.selection: Selection = ExpirySelection.at(settings, self.run_start)
+        self.request: str | None = None  # an erasure request's reference (its batch entries carry it)
         self.watcher: HoldWatcher | None = None
 
     def clock(self) -> datetime:
@@ -135,17 +138,7 @@ class Runner:
                 self._reconcile()
                 crash_point("run_after_reconcile")
                 assert self.audit is not None
-                cuts = self.selection.cutoffs
-                self.audit.ledger.append(
-                    RunStarted(
-                        run_start=self.run_start,
-                        cutoffs={c: cuts[c] for c in self.categories},
-                        config_sha256=self.loaded.sha256,
-                        reference=self.reference,
-                        **Actor.of_this_process().fields(),
-                    ),
-                    run_id=self.run_id,
-                )
+                self.audit.ledger.append(self._started_entry(), run_id=self.run_id)
                 log.info(
                     "run started",
                     run_id=self.run_id,
@@ -154,6 +147,7 @@ class Runner:
                 )
             # A store driver's own errors fail the category, as ours do; anything else fails the run.
             category_errors: tuple[type[Exception], ...] = (ConfigError, TemporaryFailure, *self._store_errors)
+            self._preflight(holds, category_errors)
             for category in self.categories:
                 if self.stop.is_set():
                     break
@@ -173,10 +167,34 @@ class Runner:
             self._close()
         return self.report
 
+    def _started_entry(self) -> Event:
+        """Return the entry that opens a real run in the ledger (``run_started`` with every cutoff)."""
+        assert isinstance(self.selection, ExpirySelection)
+        cuts = self.selection.cutoffs
+        return RunStarted(
+            run_start=self.run_start,
+            cutoffs={c: cuts[c] for c in self.categories},
+            config_sha256=self.loaded.sha256,
+            reference=self.reference,
+            **Actor.of_this_process().fields(),
+        )
+
+    def _preflight(self, holds: list[Hold], errors: tuple[type[Exception], ...]) -> None:
+        """Check the whole pass before any category acts (nothing for a run: its guard is per target)."""
+
+    def _finished_entry(self, duration_ms: int) -> Event:
+        """Return the entry that closes a real run that was not interrupted (``run_finished``)."""
+        return RunFinished(
+            counts=self.report.totals(),
+            failed_categories=tuple(self.report.failed),
+            duration_ms=duration_ms,
+            eligible=self.report.eligible(),
+        )
+
     def _open(self) -> None:
         if self.writes:
             self.audit = open_audit(self.loaded)
-            self.relay = Relay(self.audit.ledger, self.audit.refs)
+            self.relay = Relay(self.audit.ledger, self.audit.refs, requests=self._requests({self.run_id}))
         key = hmac_key(self.loaded) if self.writes else b"retentiond-plan-only-key"
         self._pseudonym_key = key
         ctx = RunContext(
@@ -272,7 +290,18 @@ class Runner:
     def _relay(self, outbox: OutcomeJournal, rows: list[OutcomeRow]) -> int:
         """Append each outbox row to the ledger unless it is there already; remove them. Returns appended."""
         assert self.audit is not None
-        return relay_rows(self.audit.ledger, self.audit.refs, outbox, rows)
+        requests = self._requests({r.run_id for r in rows})
+        return relay_rows(self.audit.ledger, self.audit.refs, outbox, rows, requests)
+
+    def _requests(self, run_ids: set[str]) -> dict[str, str]:
+        """Return the erasure request of each of ``run_ids`` that served one (its batch entries carry it)."""
+        found = {self.run_id: self.request} if self.request and self.run_id in run_ids else {}
+        others = run_ids - {self.run_id}
+        if others and self.audit is not None:
+            for entry in self.audit.ledger.iter_entries(event="erasure_requested"):
+                if entry.run_id in others:
+                    found[entry.run_id] = str(entry.fields["request"])
+        return found
 
     # -- one category ------------------------------------------------------------------------
 
@@ -443,7 +472,7 @@ class Runner:
         log.error("target incomplete", category=worker.category, target=worker.target_name, remaining=left)
         assert self.audit is not None and self.relay is not None
         self.relay.flush()  # the ledger has one writer at a time
-        entry = counts_entry(worker_target(worker), worker.action, Outcome.FAILED, left)
+        entry = counts_entry(worker_target(worker), worker.action, Outcome.FAILED, left, request=self.request)
         self.audit.ledger.append(entry, run_id=self.run_id)
 
     def _audit_held(self, worker: Worker, report: TargetReport) -> None:
@@ -452,7 +481,9 @@ class Runner:
         holds = self._holds()
         report.held = worker.held_counts(holds)
         for hold_id, count in sorted(report.held.items()):
-            entry = counts_entry(worker_target(worker), worker.action, Outcome.HELD, count, holds=(hold_id,))
+            entry = counts_entry(
+                worker_target(worker), worker.action, Outcome.HELD, count, holds=(hold_id,), request=self.request
+            )
             self.audit.ledger.append(entry, run_id=self.run_id)
             crash_point("held_between_entries")
 
@@ -473,7 +504,8 @@ class Runner:
         if self.writes and self.audit is not None:
             cat = self.settings.categories[category]
             for target in registry.targets(self.settings, category):
-                self.audit.ledger.append(counts_entry(target, cat.action, Outcome.FAILED, 0), run_id=self.run_id)
+                entry = counts_entry(target, cat.action, Outcome.FAILED, 0, request=self.request)
+                self.audit.ledger.append(entry, run_id=self.run_id)
 
     def _finish(self, started: float) -> None:
         if not self.writes:
@@ -490,15 +522,7 @@ class Runner:
             log.warning("run interrupted", run_id=self.run_id, **self.report.totals())
         else:
             crash_point("before_run_finished")
-            self.audit.ledger.append(
-                RunFinished(
-                    counts=self.report.totals(),
-                    failed_categories=tuple(self.report.failed),
-                    duration_ms=duration_ms,
-                    eligible=self.report.eligible(),
-                ),
-                run_id=self.run_id,
-            )
+            self.audit.ledger.append(self._finished_entry(duration_ms), run_id=self.run_id)
             log.info(
                 "run finished",
                 run_id=self.run_id,

@@ -119,8 +119,19 @@ def worker_target(worker: Worker) -> TargetRef:
     return TargetRef("", worker.category, -1, worker.store, worker.target_name, "", worker.prefix or None)
 
 
-def counts_entry(target: TargetRef, action: str, outcome: Outcome, count: int, *, holds: tuple[str, ...] = ()) -> Batch:
-    """Return a ``batch`` entry of counts only (no refs) for ``target``: ``held``, or ``failed``."""
+def counts_entry(
+    target: TargetRef,
+    action: str,
+    outcome: Outcome,
+    count: int,
+    *,
+    holds: tuple[str, ...] = (),
+    request: str | None = None,
+) -> Batch:
+    """Return a ``batch`` entry of counts only (no refs) for ``target``: ``held``, or ``failed``.
+
+    ``request`` names the erasure request the entry belongs to (None for a retention run).
+    """
     return Batch(
         batch_id=str(uuid.uuid4()),
         category=target.category,
@@ -131,6 +142,7 @@ def counts_entry(target: TargetRef, action: str, outcome: Outcome, count: int, *
         count=count,
         holds=holds,
         prefix=target.prefix,
+        request=request,
     )
 
 

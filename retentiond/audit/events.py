@@ -159,6 +159,7 @@ class Batch(Event):
     prefix: NameStr | None = None  # S3 prefix label of the target, when it has one
     prior_versions: int = 0  # history rows / noncurrent versions removed with these records
     holds: Names = ()  # outcome "held": the hold(s) that kept these records
+    request: LabelStr | None = None  # the erasure request these records went for (``erasure_requested``)
     #: S3: the object-level ref (``RefMaker.s3_object``) of each version ref, in the same order,
     #: so ``audit find --bucket B --object-key K`` finds every version without its id.
     object_refs: Refs = ()
@@ -232,6 +233,42 @@ class GuardTripped(Event):
     limit: int
     decision: GuardDecision = GuardDecision.STOPPED
     reference: LabelStr | None = None  # decision "allowed": the operator's ticket
+
+
+@dataclass(frozen=True)
+class ErasureRequested(Event):
+    """An erasure request starts (``retentiond erase``): its reference, its subjects as refs, never in clear."""
+
+    event_name: ClassVar[str] = "erasure_requested"
+    refs_field: ClassVar[str | None] = "subject_refs"
+    request: LabelStr
+    run_start: datetime
+    categories: Names
+    subject_refs: Refs = ()
+    subjects: int = 0  # how many subjects the request names
+    actor_unit: NameStr | None = None
+    actor_user: NameStr | None = None
+    actor_sudo_user: NameStr | None = None
+
+
+@dataclass(frozen=True)
+class ErasureFinished(Event):
+    """An erasure request ends: per category what went, what holds and rules kept, what failed.
+
+    ``held`` is keyed ``category/hold_id``; ``found`` counts every record of the subjects the
+    request saw (acted + held + kept by rule + failed): 0 means nothing of theirs was left.
+    """
+
+    event_name: ClassVar[str] = "erasure_finished"
+    request: LabelStr
+    acted: dict[NameStr, int] = field(default_factory=dict)
+    prior_versions: dict[NameStr, int] = field(default_factory=dict)
+    held: dict[NameStr, int] = field(default_factory=dict)
+    kept_by_rule: dict[NameStr, int] = field(default_factory=dict)
+    failed: dict[NameStr, int] = field(default_factory=dict)
+    failed_categories: Names = ()
+    found: int = 0
+    blocked: dict[NameStr, int] = field(default_factory=dict)  # S3 versions Object Lock kept, per category
 
 
 @dataclass(frozen=True)
@@ -326,6 +363,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HoldReleaseRefused,
         RunStarted,
         Batch,
+        ErasureRequested,
+        ErasureFinished,
         GuardTripped,
         RunFinished,
         RunInterrupted,
@@ -336,7 +375,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 #: Events a run writes about what it did; one that no checkpoint covers is damage ("unsigned outcome").
-OUTCOME_EVENTS = frozenset({"batch", "guard_tripped", "run_finished", "run_interrupted", "reconciled"})
+OUTCOME_EVENTS = frozenset(
+    {"batch", "guard_tripped", "run_finished", "run_interrupted", "reconciled", "erasure_finished"}
+)
 
 
 __all__ = [
@@ -349,6 +390,8 @@ __all__ = [
     "ConfigLoaded",
     "ConfigRejected",
     "Digest",
+    "ErasureFinished",
+    "ErasureRequested",
     "Event",
     "GuardDecision",
     "GuardTripped",

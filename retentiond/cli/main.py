@@ -36,6 +36,8 @@ def _register() -> None:
     for module_name, attr in (
         ("retentiond.cli.audit_cmd", "audit_group"),
         ("retentiond.cli.run_cmd", "commands"),
+        ("retentiond.cli.erase_cmd", "commands"),
+        ("retentiond.cli.certificate_cmd", "commands"),
         ("retentiond.cli.daemon_cmd", "daemon_command"),
         ("retentiond.cli.report_cmd", "report_command"),
         ("retentiond.cli.install_cmd", "install_unit_command"),

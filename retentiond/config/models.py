@@ -129,6 +129,19 @@ class DaemonSettings(StrictModel):
     max_clock_skew: PositiveOperational = Field(
         timedelta(minutes=5), description="Refuse to run when a database clock differs from ours by more than this."
     )
+    erasure_deadline: Retention = Field(
+        RetentionPeriod(30, "d"),
+        description="How long a queued erasure request may wait (the legal answer period); later it is overdue.",
+    )
+    erasure_max_records: StrictInt = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Blast-radius guard of one erasure request: a request that would act on more records (all "
+            "categories together) stops before acting unless allowed once (`erase --allow-large`)."
+        ),
+    )
 
     @field_validator("metrics_listen")
     @classmethod
@@ -374,6 +387,13 @@ class Category(StrictModel):
         description=(
             "Keep superseded versions this long after they were superseded; unset, the category's `retain` "
             "(docs/decision-rules.md)."
+        ),
+    )
+    erasure: Literal["allow", "never"] = Field(
+        "allow",
+        description=(
+            "Whether an erasure request (`retentiond erase`) acts on the category's records; 'never' keeps them "
+            "whatever the request (records the law requires to keep, e.g. invoices), reported as kept by rule."
         ),
     )
     sql: list[SqlTarget] = Field(default_factory=list, description="SQL tables of the category.")

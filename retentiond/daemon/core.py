@@ -23,6 +23,7 @@ from retentiond.errors import ConfigError
 HEARTBEAT_SECONDS = 30.0
 #: A store probe older than this makes /readyz fail.
 PROBE_EVERY_SECONDS = 300.0
+ERASURE_EVERY_SECONDS = 60.0  # how often queued erasure requests are looked for
 
 
 def validate(loaded: LoadedConfig) -> None:

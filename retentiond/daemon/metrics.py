@@ -120,6 +120,14 @@ class Metrics:
             "Unix time of the newest signed checkpoint in the ledger (0: none).",
             registry=r,
         )
+        self.erasure_pending = Gauge(
+            "retentiond_erasure_requests_pending", "Queued erasure requests not yet done.", registry=r
+        )
+        self.erasure_overdue = Gauge(
+            "retentiond_erasure_requests_overdue",
+            "Queued erasure requests past their deadline (daemon.erasure_deadline).",
+            registry=r,
+        )
         for result in ("accepted", "rejected"):
             self.reloads.labels(result)
         self.backlog = Gauge(

@@ -149,6 +149,24 @@ class CategoryRuns(DaemonParts):
         )
         sdnotify.notify(f"STATUS={self.status_line()}")
 
+    def _erasure_requests(self) -> None:
+        """Run the queued erasure requests (``erase --queue``) and export how many are pending and overdue.
+
+        A request that fails stays queued and is tried at the next look; one past its deadline
+        raises ``retentiond_erasure_requests_overdue`` (alert rule in docs/operations.md).
+        """
+        from retentiond.actions import requests
+
+        loaded = self.loaded
+        if not self.stop.is_set():  # a holds file in error fails the request closed (HoldsUnavailable)
+            try:
+                requests.run_pending(loaded, stop=self.stop)
+            except RetentiondError as exc:
+                log.error("queued erasure requests failed", error=type(exc).__name__)
+        states = requests.states(loaded)
+        self.metrics.erasure_pending.set(sum(1 for s in states if s.state != "done"))
+        self.metrics.erasure_overdue.set(sum(1 for s in states if s.state == "overdue"))
+
     def _on_job_event(self, event: JobExecutionEvent) -> None:
         category = event.job_id.partition(":")[2] if event.job_id.startswith(("category:", "catch-up:")) else None
         if event.code == EVENT_JOB_MISSED:

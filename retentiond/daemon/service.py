@@ -31,6 +31,7 @@ from retentiond.actions.setup import AuditHandles, ledger_url, open_audit
 from retentiond.config.loader import LoadedConfig
 from retentiond.daemon import sdnotify
 from retentiond.daemon.core import (  # noqa: F401 - validate and file_sha256 are re-exported
+    ERASURE_EVERY_SECONDS,
     HEARTBEAT_SECONDS,
     PROBE_EVERY_SECONDS,
     LastRun,
@@ -161,6 +162,15 @@ class Daemon(CategoryRuns, Reloading):
             IntervalTrigger(seconds=self.heartbeat_every),
             id="service:heartbeat",
             executor="service",
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+        )
+        self.scheduler.add_job(
+            self._erasure_requests,
+            IntervalTrigger(seconds=min(ERASURE_EVERY_SECONDS, self.tick_seconds or ERASURE_EVERY_SECONDS)),
+            id="service:erasure-requests",
+            executor="runs",  # one run at a time: a queued request waits for the category runs, and they for it
             misfire_grace_time=None,
             coalesce=True,
             max_instances=1,

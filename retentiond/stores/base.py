@@ -15,9 +15,9 @@ Three levels:
   run goes through the same batches and stops short of the write), what is left, held counts.
 
 Which records a run looks for is one value, a :data:`Selection`, handed to
-:meth:`Store.workers`: today only :class:`ExpirySelection` (expired by the category's
-cutoff). A new kind of selection (a subject's erasure) is a new variant of that union that each
-kind handles, not a new code path through the driver.
+:meth:`Store.workers`: :class:`ExpirySelection` (expired by the category's cutoff) or
+:class:`ErasureSelection` (every record of a request's subjects). Each kind handles every
+variant; the driver has one code path for both.
 """
 
 from __future__ import annotations
@@ -87,10 +87,30 @@ class ExpirySelection:
         )
 
 
-# Every selection a store may be handed. One variant today; a subject-erasure selection is the
-# next (``ExpirySelection | ErasureSelection``), and a kind that cannot serve a variant refuses it
-# with a ConfigError naming the target.
-Selection: TypeAlias = ExpirySelection
+@dataclass(frozen=True)
+class ErasureSelection:
+    """Every record of ``subjects``, whatever its age: the selection of an erasure request.
+
+    Decided by :func:`retentiond.policy.erasure.decide_erasure`: holds still win, categories in
+    ``never`` (``erasure = "never"``) keep their records, prior versions go with their record (no
+    prior-versions pass of their own). ``request`` is the request's reference (a ledger Label).
+    """
+
+    run_start: datetime
+    request: str
+    subjects: frozenset[str]
+    never: frozenset[str]
+
+    @classmethod
+    def at(cls, settings: Settings, run_start: datetime, request: str, subjects: frozenset[str]) -> ErasureSelection:
+        """Return the selection of request ``request`` for ``subjects`` starting at ``run_start``."""
+        never = frozenset(name for name, cat in settings.categories.items() if cat.erasure == "never")
+        return cls(run_start=run_start, request=request, subjects=subjects, never=never)
+
+
+# Every selection a store may be handed; a kind that cannot serve a variant refuses it with a
+# ConfigError naming the target.
+Selection: TypeAlias = ExpirySelection | ErasureSelection
 
 
 @dataclass
@@ -98,7 +118,8 @@ class Counts:
     """Plan figures of one target: what exists, what the run would act on, what holds keep.
 
     ``history_expired`` counts prior versions expired on their own (``prior_versions``);
-    ``blocked`` what the store itself would refuse to act on (S3 Object Lock).
+    ``blocked`` what the store itself would refuse to act on (S3 Object Lock); ``kept``, for an
+    erasure, the subject's records a category's ``erasure = "never"`` keeps (per that category).
     """
 
     total: int
@@ -107,6 +128,7 @@ class Counts:
     history_expired: int
     blocked: int = 0
     oldest: datetime | None = None  # age (aware) of the oldest eligible record; None: nothing eligible
+    kept: dict[str, int] = field(default_factory=dict)  # kept by a rule (erasure = "never"), per category
 
 
 @dataclass
@@ -483,6 +505,7 @@ __all__ = [
     "Counts",
     "Cursor",
     "Explanation",
+    "ErasureSelection",
     "ExpirySelection",
     "Findings",
     "Note",

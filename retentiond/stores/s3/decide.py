@@ -33,8 +33,9 @@ from datetime import datetime
 from retentiond.config.holds import Hold
 from retentiond.config.models import S3Target
 from retentiond.policy.decide import Coverage, Row, Verdict, decide
+from retentiond.policy.erasure import ErasureVerdict, decide_erasure
 from retentiond.policy.holds import holding
-from retentiond.stores.base import ExpirySelection
+from retentiond.stores.base import ErasureSelection, Selection
 from retentiond.stores.s3.listing import KeyGroup
 
 
@@ -45,18 +46,23 @@ class Claim:
     coverage: Coverage  # age_column is the age source: "last_modified", "tag:x", "metadata:x"
     prefix: str
     prior_cutoff: datetime  # noncurrent versions superseded before this instant expire
+    erasure: ErasureSelection | None = None  # an erasure request: the subjects' keys, whatever their age
 
     def covers(self, key: str) -> bool:
         """Return True when ``key`` is under this claim's prefix."""
         return key.startswith(self.prefix)
 
 
-def claim_for(selection: ExpirySelection, category: str, target: S3Target) -> Claim:
+def claim_for(selection: Selection, category: str, target: S3Target) -> Claim:
     """Return ``category``'s claim through ``target`` under ``selection``.
 
     Without ``prior_versions``, a category's noncurrent versions expire with its own cutoff (the
     S3 default: a superseded copy never outlives the rule that applies to the record itself).
+    Under an erasure the cutoffs are the request's start (shown in reports; age does not decide).
     """
+    if isinstance(selection, ErasureSelection):
+        start = selection.run_start
+        return Claim(Coverage(category, "delete", start, age_column=target.age), target.prefix, start, selection)
     cutoff = selection.cutoffs[category]
     prior = selection.prior_cutoffs.get(category) or cutoff
     return Claim(Coverage(category, "delete", cutoff, age_column=target.age), target.prefix, prior)
@@ -72,10 +78,11 @@ class GroupPlan:
     history_markers: list[int] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)
     age: datetime | None = None  # the current version's age when it expired (``main``)
+    kept: dict[str, int] = field(default_factory=dict)  # an erasure: versions erasure = "never" keeps
 
     def empty(self) -> bool:
-        """Return True when nothing would be deleted (held or not)."""
-        return not (self.main or self.main_markers or self.history or self.history_markers or self.held)
+        """Return True when nothing would be deleted (held, kept or not)."""
+        return not (self.main or self.main_markers or self.history or self.history_markers or self.held or self.kept)
 
 
 def subject_of(pattern: re.Pattern[str] | None, key: str) -> tuple[str | None, bool]:
@@ -106,6 +113,8 @@ def plan_group(
     entries = group.entries
     subject, known = subject_of(pattern, group.key)
     covering = [o for o in others if o.covers(group.key)]
+    if acting.erasure is not None:
+        return _plan_erasure(group, ages, acting, covering, holds, run_start, subject, known)
     current = entries[0]
     if current.is_latest and not current.is_marker:
         values: dict[str, datetime | None] = {"last_modified": current.last_modified, **ages}
@@ -146,4 +155,47 @@ def plan_group(
                 plan.history.insert(0, 0)  # an orphan delete marker: nothing behind it
         elif set(versions) <= set(plan.history):
             plan.history_markers.append(0)
+    return plan
+
+
+def _plan_erasure(
+    group: KeyGroup,
+    ages: Mapping[str, datetime | None],
+    acting: Claim,
+    covering: Sequence[Claim],
+    holds: Sequence[Hold],
+    run_start: datetime,
+    subject: str | None,
+    known: bool,
+) -> GroupPlan:
+    """Return what an erasure request deletes of ``group``: every version and marker, or nothing.
+
+    The record's age (for a tax hold's floor) is its newest entry's; prior versions and delete
+    markers go with the record (``main``, markers once the versions are gone), or stay with it.
+    """
+    erasure = acting.erasure
+    assert erasure is not None
+    plan = GroupPlan()
+    entries = group.entries
+    values: dict[str, datetime | None] = {"last_modified": entries[0].last_modified, **ages}
+    decision = decide_erasure(
+        Row(values, subject=subject),
+        acting.coverage,
+        [o.coverage for o in covering],
+        holds,
+        run_start,
+        erasure.subjects,
+        erasure.never,
+        has_subject=known,
+    )
+    if decision.verdict is ErasureVerdict.ERASE:
+        plan.main = [i for i, e in enumerate(entries) if not e.is_marker]
+        plan.main_markers = [i for i, e in enumerate(entries) if e.is_marker]
+        if not plan.main:  # markers with no version behind them: nothing to wait for
+            plan.main, plan.main_markers = plan.main_markers, []
+    elif decision.verdict is ErasureVerdict.HELD:
+        for hold_id in decision.holds:
+            plan.held[hold_id] = plan.held.get(hold_id, 0) + len(entries)
+    elif decision.verdict is ErasureVerdict.KEPT_BY_RULE:
+        plan.kept[acting.coverage.category] = len(entries)
     return plan

@@ -15,11 +15,14 @@ class Tally:
         self.eligible = self.history = self.blocked = 0
         self.held: dict[str, int] = {}
         self.oldest: datetime | None = None
+        self.kept: dict[str, int] = {}
 
     def add(self, plan: GroupPlan, locked: set[int] | list[int]) -> None:
         """Count one group's plan; ``locked`` are the indexes of its versions under Object Lock."""
         for hold_id, n in plan.held.items():
             self.held[hold_id] = self.held.get(hold_id, 0) + n
+        for category, n in plan.kept.items():
+            self.kept[category] = self.kept.get(category, 0) + n
         main_locked = [i for i in plan.main if i in locked]
         hist_locked = [i for i in plan.history if i in locked]
         # Markers in front of a locked version stay: they are not counted as eligible.
@@ -38,6 +41,7 @@ class Tally:
             history_expired=self.history,
             blocked=self.blocked,
             oldest=self.oldest,
+            kept=dict(self.kept),
         )
 
 

@@ -11,7 +11,7 @@ from retentiond.config.holds import Hold
 from retentiond.stores.base import Counts
 from retentiond.stores.sql import ages
 from retentiond.stores.sql.history import PriorVersions
-from retentiond.stores.sql.predicates import eligible, held_by, not_anonymized
+from retentiond.stores.sql.predicates import erasable, held_by, not_anonymized
 
 
 class Counting(PriorVersions):
@@ -34,6 +34,14 @@ class Counting(PriorVersions):
             ).one()
             act, oldest = row[0], ages.read_oldest(row[1:], age.age_zone)
             held = self._held(conn, holds, run_start)
+            kept: dict[str, int] = {}
+            if self.subjects is not None:
+                rule = erasable(
+                    self.acting, self.others, holds, run_start, self.subjects, self.never, kept_by_rule=True
+                )
+                n = conn.execute(sa.select(sa.func.count()).select_from(t).where(rule)).scalar_one()
+                if n:
+                    kept[self.category] = int(n)
             history = 0
             if self.target.history is not None:
                 # What a run deletes from the history table: the prior versions of the rows it acts
@@ -48,7 +56,9 @@ class Counting(PriorVersions):
                     follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
                 )
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
-        return Counts(total=int(total), eligible=int(act), held=held, history_expired=int(history), oldest=oldest)
+        return Counts(
+            total=int(total), eligible=int(act), held=held, history_expired=int(history), oldest=oldest, kept=kept
+        )
 
     def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
         """Return the records (and expired prior versions) a run would still act on now: 0 after a complete pass."""
@@ -73,7 +83,7 @@ class Counting(PriorVersions):
 
     def _held(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         t = self.target.table
-        base = eligible(self.acting, self.others, holds, run_start, ignore_holds=True)
+        base = self._base(holds, run_start, ignore_holds=True)
         if self.anonymize:
             base = sa.and_(base, not_anonymized(self.target))
         covering = [self.acting, *self.others]

@@ -94,8 +94,9 @@ def split_batch(worker: TargetWorker, cursor: Cursor, cond: ColumnElement[bool],
         sqlalchemy.exc.DBAPIError: a failure not caused by records.
     """
     t = worker.target
-    order = [t.table.c[t.age.name], *t.key]
+    order = worker.keyset_order()
     key_end = len(order)
+    key_start = key_end - len(t.key)
     anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
     select = sa.select(*ages.position_columns(order, t.dialect), *anonymized_cols).where(cond)
     if cursor.after is not None:
@@ -112,7 +113,7 @@ def split_batch(worker: TargetWorker, cursor: Cursor, cond: ColumnElement[bool],
         after = tuple(rows[-1][:key_end])
 
         def act(group: Sequence[sa.Row[Any]]) -> None:
-            keys = [tuple(r[1:key_end]) for r in group]
+            keys = [tuple(r[key_start:key_end]) for r in group]
             done, gone = worker.act_on(conn, group, keys, cond, key_end)
             touched.extend(done)
             history.extend(gone)
@@ -122,7 +123,7 @@ def split_batch(worker: TargetWorker, cursor: Cursor, cond: ColumnElement[bool],
             # SAVEPOINT would commit it early, so none is taken there.
             return conn.begin_nested() if t.dialect == "postgresql" else contextlib.nullcontext()
 
-        refused = bisect(rows, act, guard, lambda r: tuple(r[1:key_end]))
+        refused = bisect(rows, act, guard, lambda r: tuple(r[key_start:key_end]))
         out = worker.outbox_rows(run_id, touched, history) + list(failed_rows(worker, run_id, refused))
         worker.outbox.insert(conn, out)
         crash_point("sql_after_outbox_insert")

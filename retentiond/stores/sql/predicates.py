@@ -8,7 +8,7 @@ expression is two-valued (no SQL NULL leaks into a ``NOT``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -159,6 +159,39 @@ def eligible(
         for other in others:
             parts.append(sa.or_(sa.not_(covers(other)), expired(other)))
     return sa.and_(*parts)
+
+
+def erasable(
+    acting: Claim,
+    others: Sequence[Claim],
+    holds: Sequence[Hold],
+    run_start: datetime,
+    subjects: Sequence[str],
+    never: Collection[str],
+    *,
+    ignore_holds: bool = False,
+    kept_by_rule: bool = False,
+) -> ColumnElement[bool]:
+    """Return the condition under which ``acting`` erases a row of ``subjects`` (``policy.erasure``).
+
+    Age does not matter. With ``ignore_holds``, "would erase if no hold existed" (held counts);
+    with ``kept_by_rule``, "a subject's row ``erasure = "never"`` keeps" instead (kept counts).
+    """
+    t = acting.target
+    if t.subject is None or not subjects:
+        return sa.false()  # whose the rows are is unknown: an erasure never guesses
+    mine = sa.and_(covers(acting), in_subjects(t, subjects))
+    held = any_held(holds, [acting, *others], run_start)
+    never_others = [covers(o) for o in others if o.category in never]
+    if kept_by_rule:
+        if acting.category in never:
+            return mine
+        return sa.and_(mine, sa.not_(held), sa.or_(sa.false(), *never_others))
+    if acting.category in never:
+        return sa.false()
+    if ignore_holds:
+        return mine  # a held row is held before another category's "never" keeps it (policy order)
+    return sa.and_(mine, sa.not_(held), *(sa.not_(c) for c in never_others))
 
 
 def not_anonymized(target: BoundTarget) -> ColumnElement[bool]:

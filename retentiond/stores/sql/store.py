@@ -7,7 +7,7 @@ before any write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ from retentiond.stores.base import (
     BatchResult,
     Counts,
     Cursor,
-    ExpirySelection,
+    ErasureSelection,
     OutcomeJournal,
     Phase,
     RunContext,
@@ -179,7 +179,7 @@ class SqlWorker:
     prefix: str | None = None
 
     def __init__(
-        self, inner: TargetWorker, selection: ExpirySelection, run_id: str, retry: RetryPolicy | None = None
+        self, inner: TargetWorker, selection: Selection, run_id: str, retry: RetryPolicy | None = None
     ) -> None:
         self.inner = inner
         self.run_start = selection.run_start
@@ -326,7 +326,13 @@ class SqlRunStore:
         cat = settings.categories[category]
         store = settings.stores[self.name]
         assert isinstance(store, SqlStore)
-        cuts = selection.cutoffs
+        erasure = selection if isinstance(selection, ErasureSelection) else None
+        if isinstance(selection, ErasureSelection):
+            # An erasure acts whatever the age: its "cutoff" is the request's start, shown in reports only.
+            cuts: Mapping[str, datetime] = {c: selection.run_start for c in settings.categories}
+            prior_cutoffs: Mapping[str, datetime] = {}
+        else:
+            cuts, prior_cutoffs = selection.cutoffs, selection.prior_cutoffs
         workers: list[Worker] = []
         for index, target in enumerate(cat.sql):
             if target.store != self.name:
@@ -352,8 +358,10 @@ class SqlRunStore:
                 statement_timeout=store.statement_timeout,
                 pseudonym=Pseudonymizer(self.ctx.pseudonym_key),
                 outbox=handle.outbox,
-                prior_versions_cutoff=selection.prior_cutoffs.get(category),
+                prior_versions_cutoff=prior_cutoffs.get(category),
                 key_text=self.ctx.key_text,
+                subjects=sorted(erasure.subjects) if erasure else None,
+                never=erasure.never if erasure else frozenset(),
             )
             workers.append(SqlWorker(inner, selection, self.ctx.run_id, RetryPolicy.of(store)))
         return workers

@@ -89,8 +89,9 @@ class TargetWorker(Counting):
     ) -> BatchResult:
         t = self.target
         cond = self._batch_condition(holds, run_start)
-        order = [t.table.c[t.age.name], *t.key]
-        if not dry_run and t.dialect == "postgresql" and len(t.key) == 1:
+        order = self.keyset_order()
+        # The one-statement path keysets on (age, key); an erasure's order is the key alone.
+        if not dry_run and t.dialect == "postgresql" and len(t.key) == 1 and self.subjects is None:
             assignments = sql_assignments(t) if self.anonymize else None
             if not self.anonymize or assignments is not None:
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
@@ -106,7 +107,7 @@ class TargetWorker(Counting):
             if not rows:
                 return BatchResult(selected=0, touched=0, history=0, exhausted=True)
             cursor.after = tuple(rows[-1][: len(order)])
-            keys = [tuple(r[1 : len(order)]) for r in rows]
+            keys = [tuple(r[len(order) - len(t.key) : len(order)]) for r in rows]
             if dry_run:
                 following = 0
                 if t.history is not None:

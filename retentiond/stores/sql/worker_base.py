@@ -20,7 +20,7 @@ from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import Outbox
-from retentiond.stores.sql.predicates import Claim, eligible, not_anonymized
+from retentiond.stores.sql.predicates import Claim, eligible, erasable, not_anonymized
 
 # The canonical key text of a row's key values (``audit.refs.canonical_key``, handed in).
 KeyText = Callable[[Sequence[Any]], str]
@@ -58,6 +58,8 @@ class WorkerBase:
         outbox: Outbox,
         prior_versions_cutoff: datetime | None,
         key_text: KeyText | None = None,
+        subjects: Sequence[str] | None = None,
+        never: frozenset[str] = frozenset(),
     ) -> None:
         self.engine = engine
         self.acting = acting
@@ -73,6 +75,9 @@ class WorkerBase:
         self.key_text = key_text  # canonical key text of a row's key (handed in: stores do not import audit)
         # Rows a statement refused in this run (stores.sql.poison): not tried again until the next run.
         self.failed_keys: list[tuple[Any, ...]] = []
+        # An erasure request's subjects (None: a retention run) and the erasure = "never" categories.
+        self.subjects = list(subjects) if subjects is not None else None
+        self.never = never
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 
@@ -110,10 +115,28 @@ class WorkerBase:
 
     def condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
         """Return the full condition under which this worker may touch a row now."""
-        cond = eligible(self.acting, self.others, holds, run_start)
+        cond = self._base(holds, run_start, ignore_holds=False)
         if self.anonymize:
             cond = sa.and_(cond, not_anonymized(self.target))
         return cond
+
+    def _base(self, holds: Sequence[Hold], run_start: datetime, *, ignore_holds: bool) -> ColumnElement[bool]:
+        """Return the selection's condition: expiry (a run) or the subjects' records (an erasure)."""
+        if self.subjects is not None:
+            return erasable(
+                self.acting, self.others, holds, run_start, self.subjects, self.never, ignore_holds=ignore_holds
+            )
+        return eligible(self.acting, self.others, holds, run_start, ignore_holds=ignore_holds)
+
+    def keyset_order(self) -> list[sa.Column[Any]]:
+        """Return the keyset order of batches: (age, key) for a run; the key alone for an erasure (NULL ages go too).
+
+        The key columns are always the last ``len(target.key)`` of the order.
+        """
+        t = self.target
+        if self.subjects is not None:
+            return list(t.key)
+        return [t.table.c[t.age.name], *t.key]
 
     def _key_in(
         self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None

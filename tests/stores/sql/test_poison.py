@@ -84,6 +84,19 @@ class TestForeignKeyRestrict:
         assert ({}, set()) == (third.failed, env.ids())
         assert list(range(1, 21)) == env.audited_keys()
 
+    def test_an_erasure_request_is_split_too(self, invoices: Env) -> None:
+        """An erasure batch a record refuses is split: the subject's other rows go, erasure_finished counts it."""
+        env = invoices
+        env.insert(tickets, [env.ticket(i, 1, account="acct_2") for i in range(21, 31)])  # young: erased all the same
+        with env.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO invoices VALUES (4, 25)"))
+        done = env.cli("erase", "--subject", "acct_2", "--request", "DSR-9")
+        assert 1 == done.returncode, done.stderr
+        assert set(range(1, 21)) | {25} == env.ids()
+        assert [25] == _failed_keys(env)
+        assert {"support": 1} == env.entries("erasure_finished")[-1].fields["failed"]
+        assert 0 == env.cli("audit", "verify").returncode
+
     def test_config_validate_connect_warns_naming_the_referencing_table(self, invoices: Env) -> None:
         """``config validate --connect`` warns about the restricting key, naming public.invoices."""
         done = invoices.cli("config", "validate", "--connect")
