@@ -91,7 +91,7 @@ class Runner:
         self.run_id = str(uuid.uuid4())
         self.stop = stop or threading.Event()
         self.progress = progress
-        self.report = RunReport(self.run_id, self.run_start, mode)
+        self.report = RunReport(self.run_id, self.run_start, mode, requested=len(self.categories))
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
         self.stores: dict[str, Store] = {}  # kind by kind (registration order), names sorted
@@ -416,6 +416,8 @@ class Runner:
         reason = type(exc).__name__
         message = str(exc) if isinstance(exc, RetentiondError) else reason
         self.report.failed[category] = message
+        if isinstance(exc, RetentiondError):
+            self.report.failure_codes[category] = exc.exit_code
         log.error(
             "category failed",
             category=category,
