@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.leases import CategoryLeases
 from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.run_report import RunReport, TargetReport, counts_entry, guard_entry, worker_target
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit
@@ -71,6 +72,7 @@ class Runner:
         now: datetime | None = None,
         stop: threading.Event | None = None,
         progress: Progress | None = None,
+        take_leases: bool = False,
     ) -> None:
         settings = loaded.settings
         unknown = [c for c in categories if c not in settings.categories]
@@ -97,6 +99,9 @@ class Runner:
         self.stores: dict[str, Store] = {}  # kind by kind (registration order), names sorted
         self.selection = ExpirySelection.at(settings, self.run_start)
         self.watcher: HoldWatcher | None = None
+        # A one-shot run takes each category's runner lease itself (the daemon holds it already).
+        self.take_leases = take_leases and self.writes
+        self._leases: CategoryLeases | None = None
 
     def clock(self) -> datetime:
         """Return the run's current instant: ``run_start`` plus the (monotonic) time elapsed since."""
@@ -119,6 +124,9 @@ class Runner:
         """
         started = time.monotonic()
         try:
+            self._lease()
+            if not self.categories:
+                return self.report  # every category runs elsewhere: nothing opened, nothing audited
             self._open()
             holds = self._holds()
             if self.writes:
@@ -193,7 +201,23 @@ class Runner:
             record_changes=self.writes,
         )
 
+    def _lease(self) -> None:
+        """Take the runner lease of every category (one-shot runs); one held elsewhere is skipped.
+
+        Raises:
+            TemporaryFailure: the lease's database is unreachable.
+        """
+        if self.take_leases:
+            self._leases = CategoryLeases(self.loaded)
+            for category in self._leases.take(self.categories):
+                # Out of run_started's cutoffs too: no tick is claimed for a category not run.
+                self.categories.remove(category)
+                self.report.skipped[category] = "running elsewhere"
+                log.warning("category skipped: another runner holds it", category=category, run_id=self.run_id)
+
     def _close(self) -> None:
+        if self._leases is not None:
+            self._leases.release()
         if self.relay is not None:
             self.relay.close()
         for store in self.stores.values():

@@ -44,6 +44,8 @@ def _render(report: Any, *, planned: bool) -> str:
         )
     for category, reason in sorted(report.failed.items()):
         lines.append(f"FAILED {category}: {reason}")
+    for category, reason in sorted(report.skipped.items()):
+        lines.append(f"{category}: skipped: {reason}")
     if report.interrupted:
         lines.append("INTERRUPTED: stopped before the next batch")
     return "\n".join(lines)
@@ -105,6 +107,7 @@ def run_command(
         allow_large=allow_large,
         reference=reference,
         progress=progress,
+        take_leases=True,
     )
     report = runner.execute()
     if bar is not None:

@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.leases import RunnerLocks, runner_locks
 from retentiond.actions.setup import AuditHandles, ledger_url, open_audit
 from retentiond.config.loader import LoadedConfig
 from retentiond.daemon import sdnotify
@@ -38,7 +39,6 @@ from retentiond.daemon.core import (  # noqa: F401 - validate and file_sha256 ar
     file_sha256,
     validate,
 )
-from retentiond.daemon.locks import RunnerLocks, runner_locks
 from retentiond.daemon.metrics import Metrics, MetricsServer
 from retentiond.daemon.reload import Reloading
 from retentiond.daemon.runs import CategoryRuns

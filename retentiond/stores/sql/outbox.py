@@ -48,6 +48,10 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 OutboxRow = OutcomeRow
 
 
+#: Advisory-lock key serialising the outbox's creation (an arbitrary constant of retentiond's).
+_CREATE_LOCK = 0x7274645F6F757478  # "rtd_outx"
+
+
 class Outbox:
     """The outbox of one SQL store."""
 
@@ -57,8 +61,15 @@ class Outbox:
         self.table = outbox_table(sa.MetaData())
 
     def ensure(self) -> None:
-        """Create the outbox table when it does not exist yet."""
+        """Create the outbox table when it does not exist yet.
+
+        Two runners of different categories may open one store at the same moment; on PostgreSQL
+        a transaction-level advisory lock makes the second wait for the first's ``CREATE TABLE``
+        (without it, both pass the existence check and one fails on the catalog's unique index).
+        """
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
             self.table.create(conn, checkfirst=True)
 
     def insert(self, conn: sa.Connection, rows: list[OutboxRow]) -> None:
