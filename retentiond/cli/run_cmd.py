@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -100,6 +104,7 @@ def run_command(
             assert bar is not None
             bar.update(n)
 
+    stop = threading.Event()
     runner = Runner(
         app.config(),
         categories=categories,
@@ -108,15 +113,41 @@ def run_command(
         reference=reference,
         progress=progress,
         take_leases=True,
+        stop=stop,
     )
-    report = runner.execute()
+    with _stop_on_signals(stop) as received:
+        report = runner.execute()
     if bar is not None:
         bar.render_finish()
     if app.json:
         app.emit_json(report.as_dict())
     else:
         click.echo(_render(report, planned=False))
-    return report.exit_code
+    # 128 + the signal, as the README says: the run stopped after its current batch.
+    return 128 + received[0] if received else report.exit_code
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
+    """Turn SIGTERM and SIGINT into ``stop`` (finish the batch, audit, summarise); yield the signals seen.
+
+    A second stop signal gets the default action: the process ends at once, as the daemon's does
+    (every batch and every ledger append is its own transaction, so nothing is half-written).
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+        click.echo(f"retentiond: signal {signum}: stopping after the current batch", err=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command("explain")
