@@ -39,6 +39,7 @@ def _register() -> None:
         ("retentiond.cli.daemon_cmd", "daemon_command"),
         ("retentiond.cli.report_cmd", "report_command"),
         ("retentiond.cli.install_cmd", "install_unit_command"),
+        ("retentiond.cli.access_cmd", "commands"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])

@@ -370,6 +370,19 @@ class Store(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class AccessPolicy:
+    """The least privileges the daemon needs on one store, as text its administrator applies.
+
+    ``format`` is ``"sql"`` (GRANT statements: ``retentiond print-grants``) or ``"iam-json"``
+    (an IAM policy document: ``retentiond print-iam-policy``); ``text`` ends with a newline.
+    """
+
+    store: str
+    format: str
+    text: str
+
+
 class StoreKind(Protocol):
     """A kind of store (the value a ``[stores.NAME]`` ``kind`` names); registered in the registry."""
 
@@ -429,6 +442,13 @@ class StoreKind(Protocol):
         """
         ...
 
+    def access_policy(self, settings: Settings, name: str, role: str) -> AccessPolicy:
+        """Return the least privileges of store ``name`` derived from ``settings``.
+
+        ``role`` names who receives them where the format names one (SQL grants).
+        """
+        ...
+
     def anchor_client(self, loaded: LoadedConfig, name: str) -> Any:  # Any: boto3 clients are untyped
         """Return a client of store ``name`` for the ledger's WORM anchor (``[audit.anchor]``).
 
@@ -439,6 +459,7 @@ class StoreKind(Protocol):
 
 
 __all__ = [
+    "AccessPolicy",
     "BatchResult",
     "Counts",
     "Cursor",

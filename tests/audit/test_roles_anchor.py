@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,45 +12,59 @@ import sqlalchemy as sa
 
 from retentiond.audit import KeyRing, Ledger, RunFinished, Signer
 from retentiond.audit.anchor import Anchor
+from retentiond.audit.roles import LedgerRoles, ledger_roles_sql, owner_grants, statements, superuser_sql
 from retentiond.audit.schema import entries_table, head_table, refs_table
 from retentiond.audit.verify import DamageKind
 
 
 @pytest.fixture
 def roles(pg_admin: sa.Engine, pg_db_factory: Callable[[], str]) -> Iterator[dict[str, str]]:
-    """A fresh database with owner / writer / auditor roles set up as docs/auditing.md says."""
+    """A fresh database with owner / writer / auditor roles set up by the generated script of docs/auditing.md."""
     url = sa.engine.make_url(pg_db_factory())
     suffix = uuid.uuid4().hex[:10]
-    names = {r: f"rtd_{r}_{suffix}" for r in ("owner", "writer", "auditor")}
+    names = LedgerRoles(
+        owner=f"rtd_owner_{suffix}",
+        writer=f"rtd_writer_{suffix}",
+        auditor=f"rtd_auditor_{suffix}",
+        database=url.database,
+    )
     db_engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with db_engine.connect() as conn:
-        # Static statements over our own hex-suffixed names (test set-up, not product code).
-        for name in names.values():
-            conn.execute(sa.text(f"CREATE ROLE {name} LOGIN"))
-        conn.execute(sa.text(f"CREATE SCHEMA retentiond_audit AUTHORIZATION {names['owner']}"))
-        conn.execute(sa.text("REVOKE ALL ON SCHEMA retentiond_audit FROM PUBLIC"))
-        conn.execute(sa.text(f"GRANT USAGE ON SCHEMA retentiond_audit TO {names['writer']}, {names['auditor']}"))
-        for name in names.values():
-            conn.execute(sa.text(f'ALTER ROLE {name} IN DATABASE "{url.database}" SET search_path = retentiond_audit'))
-    urls = {r: url.set(username=n).render_as_string(hide_password=False) for r, n in names.items()}
+        for statement in statements(superuser_sql(names)):
+            conn.exec_driver_sql(statement)
+    role_names = {"owner": names.owner, "writer": names.writer, "auditor": names.auditor}
+    urls = {r: url.set(username=n).render_as_string(hide_password=False) for r, n in role_names.items()}
+    urls["_grants"] = "\n".join(statements(owner_grants(names)))
     yield urls
     db_engine.dispose()
     with pg_admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        for name in names.values():
+        for name in role_names.values():
             conn.execute(sa.text(f"DROP ROLE IF EXISTS {name}"))
 
 
 def _denied(url: str, stmt: Any) -> bool:
+    """Return True when ``stmt`` fails as the URL's role with SQLSTATE 42501 (insufficient privilege)."""
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(stmt)
-    except sa.exc.ProgrammingError as exc:
-        return "permission denied" in str(exc.orig) or "must be owner" in str(exc.orig)
+    except sa.exc.DBAPIError as exc:
+        return getattr(exc.orig, "sqlstate", None) == "42501"
     finally:
         engine.dispose()
     return False
+
+
+class TestRolesDocumented:
+    """docs/auditing.md shows exactly the script `retentiond print-grants` prints for the ledger."""
+
+    def test_doc_block_is_generated(self) -> None:
+        """The doc's SQL block under "PostgreSQL: least privilege" equals ledger_roles_sql()."""
+        doc = (Path(__file__).resolve().parents[2] / "docs" / "auditing.md").read_text(encoding="utf-8")
+        section = doc.split("## PostgreSQL: least privilege", 1)[1]
+        block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+        assert ledger_roles_sql() == block
 
 
 class TestLeastPrivilegeRoles:
@@ -59,14 +74,8 @@ class TestLeastPrivilegeRoles:
         Ledger.open(roles["owner"]).close()  # `retentiond audit init` as the owner
         owner = sa.create_engine(roles["owner"])
         with owner.begin() as conn:
-            writer_role = sa.engine.make_url(roles["writer"]).username
-            auditor_role = sa.engine.make_url(roles["auditor"]).username
-            for stmt in (
-                f"GRANT SELECT, INSERT ON audit_entries, audit_refs TO {writer_role}",
-                f"GRANT SELECT, UPDATE ON audit_head TO {writer_role}",
-                f"GRANT SELECT ON audit_entries, audit_refs, audit_head TO {auditor_role}",
-            ):
-                conn.execute(sa.text(stmt))
+            for stmt in roles["_grants"].splitlines():
+                conn.exec_driver_sql(stmt)
         owner.dispose()
         with Ledger.open(roles["writer"]) as ledger:
             ledger.append(RunFinished(counts={"deleted": 1}), run_id="run-1")

@@ -1,7 +1,7 @@
 """Check an S3 target against its bucket (``config validate --connect`` and run start).
 
 For each ``[[categories.X.s3]]``: the bucket exists and is reachable with our credentials
-(HeadBucket: 404 and 403 are refusals); its versioning status and Object Lock configuration
+(GetBucketVersioning: NoSuchBucket and AccessDenied are refusals); its versioning status and Object Lock configuration
 are reported as notes (a versioned bucket means deletes remove every version by VersionId;
 Object Lock means some objects may be reported ``blocked``).
 """
@@ -37,7 +37,10 @@ def _code(exc: Any) -> str:
 
 
 def read_bucket(client: Any, bucket: str, store_name: str) -> BucketFacts:
-    """Return what HeadBucket, GetBucketVersioning and GetObjectLockConfiguration say about ``bucket``.
+    """Return what GetBucketVersioning and GetObjectLockConfiguration say about ``bucket``.
+
+    GetBucketVersioning also tells whether the bucket exists and may be used: HeadBucket would
+    need ``s3:ListBucket`` without a prefix, more than ``retentiond print-iam-policy`` grants.
 
     Raises:
         TemporaryFailure: the endpoint cannot be reached (names the store, not the endpoint's credentials).
@@ -45,16 +48,16 @@ def read_bucket(client: Any, bucket: str, store_name: str) -> BucketFacts:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     try:
-        client.head_bucket(Bucket=bucket)
+        status = client.get_bucket_versioning(Bucket=bucket).get("Status")
     except ClientError as exc:
         code = _code(exc)
         if code in _MISSING:
             return BucketFacts(bucket, problem=f"bucket {bucket!r} does not exist")
         if code in _DENIED:
-            return BucketFacts(bucket, problem=f"access denied to bucket {bucket!r} (HeadBucket: {code})")
+            return BucketFacts(bucket, problem=f"access denied to bucket {bucket!r} (GetBucketVersioning: {code})")
         if code.startswith("5") or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
             raise TemporaryFailure(f"store {store_name!r}: S3 answered {code} for bucket {bucket!r}") from None
-        return BucketFacts(bucket, problem=f"bucket {bucket!r} cannot be used: HeadBucket failed with {code}")
+        return BucketFacts(bucket, problem=f"bucket {bucket!r} cannot be used: GetBucketVersioning failed with {code}")
     except NoCredentialsError:
         return BucketFacts(bucket, problem="no AWS credentials found (boto3's standard chain or the store's profile)")
     except EndpointConnectionError:
@@ -63,12 +66,8 @@ def read_bucket(client: Any, bucket: str, store_name: str) -> BucketFacts:
         raise TemporaryFailure(f"store {store_name!r} is unreachable ({type(exc).__name__})") from None
 
     details: dict[str, Any] = {}
-    try:
-        status = client.get_bucket_versioning(Bucket=bucket).get("Status")
-        versioning = {"Enabled": "enabled", "Suspended": "suspended"}.get(str(status), "unversioned")
-        details["versioning"] = versioning
-    except ClientError as exc:
-        versioning = f"unknown ({_code(exc)})"
+    versioning = {"Enabled": "enabled", "Suspended": "suspended"}.get(str(status), "unversioned")
+    details["versioning"] = versioning
     try:
         config = client.get_object_lock_configuration(Bucket=bucket).get("ObjectLockConfiguration", {})
         enabled = config.get("ObjectLockEnabled") == "Enabled"

@@ -12,7 +12,8 @@ from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import S3Store, Settings
 from retentiond.errors import ConfigError, ConfigIssue
 from retentiond.stores import registry
-from retentiond.stores.base import Explanation, Findings, RunContext, Store, TargetRef
+from retentiond.stores.base import AccessPolicy, Explanation, Findings, RunContext, Store, TargetRef
+from retentiond.stores.s3 import iam
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.explain import explain_object
 from retentiond.stores.s3.inspect import inspect_store
@@ -76,6 +77,11 @@ class S3Kind:
         """
         now = datetime.now(UTC)
         return explain_object(loaded.settings, name, record["bucket"], record["object_key"], now=now, holds_at=holds_at)
+
+    def access_policy(self, settings: Settings, name: str, role: str) -> AccessPolicy:
+        """Return the least privileges of store ``name`` (``retentiond print-grants`` / ``print-iam-policy``)."""
+        policy: AccessPolicy = iam.access_policy(settings, name, role)
+        return policy
 
     def anchor_client(self, loaded: LoadedConfig, name: str) -> Any:  # Any: boto3 clients are untyped
         """Return a client of S3 store ``name`` for the ledger's WORM anchor.

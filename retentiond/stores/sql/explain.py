@@ -99,7 +99,9 @@ def explain_row(
         try:
             with engine.connect() as conn:
                 match = [c == v for c, v in zip(first.key, values, strict=True)]
-                row = conn.execute(sa.select(first.table).where(*match)).first()
+                row = conn.execute(
+                    sa.select(*_read_columns(first.table, [t for _, _, t in claims])).where(*match)
+                ).first()
         except sa.exc.OperationalError as exc:
             raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
     finally:
@@ -149,6 +151,17 @@ def explain_row(
             }
         )
     return result
+
+
+def _read_columns(table: sa.Table, targets: list[Any]) -> list[sa.Column[Any]]:
+    """Return the columns the decision reads (key, age, subject, match of every claim): a role
+    granted SELECT on just those (``retentiond print-grants``) may explain."""
+    names: list[str] = []
+    for target in targets:
+        for name in (*target.key, target.age_column, target.subject_column, *(target.match or {})):
+            if name is not None and name not in names and name in table.c:
+                names.append(name)
+    return [table.c[n] for n in names]
 
 
 def _convert(column: sa.Column[Any], text: str) -> Any:

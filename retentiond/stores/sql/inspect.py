@@ -23,8 +23,9 @@ SQL text is built from configuration values. What is checked for one ``[[categor
   is the target table when the category's action is ``delete`` and the history table in
   every case (anonymizing deletes prior versions). ``SET NULL``/``SET DEFAULT`` and plain
   references are reported as notes (they rewrite outside rows, or make deletes fail);
-- on PostgreSQL, the connected role has the privileges the action needs (SELECT plus DELETE
-  or UPDATE; DELETE on the history table).
+- on PostgreSQL, the connected role has the privileges the statements use, column by column
+  (``retentiond.stores.sql.privileges``): SELECT on the columns read, UPDATE on the anonymized
+  columns only, DELETE on delete targets and history tables, USAGE on schemas, the outbox.
 
 Issues are refusals; notes are information an operator should see.
 """
@@ -93,6 +94,8 @@ class SchemaCatalog:
         self._tables: dict[tuple[str, str], ReflectedTable | None] = {}
         self._inbound: dict[tuple[str, str], list[InboundForeignKey]] | None = None
         self.connection = conn
+        # Per-connection facts the privilege check reads once (role name, outbox gaps).
+        self.memo: dict[str, Any] = {}
 
     def split(self, qualified: str) -> tuple[str, str]:
         """Return ``(schema, table)`` of a config table name, with the default schema filled in."""
@@ -271,9 +274,7 @@ class _Checker:
                     self.check_strategy(col, strategy, f"{self.path}.anonymize.{name}")
             if self.category.action == "delete":
                 self.check_cascades(target.table, f"{self.path}.table")
-                self.check_privileges(table, ("SELECT", "DELETE"), f"{self.path}.table")
-            else:
-                self.check_privileges(table, ("SELECT", "UPDATE"), f"{self.path}.table")
+            self.check_privileges(table, f"{self.path}.table")
         if target.history is not None:
             self.check_history()
         return self.findings
@@ -435,28 +436,14 @@ class _Checker:
         if superseded is not None:
             self.check_timestamp(superseded, f"{hpath}.superseded_column")
         self.check_cascades(history.table, f"{hpath}.table")
-        self.check_privileges(htable, ("SELECT", "DELETE"), f"{hpath}.table")
+        self.check_privileges(htable, f"{hpath}.table")
 
-    def check_privileges(self, table: ReflectedTable, privileges: tuple[str, ...], path: str) -> None:
-        if self.catalog.dialect != "postgresql":
-            return
-        conn = self.catalog.connection
-        preparer = self.catalog.inspector.dialect.identifier_preparer
-        # The quoted name is a bound value, parsed by has_table_privilege as an identifier.
-        quoted = f"{preparer.quote(table.schema)}.{preparer.quote(table.name)}"
-        checks = [
-            sa.func.has_table_privilege(sa.bindparam(f"t{i}", quoted), sa.bindparam(f"p{i}", p))
-            for i, p in enumerate(privileges)
-        ]
-        query = sa.select(*checks)
-        if isinstance(conn, Engine):
-            with conn.connect() as c:
-                row = c.execute(query).one()
-        else:
-            row = conn.execute(query).one()
-        missing = [p for p, ok in zip(privileges, row, strict=True) if not ok]
-        if missing:
-            self.issue(path, f"the connected role lacks {', '.join(missing)} on {table.schema}.{table.name}")
+    def check_privileges(self, table: ReflectedTable, path: str) -> None:
+        if self.catalog.dialect == "postgresql":
+            from retentiond.stores.sql.privileges import table_gaps
+
+            for message in table_gaps(self.catalog, self.settings, self.target.store, table):
+                self.issue(path, message)
 
 
 def inspect_sql_target(

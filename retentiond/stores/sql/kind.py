@@ -16,7 +16,8 @@ from retentiond.config.secrets import read_secret_text
 from retentiond.errors import ConfigError, ConfigIssue, RetentiondError, TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.stores import registry
-from retentiond.stores.base import Explanation, Findings, RunContext, Store, TargetRef
+from retentiond.stores.base import AccessPolicy, Explanation, Findings, RunContext, Store, TargetRef
+from retentiond.stores.sql import privileges
 
 log = get_logger("retentiond.daemon")  # the probe speaks for the daemon, as it always has
 
@@ -119,6 +120,11 @@ class SqlKind:
         from retentiond.stores.sql.explain import explain_row
 
         return explain_row(loaded, name, record["table"], list(record["key"]), holds_at)
+
+    def access_policy(self, settings: Settings, name: str, role: str) -> AccessPolicy:
+        """Return the least privileges of store ``name`` (``retentiond print-grants`` / ``print-iam-policy``)."""
+        policy: AccessPolicy = privileges.access_policy(settings, name, role)
+        return policy
 
     def anchor_client(self, loaded: LoadedConfig, name: str) -> Any:  # Any: the anchor's client type
         """Refuse: a SQL store cannot hold the ledger's WORM anchor.

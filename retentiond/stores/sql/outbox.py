@@ -66,11 +66,29 @@ class Outbox:
         Two runners of different categories may open one store at the same moment; on PostgreSQL
         a transaction-level advisory lock makes the second wait for the first's ``CREATE TABLE``
         (without it, both pass the existence check and one fails on the catalog's unique index).
+
+        Raises:
+            ConfigError: it does not exist and the role may not create it (SQLSTATE 42501).
         """
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
-            self.table.create(conn, checkfirst=True)
+        try:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
+                self.table.create(conn, checkfirst=True)
+        except sa.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42501":
+                raise
+            from retentiond.errors import ConfigError, ConfigIssue
+
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        f"stores.{self.store_name}",
+                        f"the outbox table {OUTBOX_TABLE} does not exist and the role may not create it: "
+                        "have a DBA create it (`retentiond print-grants`) or grant CREATE on the role's schema",
+                    )
+                ]
+            ) from None
 
     def insert(self, conn: sa.Connection, rows: list[OutboxRow]) -> None:
         """Insert ``rows`` in the caller's transaction."""
