@@ -343,6 +343,7 @@ class Runner:
             total=counts.total,
             eligible=counts.eligible,
             held=counts.held,
+            held_records=counts.held_records,
             prior_versions_eligible=counts.history_expired,
             blocked=counts.blocked,
             prefix=worker.prefix or None,
@@ -425,8 +426,8 @@ class Runner:
     def _audit_held(self, worker: Worker, report: TargetReport) -> None:
         """Count what holds kept from this target and audit it per hold (counts, no refs)."""
         assert self.audit is not None
-        holds = self._holds()
-        report.held = worker.held_counts(holds)
+        counts = worker.counts(self._holds())
+        report.held, report.held_records = counts.held, counts.held_records
         for hold_id, count in sorted(report.held.items()):
             entry = counts_entry(worker_target(worker), worker.action, Outcome.HELD, count, holds=(hold_id,))
             self.audit.ledger.append(entry, run_id=self.run_id)

@@ -24,7 +24,8 @@ class TargetReport:
     cutoff: datetime
     total: int = 0
     eligible: int = 0
-    held: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # per hold: overlapping (a record under two is in both)
+    held_records: int = 0  # distinct records held
     prior_versions_eligible: int = 0
     guard: str = "ok"  # ok | tripped | allowed
     acted: int = 0
@@ -78,7 +79,7 @@ class RunReport:
         for t in self.targets:
             counts["deleted" if t.action == "delete" else "anonymized"] += t.acted
             counts["prior_versions"] += t.prior_versions_deleted
-            counts["held"] += sum(t.held.values())
+            counts["held"] += t.held_records  # distinct records, not the overlapping per-hold sum
             if t.blocked:
                 counts["blocked"] += t.blocked
         return dict(counts)

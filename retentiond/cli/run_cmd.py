@@ -31,6 +31,7 @@ def _render(report: Any, *, planned: bool) -> str:
                 t.cutoff.isoformat(timespec="seconds"),
                 t.total,
                 t.eligible,
+                t.held_records,
                 _held(t.held) + (f"; blocked {t.blocked}" if getattr(t, "blocked", 0) else ""),
                 t.prior_versions_eligible if planned else t.prior_versions_deleted,
                 t.guard if planned else t.acted,
@@ -38,7 +39,7 @@ def _render(report: Any, *, planned: bool) -> str:
         )
     last = "guard" if planned else "acted"
     prior = "prior versions eligible" if planned else "prior versions deleted"
-    head = ["category", "target", "action", "cutoff", "rows", "eligible", "held (per hold)", prior, last]
+    head = ["category", "target", "action", "cutoff", "rows", "eligible", "held", "per hold (overlapping)", prior, last]
     text = table(head, rows)
     totals = report.totals()
     lines = [text, ""]

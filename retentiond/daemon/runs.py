@@ -95,7 +95,7 @@ class CategoryRuns(DaemonParts):
                     self.metrics.records.labels(category, name, "prior_versions_deleted").inc(
                         target.prior_versions_deleted
                     )
-                    self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
+                    self.metrics.held.labels(category, name).set(target.held_records)
                     if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
                         self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
             duration = time.monotonic() - started

@@ -93,7 +93,9 @@ class Counts:
     """Plan figures of one target: what exists, what the run would act on, what holds keep.
 
     ``history_expired`` counts prior versions expired on their own (``prior_versions``);
-    ``blocked`` what the store itself would refuse to act on (S3 Object Lock).
+    ``blocked`` what the store itself would refuse to act on (S3 Object Lock), never part of
+    ``eligible``. ``held`` is per hold (a record under two holds is in both: overlapping);
+    ``held_records`` counts distinct records.
     """
 
     total: int
@@ -101,6 +103,7 @@ class Counts:
     held: dict[str, int]
     history_expired: int
     blocked: int = 0
+    held_records: int = 0
 
 
 @dataclass
