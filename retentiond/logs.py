@@ -7,13 +7,19 @@ console renderer on a TTY. Log events carry counts and refs, never a record's va
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -163,3 +169,48 @@ def configure_logging(level: str = "info", *, renderer: str | None = None) -> No
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """Return a structlog logger named ``name``."""
     return structlog.stdlib.get_logger(name)
+
+
+#: The keys :func:`log_context` binds: every line of a run carries them (journald: ``RUN_ID=`` ...).
+CONTEXT_KEYS = ("run_id", "category", "target", "request")
+
+
+@contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Bind ``fields`` (``run_id``, ``category``, ``target``, ``request``) to every log line in this block.
+
+    Bound with structlog's contextvars, so stdlib loggers routed through structlog carry them
+    too; fields that are None are left out; the previous values come back on exit (nesting).
+    ``request`` is for erasure requests: the id of the request a pass works on.
+
+    Raises:
+        ValueError: a key is not one of :data:`CONTEXT_KEYS`.
+    """
+    unknown = sorted(set(fields) - set(CONTEXT_KEYS))
+    if unknown:
+        raise ValueError(f"not a log context key: {', '.join(unknown)}")
+    with structlog.contextvars.bound_contextvars(**{k: v for k, v in fields.items() if v is not None}):
+        yield
+
+
+def carry_context(fn: Callable[P, T]) -> Callable[P, T]:
+    """Return ``fn`` bound to the caller's log context, to run on another thread.
+
+    A new thread starts with an empty context, so its lines would lack ``run_id``, ``category``
+    and ``target``. Each call runs in its own copy of the context taken now (one context
+    cannot be entered by two threads at once).
+    """
+    captured = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """A thread pool whose tasks run in the log context of the code that submitted them."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in the submitter's log context; return its future."""
+        return super().submit(carry_context(fn), *args, **kwargs)

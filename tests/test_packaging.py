@@ -213,6 +213,8 @@ class TestBuild:
             "share/retentiond/systemd/retentiond.tmpfiles",
             "share/retentiond/config/retention.toml",
             "share/retentiond/config/holds.toml",
+            "share/retentiond/prometheus/retentiond-rules.yml",
+            "share/retentiond/grafana/retentiond.json",
             "share/doc/retentiond/README.md",
             "share/doc/retentiond/LICENSE",
             *docs,

@@ -26,7 +26,6 @@ ALLOWED = {
     "report/aggregate.py",
     "stores/base.py",
     "stores/sql/inspect.py",
-    "stores/sql/worker.py",
 }
 
 

@@ -145,8 +145,10 @@ def _holds_of(snapshot: HoldsSnapshot, hold_id: str) -> Hold | None:
     return next((h for h in snapshot.holds if h.id == hold_id), None)
 
 
-def plan_change(loaded: LoadedConfig, edit: HoldEdit, now: datetime) -> HoldChangePlan:
+def plan_change(loaded: LoadedConfig, edit: HoldEdit, now: datetime, *, check_approval: bool = True) -> HoldChangePlan:
     """Return the validated change ``edit`` would make at ``now``; write nothing.
+
+    ``check_approval`` False skips dual control (``holds impact``: the figures of an approved change).
 
     Raises:
         ConfigError: the holds are invalid now, the change would make them invalid, the hold is
@@ -178,7 +180,7 @@ def plan_change(loaded: LoadedConfig, edit: HoldEdit, now: datetime) -> HoldChan
     old, new = _holds_of(before, edit.hold_id), _holds_of(new_snapshot, edit.hold_id)
     change = narrowing(old, new, now) if old is not None else Narrowing()
     required = loaded.settings.daemon.hold_release_requires_approval
-    if old is not None and approval_problem(old, new, change, required=required) is not None:
+    if check_approval and old is not None and approval_problem(old, new, change, required=required) is not None:
         what = "lifting" if edit.action == "lift" else "this change of"
         raise _issue(
             path,

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from retentiond.actions import holds_state
 from retentiond.audit.events import Event, HoldChanged, HoldPlaced, HoldReleased, HoldReleaseRefused
+from retentiond.audit.ledger import Ledger
+from retentiond.audit.refs import RefMaker
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig, holds_files, load_holds
 from retentiond.errors import ConfigError, HoldsUnavailable
@@ -56,8 +58,8 @@ class HoldWatcher:
         self,
         loaded: LoadedConfig,
         *,
-        ledger: Any = None,
-        refs: Any = None,
+        ledger: Ledger | None = None,
+        refs: RefMaker | None = None,
         run_id: str | None = None,
         record_changes: bool = True,
         pending: Pending = "now",

@@ -10,6 +10,7 @@ leaves the unrelayed rows in the outbox, and the next run relays them (exactly o
 
 from __future__ import annotations
 
+import contextvars
 import json
 import queue
 import threading
@@ -17,6 +18,7 @@ import threading
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
 from retentiond.audit.refs import RecordRef, RefMaker, split_refs
+from retentiond.audit.values import Name, SqlState
 from retentiond.stores.base import OutcomeJournal, OutcomeRow
 from retentiond.testing.crashpoints import crash_point
 
@@ -27,6 +29,21 @@ def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
         # Canonical key texts: a one-element key whose value is that text has the same ref.
         return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
     return split_refs(row.refs)
+
+
+def _failure(row: OutcomeRow) -> dict[str, str | None]:
+    """Return the failure's fields of a ``failed`` row; a name that is not a ledger Name is left out."""
+    if not row.failure:
+        return {}
+    data = json.loads(row.failure)
+    out: dict[str, str | None] = {}
+    for field, kind in (("sqlstate", SqlState), ("constraint", Name), ("relation", Name)):
+        value = data.get(field)
+        try:
+            out[field] = kind(value) if isinstance(value, str) else None
+        except ValueError:
+            out[field] = None  # e.g. a quoted identifier with spaces: the SQLSTATE still says what failed
+    return out
 
 
 def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: list[OutcomeRow]) -> int:
@@ -40,6 +57,7 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
     appended = 0
     for row in rows:
         versions, objects = Batch.split(_refs(row, refs), row.count)
+        failure = _failure(row)
         event = Batch(
             batch_id=row.batch_id,
             category=row.category,
@@ -52,6 +70,9 @@ def relay_rows(ledger: Ledger, refs: RefMaker, journal: OutcomeJournal, rows: li
             object_refs=objects,
             prior_versions=row.prior_versions,
             prefix=row.prefix,
+            sqlstate=failure.get("sqlstate"),
+            constraint=failure.get("constraint"),
+            relation=failure.get("relation"),
         )
         try:
             ledger.append(event, run_id=row.run_id)
@@ -69,7 +90,10 @@ class Relay:
     def __init__(self, ledger: Ledger, refs: RefMaker, *, depth: int = 2) -> None:
         self.ledger = ledger
         self.refs = refs
-        self._queue: queue.Queue[tuple[OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(maxsize=depth)
+        # Each item carries the log context of the batch that submitted it (run_id, category, target).
+        self._queue: queue.Queue[tuple[contextvars.Context, OutcomeJournal, list[OutcomeRow]] | None] = queue.Queue(
+            maxsize=depth
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
         self._thread.start()
@@ -81,7 +105,8 @@ class Relay:
                 if item is None:
                     return
                 if self._error is None:
-                    relay_rows(self.ledger, self.refs, item[0], item[1])
+                    context, journal, rows = item
+                    context.run(relay_rows, self.ledger, self.refs, journal, rows)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:
@@ -100,7 +125,7 @@ class Relay:
         """
         self._raise()
         if rows:
-            self._queue.put((journal, rows))
+            self._queue.put((contextvars.copy_context(), journal, rows))
 
     def flush(self) -> None:
         """Wait until every queued row is in the ledger.

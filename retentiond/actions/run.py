@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.leases import CategoryLeases
+from retentiond.actions.observe import BatchLog, RunObserver
 from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.run_report import RunReport, TargetReport, counts_entry, guard_entry, worker_target
 from retentiond.actions.setup import AuditHandles, hmac_key, open_audit
@@ -39,7 +40,7 @@ from retentiond.audit.refs import canonical_key
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
 from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure
-from retentiond.logs import get_logger
+from retentiond.logs import get_logger, log_context
 from retentiond.stores import registry
 from retentiond.stores.base import (
     Counts,
@@ -73,6 +74,7 @@ class Runner:
         stop: threading.Event | None = None,
         progress: Progress | None = None,
         take_leases: bool = False,
+        observer: RunObserver | None = None,
     ) -> None:
         settings = loaded.settings
         unknown = [c for c in categories if c not in settings.categories]
@@ -93,6 +95,8 @@ class Runner:
         self.run_id = str(uuid.uuid4())
         self.stop = stop or threading.Event()
         self.progress = progress
+        # Without an observer a run still logs one line per batch (throttled per target).
+        self.observer = observer or BatchLog(settings.daemon.progress_log_interval.total_seconds())
         self.report = RunReport(self.run_id, self.run_start, mode, requested=len(self.categories))
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
@@ -122,6 +126,12 @@ class Runner:
             HoldsUnavailable: the holds file is invalid at start (audited on a real run).
             TemporaryFailure: a store or the ledger is unreachable, or clocks disagree.
         """
+        # Every line of the run, ours and the libraries', carries the run id (and, below, the
+        # category and target being worked on).
+        with log_context(run_id=self.run_id):
+            return self._execute()
+
+    def _execute(self) -> RunReport:
         started = time.monotonic()
         try:
             self._lease()
@@ -156,12 +166,14 @@ class Runner:
                 if self.stop.is_set():
                     break
                 try:
-                    self._category(category, holds)
+                    with log_context(category=category):
+                        self._category(category, holds)
                 except HoldsUnavailable:
                     raise
                 except category_errors as exc:
                     self._fail(category, exc)
             self._finish(started)
+            self._pending()
         except HoldsUnavailable as exc:
             self._holds_rejected(exc)
             raise
@@ -214,6 +226,18 @@ class Runner:
                 self.categories.remove(category)
                 self.report.skipped[category] = "running elsewhere"
                 log.warning("category skipped: another runner holds it", category=category, run_id=self.run_id)
+
+    def _pending(self) -> None:
+        """Count per store the outcomes still waiting in its outbox or intent journal (0 after a clean run)."""
+        if not self.writes:
+            return
+        errors: tuple[type[Exception], ...] = (RetentiondError, *self._store_errors)
+        for store in self.stores.values():
+            journal = store.journal()
+            try:
+                self.report.pending[journal.store_name] = len(journal.pending())
+            except errors:
+                log.warning("could not count the outcomes still to relay", store=journal.store_name)
 
     def _close(self) -> None:
         if self._leases is not None:
@@ -301,13 +325,15 @@ class Runner:
             )
         if self.mode == "plan":
             return  # the plan shows the guard per target; only a run fails on it
-        if any(r.guard == "tripped" for r in tripped):
+        if any(r.guard == "tripped" for r in tripped) and self.writes:
             self.report.failed[category] = (
                 "guard_tripped: would act on more than max_fraction_per_run; rerun with --allow-large to allow it once"
             )
             return
+        # A dry run walks on past a tripped guard: its report says the guard would stop a real run.
         for worker, report in reports:
-            self._drain(worker, report, holds)
+            with log_context(target=report.name):
+                self._drain(worker, report, holds)
             if self.stop.is_set():
                 return
         log.info(
@@ -316,6 +342,7 @@ class Runner:
             action=cat.action,
             acted=sum(r.acted for _, r in reports),
             prior_versions=sum(r.prior_versions_deleted for _, r in reports),
+            dry_run=not self.writes,
         )
 
     @property
@@ -359,15 +386,36 @@ class Runner:
         A real run re-counts what is still eligible once its batches are exhausted (the query the
         plan uses). Rows that became eligible during the pass (a hold's grace ended, a row was
         changed behind the cursor) are taken by one more pass; what a second pass still leaves is
-        a failure (``incomplete``), never a silent success.
+        a failure (``incomplete``), never a silent success. Records the store refused in this
+        run (audited as ``failed``, retried at the next run) are still eligible and are not
+        counted again as incomplete.
         """
         report.blocked = 0  # from here on: what the requests found blocked, not the plan's figure
+        self.observer.target_started(report.progress(dry_run=not self.writes))
+        try:
+            failed = self._sweeps(worker, report)
+        finally:
+            self.observer.target_finished(report.progress(dry_run=not self.writes))
+        if self.relay is not None:
+            self.relay.flush()
+        if failed:
+            reason = (
+                f"{failed} records of {worker.store}/{worker.target_name} could not be {worker.action}d "
+                "(audited as failed; retried at the next run)"
+            )
+            earlier = self.report.failed.get(worker.category)
+            self.report.failed[worker.category] = f"{earlier}; {reason}" if earlier else reason
+        if self.writes and not self.stop.is_set():
+            self._audit_held(worker, report)
+
+    def _sweeps(self, worker: Worker, report: TargetReport) -> int:
+        """Run up to two passes over the target; return the records (S3: object versions) that failed."""
         failed = 0
         for sweep in (1, 2):
             failed += self._pass(worker, report)
             if not self.writes or self.stop.is_set():
                 break
-            left = worker.remaining(self._holds())
+            left = max(0, worker.remaining(self._holds()) - failed)
             if not left:
                 break
             if sweep == 1:
@@ -379,12 +427,7 @@ class Runner:
                 )
                 continue
             self._incomplete(worker, report, left)
-        if self.relay is not None:
-            self.relay.flush()
-        if failed:
-            self.report.failed[worker.category] = f"{failed} object versions could not be deleted (audited as failed)"
-        if self.writes and not self.stop.is_set():
-            self._audit_held(worker, report)
+        return failed
 
     def _pass(self, worker: Worker, report: TargetReport) -> int:
         """Run one pass of batches over the target, phase by phase; return the records that failed."""
@@ -403,8 +446,11 @@ class Runner:
                 report.prior_versions_deleted += result.history
                 report.blocked += result.blocked
                 failed += result.failed
+                report.failed += result.failed
                 if self.progress and result.touched:
                     self.progress(report.target, result.touched)
+                if result.selected:
+                    self.observer.batch_done(report.progress(dry_run=not self.writes))
                 if result.exhausted:
                     break
                 crash_point("between_batches")
@@ -416,6 +462,7 @@ class Runner:
         """Fail the category: eligible records remain after two passes (audited as ``failed``, counts only)."""
         message = f"incomplete: {left} eligible records of {worker.store}/{worker.target_name} remain after the run"
         report.error = message
+        report.failed += left
         self.report.failed[worker.category] = message
         log.error("target incomplete", category=worker.category, target=worker.target_name, remaining=left)
         assert self.audit is not None and self.relay is not None
@@ -482,7 +529,7 @@ class Runner:
                 "run finished",
                 run_id=self.run_id,
                 duration_ms=duration_ms,
-                failed=len(self.report.failed),
+                failed_categories=len(self.report.failed),
                 **self.report.totals(),
             )
         crash_point("before_checkpoint")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from retentiond.actions.observe import TargetProgress
 from retentiond.audit.events import Action, Batch, GuardDecision, GuardTripped, Outcome
 from retentiond.errors import ExitCode
 from retentiond.stores.base import TargetRef, Worker
@@ -34,6 +35,26 @@ class TargetReport:
     error: str | None = None
     blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
     prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
+    failed: int = 0  # records the store refused (audited as failed, retried at the next run)
+
+    @property
+    def name(self) -> str:
+        """Return the target as logs, metrics and the terminal name it: ``store/target[/prefix]``."""
+        return f"{self.store}/{self.target}" + (f"/{self.prefix}" if self.prefix else "")
+
+    def progress(self, *, dry_run: bool) -> TargetProgress:
+        """Return where the target stands, as run observers see it (names and counts only)."""
+        return TargetProgress(
+            category=self.category,
+            target=self.name,
+            action=self.action,
+            dry_run=dry_run,
+            planned=self.eligible,
+            batch=self.batches,
+            acted=self.acted,
+            held=sum(self.held.values()),
+            failed=self.failed,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -57,6 +78,7 @@ class RunReport:
     #: category → why it was not run (another process holds its lease)
     skipped: dict[str, str] = field(default_factory=dict)
     requested: int = 0  # categories asked for
+    pending: dict[str, int] = field(default_factory=dict)  # per store: outcomes not yet in the ledger at the end
 
     @property
     def exit_code(self) -> int:
@@ -82,6 +104,8 @@ class RunReport:
             counts["held"] += t.held_records  # distinct records, not the overlapping per-hold sum
             if t.blocked:
                 counts["blocked"] += t.blocked
+            if t.failed:
+                counts["failed"] += t.failed
         return dict(counts)
 
     def eligible(self) -> dict[str, int]:

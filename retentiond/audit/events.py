@@ -43,6 +43,8 @@ from retentiond.audit.values import (
     Refs,
     Signature,
     SignatureStr,
+    SqlState,
+    SqlStateStr,
 )
 
 
@@ -167,7 +169,7 @@ def _coerce_scalar(annotation: Any, value: Any, name: str) -> Any:
         return value
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return annotation(value)
-    if annotation in (Name, Digest, Signature, BatchId, Label, HashList, PublicKeyHex):
+    if annotation in (Name, Digest, Signature, BatchId, Label, HashList, PublicKeyHex, SqlState):
         if isinstance(value, (bytes, bytearray)):
             raise TypeError(f"{name}: expected a {annotation.__name__} string, got bytes")
         try:
@@ -330,8 +332,15 @@ class Batch(Event):
     #: S3: the object-level ref (``RefMaker.s3_object``) of each version ref, in the same order,
     #: so ``audit find --bucket B --object-key K`` finds every version without its id.
     object_refs: Refs = ()
+    #: outcome "failed" of records a statement refused: the SQLSTATE and the object names the
+    #: error named (the constraint; the table, e.g. the referencing table of a foreign key).
+    #: Never the error's message or DETAIL, which may carry values.
+    sqlstate: SqlStateStr | None = None
+    constraint: NameStr | None = None
+    relation: NameStr | None = None
 
     object_refs_field: ClassVar[str | None] = "object_refs"
+    _failure_fields: ClassVar[tuple[str, ...]] = ("sqlstate", "constraint", "relation")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -339,6 +348,16 @@ class Batch(Event):
             raise ValueError("count must equal the number of refs when refs are given")
         if self.object_refs and len(self.object_refs) != len(self.refs):
             raise ValueError("object_refs must pair with refs: one object ref per version ref")
+        if self.outcome is not Outcome.FAILED and any(getattr(self, f) is not None for f in self._failure_fields):
+            raise ValueError("sqlstate, constraint and relation describe a failed outcome only")
+
+    def json_fields(self) -> dict[str, Any]:
+        """Return the fields; the failure's fields only when set (earlier entries keep their exact keys)."""
+        out = super().json_fields()
+        for f in self._failure_fields:
+            if out.get(f) is None:
+                out.pop(f, None)
+        return out
 
     @staticmethod
     def split(refs: Sequence[RecordRef], count: int) -> tuple[Refs, Refs]:

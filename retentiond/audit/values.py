@@ -19,6 +19,7 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _SIGNATURE = re.compile(r"^[0-9a-f]{128}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _HASH_LIST = re.compile(r"^(?:[0-9a-f]{64})*$")
+_SQLSTATE = re.compile(r"^[0-9A-Z]{5}$")
 
 
 class Name(str):
@@ -52,6 +53,22 @@ class Digest(str):
             raise TypeError("a Digest must be a str of 64 lowercase hex characters")
         if not _DIGEST.match(value):
             raise ValueError("a Digest must be 64 lowercase hex characters")
+        return super().__new__(cls, value)
+
+
+class SqlState(str):
+    """A SQLSTATE: five digits or upper-case letters (``23503``, ``P0001``), never a message."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> SqlState:
+        """Raises: TypeError if not a str; ValueError if not five digits or upper-case letters."""
+        if isinstance(value, SqlState):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(f"a SqlState must be a str, not {type(value).__name__}")
+        if not _SQLSTATE.match(value):
+            raise ValueError("a SQLSTATE is five digits or upper-case letters")
         return super().__new__(cls, value)
 
 
@@ -180,5 +197,6 @@ PublicKeyStr: TypeAlias = Annotated[str, PublicKeyHex]
 DigestStr: TypeAlias = Annotated[str, Digest]
 SignatureStr: TypeAlias = Annotated[str, Signature]
 BatchIdStr: TypeAlias = Annotated[str, BatchId]
+SqlStateStr: TypeAlias = Annotated[str, SqlState]
 Refs: TypeAlias = tuple[RecordRef, ...]
 Names: TypeAlias = tuple[NameStr, ...]

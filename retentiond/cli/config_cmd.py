@@ -40,6 +40,12 @@ def validate(app: AppContext, connect: bool) -> int:
         report = inspect_stores(loaded)
         issues.extend(report.issues)
         findings = report.notes
+        if not issues:
+            from retentiond.cli.holds_cmd import check_warnings, store_warnings
+
+            holds = load_holds(loaded.holds_path, loaded.settings.categories).holds
+            warnings = check_warnings(loaded, holds) + store_warnings(loaded, holds)
+            findings += [{"where": "holds", "message": f"warning: {w}"} for w in warnings]
     if issues:
         raise ConfigError(issues)
     assert loaded is not None

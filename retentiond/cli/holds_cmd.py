@@ -96,15 +96,29 @@ def _json_view(view: HoldView) -> dict[str, Any]:
     }
 
 
+def _protected_counts(loaded: LoadedConfig, views: list[HoldView], when: datetime) -> dict[str, int]:
+    """Return per protector id the records each protecting definition keeps from a run at ``when``."""
+    from retentiond.actions.holds_impact import CountingStores, protected_now
+    from retentiond.policy.holds import protecting
+
+    holds = protecting(views)
+    if not holds:
+        return {}
+    with CountingStores(loaded, when) as stores:
+        return protected_now(holds, when, stores)
+
+
 @command_with_options(holds_group, "list")
 @click.option("--at", "at", type=INSTANT, default=None, help="Evaluate at this time instead of now.")
 @click.option("--matter", default=None, help="Only the holds of this matter.")
+@click.option("--count", is_flag=True, help="Ask the stores how many records each hold protects (needs them).")
 @pass_app
-def list_holds(app: AppContext, at: datetime | None, matter: str | None) -> int:
+def list_holds(app: AppContext, at: datetime | None, matter: str | None, count: bool) -> int:
     """List holds as the daemon sees them: active, expiring, in release grace, expired, not yet active.
 
     A hold lifted, removed or narrowed shows its former definition in 'release_grace' until the
-    grace ends; '(estimate)' marks a date no run or daemon has recorded yet.
+    grace ends; '(estimate)' marks a date no run or daemon has recorded yet. With --count, the
+    records each protecting hold keeps from a run now (what runs audit as held), from the stores.
     """
     loaded = app.config()
     when = at or datetime.now(UTC)
@@ -118,10 +132,16 @@ def list_holds(app: AppContext, at: datetime | None, matter: str | None) -> int:
         click.echo(f"retentiond: warning: {warning}", err=True)
     if matter is not None:
         views = [v for v in views if v.hold.matter == matter]
+    counted = _protected_counts(loaded, views, when) if count else None
+
+    def protects(view: HoldView) -> int | None:
+        if counted is None:
+            return None
+        return counted.get(view.protector_id or view.hold.id, 0) if view.protecting else 0
+
     if app.json:
-        app.emit_json(
-            {"at": when.isoformat(), "holds_file": str(loaded.holds_path), "holds": [_json_view(v) for v in views]}
-        )
+        listed = [_json_view(v) | ({"protects_now": protects(v)} if count else {}) for v in views]
+        app.emit_json({"at": when.isoformat(), "holds_file": str(loaded.holds_path), "holds": listed})
         return ExitCode.OK
     rows = [
         (
@@ -134,12 +154,13 @@ def list_holds(app: AppContext, at: datetime | None, matter: str | None) -> int:
             str(v.hold.keep_younger_than or "-"),
             v.hold.placed_at.date().isoformat(),
             _until(v),
+            *((protects(v),) if count else ()),
         )
         for v in views
     ]
     click.echo(f"holds at {when.isoformat(timespec='seconds')} from {loaded.holds_path}")
     headers = ["id", "kind", "matter", "state", "categories", "subjects", "younger than", "placed", "protects until"]
-    click.echo(table(headers, rows))
+    click.echo(table([*headers, *(["records now"] if count else [])], rows))
     return ExitCode.OK
 
 
@@ -178,18 +199,37 @@ def check_warnings(loaded: LoadedConfig, holds: tuple[Hold, ...]) -> list[str]:
     return warnings
 
 
+def store_warnings(loaded: LoadedConfig, holds: tuple[Hold, ...]) -> list[str]:
+    """Return the subjects of holds in force that match no stored record, or only with another case.
+
+    Raises:
+        ConfigError: a target is unusable. TemporaryFailure: a store is unreachable.
+    """
+    from retentiond.actions.holds_impact import CountingStores, subject_matches, subject_warnings
+
+    if not any(h.subjects is not None and not h.lifted for h in holds):
+        return []
+    now = datetime.now(UTC)
+    with CountingStores(loaded, now) as stores:
+        return subject_warnings(list(subject_matches(holds, stores, now)))
+
+
 @command_with_options(holds_group, "check")
+@click.option("--connect", is_flag=True, help="Also compare the subjects with the stored values (needs the stores).")
 @pass_app
-def check_holds(app: AppContext) -> int:
+def check_holds(app: AppContext, connect: bool) -> int:
     """Validate the holds file(s) and warn about likely mistakes (exit 78 when invalid).
 
     Warns about subjects with leading or trailing spaces or listed twice, and about holds naming
     subjects in a category whose targets have no subject column (or pattern), where they hold
-    everything. Checks against the stored data come with the stores (holds impact).
+    everything. With --connect, also about subjects that match no record in any target of their
+    categories, or whose case differs from the stored values (exit 75 when a store is unreachable).
     """
     loaded = app.config()
     snapshot = load_holds(loaded.holds_path, loaded.settings.categories)  # ConfigError -> 78
     warnings = check_warnings(loaded, snapshot.holds)
+    if connect:
+        warnings += store_warnings(loaded, snapshot.holds)
     if app.json:
         app.emit_json({"valid": True, "holds": len(snapshot.holds), "warnings": warnings})
         return ExitCode.OK
@@ -200,9 +240,9 @@ def check_holds(app: AppContext) -> int:
 
 
 def _register() -> None:
-    from retentiond.cli import holds_edit_cmd, holds_history_cmd
+    from retentiond.cli import holds_edit_cmd, holds_history_cmd, holds_impact_cmd
 
-    for module in (holds_edit_cmd, holds_history_cmd):
+    for module in (holds_edit_cmd, holds_history_cmd, holds_impact_cmd):
         for command in module.COMMANDS:
             holds_group.add_command(command)
 

@@ -132,6 +132,7 @@ def _report(app: AppContext, plan: HoldChangePlan, verb: str) -> int:
 @click.option("--keep-younger-than", default=None, help="Hold only records younger than this (e.g. 7y).")
 @click.option("--matter", default=None, help="The matter the hold belongs to (a holds folder: its file).")
 @click.option("--file", "file_name", default=None, help="With a holds folder: the file to add to (NAME.toml).")
+@click.option("--preview", is_flag=True, help="Write nothing: show per target what the hold would protect now.")
 @pass_app
 def add_hold(
     app: AppContext,
@@ -148,8 +149,12 @@ def add_hold(
     keep_younger_than: str | None,
     matter: str | None,
     file_name: str | None,
+    preview: bool,
 ) -> int:
-    """Add a hold to the holds file (validated before it is written; exit 78 when invalid)."""
+    """Add a hold to the holds file (validated before it is written; exit 78 when invalid).
+
+    With --preview nothing is written: the stores are asked what the hold would protect now.
+    """
     all_subjects = [*subjects, *_read_subjects(subjects_file)]
     fields = {
         "kind": kind,
@@ -164,6 +169,11 @@ def add_hold(
         "keep_younger_than": keep_younger_than,
     }
     edit = HoldEdit("add", hold_id, actor=fields["placed_by"], fields=fields, file_name=file_name)
+    if preview:
+        from retentiond.actions.holds_change import plan_change
+        from retentiond.cli.holds_impact_cmd import print_preview
+
+        return print_preview(app, plan_change(app.config(), edit, datetime.now(UTC)))
     return _report(app, apply_change(app.config(), edit, datetime.now(UTC)), "added")
 
 

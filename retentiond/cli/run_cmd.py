@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import click
@@ -18,6 +18,27 @@ from retentiond.errors import ExitCode
 
 def _held(held: dict[str, int]) -> str:
     return ", ".join(f"{k}:{v}" for k, v in sorted(held.items())) or "-"
+
+
+_WOULD = {"deleted": "would delete", "anonymized": "would anonymize", "prior_versions": "would delete prior versions"}
+
+
+def _totals(report: Any) -> str:
+    """Return the totals line's figures: what a dry run would do in the conditional, never "deleted N"."""
+    totals = report.totals()
+    if report.mode == "dry-run":
+        return ", ".join(f"{_WOULD.get(k, k)} {v}" for k, v in sorted(totals.items()))
+    return ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
+
+
+def _guard_lines(report: Any) -> list[str]:
+    """Return one line per target whose guard would stop a real run (a dry run walks on past it)."""
+    return [
+        f"GUARD {t.category} {t.name}: a real run would stop here (would act on {t.eligible} of {t.total} "
+        "records, more than max_fraction_per_run; --allow-large allows it once)"
+        for t in report.targets
+        if report.mode == "dry-run" and t.guard == "tripped"
+    ]
 
 
 def _render(report: Any, *, planned: bool) -> str:
@@ -37,16 +58,16 @@ def _render(report: Any, *, planned: bool) -> str:
                 t.guard if planned else t.acted,
             )
         )
-    last = "guard" if planned else "acted"
+    last = "guard" if planned else ("would act" if report.mode == "dry-run" else "acted")
     prior = "prior versions eligible" if planned else "prior versions deleted"
+    if report.mode == "dry-run":
+        prior = "prior versions (would delete)"
     head = ["category", "target", "action", "cutoff", "rows", "eligible", "held", "per hold (overlapping)", prior, last]
     text = table(head, rows)
-    totals = report.totals()
     lines = [text, ""]
     if not planned:
-        lines.append(
-            f"run {report.run_id} ({report.mode}): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
-        )
+        lines.append(f"run {report.run_id} ({report.mode}): " + _totals(report))
+        lines += _guard_lines(report)
     for category, reason in sorted(report.failed.items()):
         lines.append(f"FAILED {category}: {reason}")
     for category, reason in sorted(report.skipped.items()):
@@ -96,30 +117,23 @@ def run_command(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    progress = None
-    bar = None
-    if sys.stderr.isatty() and not app.json:
-        bar = click.progressbar(length=0, label="acting", file=sys.stderr, show_pos=True)
-
-        def progress(_: str, n: int) -> None:
-            assert bar is not None
-            bar.update(n)
+    from retentiond.cli.progress import terminal_progress
 
     stop = threading.Event()
+    # A terminal gets the live view; otherwise the run logs one line per batch (BatchLog).
+    view = None if app.json else terminal_progress()
     runner = Runner(
         app.config(),
         categories=categories,
         mode="dry-run" if dry_run else "run",
         allow_large=allow_large,
         reference=reference,
-        progress=progress,
+        observer=view,
         take_leases=True,
         stop=stop,
     )
-    with _stop_on_signals(stop) as received:
+    with _stop_on_signals(stop) as received, view.shown() if view is not None else nullcontext():
         report = runner.execute()
-    if bar is not None:
-        bar.render_finish()
     if app.json:
         app.emit_json(report.as_dict())
     else:

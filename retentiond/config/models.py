@@ -83,6 +83,13 @@ class DaemonSettings(StrictModel):
     pause_between_batches: Operational = Field(
         timedelta(0), description="Pause after each batch, to protect production load."
     )
+    progress_log_interval: Operational = Field(
+        timedelta(seconds=5),
+        description=(
+            "Without a terminal, a run logs one line per batch and target, at most one per this interval "
+            "('0s': every batch)."
+        ),
+    )
     max_fraction_per_run: float = Field(
         0.25, gt=0, le=1, description="A run that would act on more than this fraction of a target stops before acting."
     )
@@ -196,6 +203,15 @@ class SqlStore(StrictModel):
     lock_timeout: PositiveOperational = Field(timedelta(seconds=2), description="PostgreSQL lock_timeout per batch.")
     statement_timeout: PositiveOperational = Field(
         timedelta(seconds=60), description="PostgreSQL statement_timeout per batch."
+    )
+    retry_attempts: StrictInt = Field(
+        5, ge=1, le=20, description="Tries of a batch that fails transiently (lock or statement timeout, deadlock)."
+    )
+    retry_wait: PositiveOperational = Field(
+        timedelta(seconds=1), description="Wait before a batch's first retry; doubled at each retry, with jitter."
+    )
+    retry_max_wait: PositiveOperational = Field(
+        timedelta(seconds=30), description="Longest wait between two tries of a batch."
     )
 
     @field_validator("url")

@@ -26,6 +26,7 @@ from prometheus_client import (
 )
 
 from retentiond import __version__
+from retentiond.audit.canonical import parse_time
 from retentiond.config.loader import LoadedConfig
 from retentiond.logs import get_logger
 from retentiond.stores import registry
@@ -123,11 +124,40 @@ class Metrics:
         )
         self.checkpoint_time = Gauge(
             "retentiond_last_checkpoint_timestamp_seconds",
-            "Unix time of the last signed checkpoint this daemon saw.",
+            "Unix time of the newest signed checkpoint in the ledger (0: none).",
             registry=r,
         )
         for result in ("accepted", "rejected"):
             self.reloads.labels(result)
+        self.backlog = Gauge(
+            "retentiond_backlog_records",
+            "Records eligible (expired, not held) when the target's batches began at the category's last run.",
+            ["category", "target"],
+            registry=r,
+        )
+        self.failed_records = Gauge(
+            "retentiond_failed_records",
+            "Records (S3: object versions) the category's last run could not act on.",
+            ["category", "target"],
+            registry=r,
+        )
+        self.guard_trips = Counter(
+            "retentiond_guard_trips",
+            "Runs the blast-radius guard stopped, per category and stopped target.",
+            ["category"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "retentiond_outbox_pending",
+            "Batch outcomes still in a store's outbox or intent journal after the last run (not yet in the ledger).",
+            ["store"],
+            registry=r,
+        )
+        self.unsigned = Gauge(
+            "retentiond_ledger_unsigned_entries",
+            "Ledger entries after the newest signed checkpoint (the unsigned tail).",
+            registry=r,
+        )
 
     def init_config(self, loaded: LoadedConfig) -> None:
         """Create every label set of ``loaded``'s categories, targets and stores (at zero)."""
@@ -138,13 +168,45 @@ class Metrics:
             self.job_errors.labels(name)
             for result in RUN_RESULTS:
                 self.runs.labels(name, result)
+            self.guard_trips.labels(name)
             for target in registry.targets(loaded.settings, name):
                 self.held.labels(name, f"{target.store}/{target.target}")
                 for outcome in registry.kind(target.kind).outcomes(category.action):
                     if outcome != "held":  # a gauge of its own: retentiond_records_held
                         self.records.labels(name, f"{target.store}/{target.target}", outcome)
+                self._target(name, f"{target.store}/{target.target}" + (f"/{target.prefix}" if target.prefix else ""))
         for store in loaded.settings.stores:
             self.store_up.labels(store)
+            self.pending.labels(store)
+
+    def _target(self, category: str, target: str) -> None:
+        self.backlog.labels(category, target)
+        self.failed_records.labels(category, target)
+
+    def observe_run(self, category: str, report: Any) -> None:
+        """Set the last-run gauges of ``category`` from a run's ``RunReport`` (names and counts only)."""
+        stopped = False
+        for t in report.targets:
+            if t.category != category:
+                continue
+            self.backlog.labels(category, t.name).set(t.eligible)
+            self.failed_records.labels(category, t.name).set(t.failed)
+            stopped = stopped or t.guard == "tripped"
+        if stopped:
+            self.guard_trips.labels(category).inc()
+        for store, count in report.pending.items():
+            self.pending.labels(store).set(count)
+
+    def observe_ledger(self, ledger: Any) -> None:
+        """Set the ledger's health: the unsigned tail's length and the newest checkpoint's time.
+
+        Raises:
+            TemporaryFailure: the ledger is unreachable.
+        """
+        head = ledger.head()
+        last = ledger.latest_checkpoint()
+        self.unsigned.set(head.seq - (last.seq if last is not None else 0))
+        self.checkpoint_time.set(parse_time(last.time).timestamp() if last is not None else 0)
 
     def forget_categories(self, names: list[str]) -> None:
         """Drop the gauges of categories a reload removed (counters keep their history)."""
@@ -152,6 +214,9 @@ class Metrics:
             for gauge in (self.last_success, self.next_run):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
+            for labelled in (self.backlog, self.failed_records):
+                for labels in [k for k in labelled._metrics if k[0] == name]:  # noqa: SLF001 - no public listing
+                    labelled.remove(*labels)
 
     def render(self) -> bytes:
         """Return the text exposition of the registry."""

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 
+from retentiond.actions.observe import BatchLog, Observers
 from retentiond.daemon import sdnotify
 from retentiond.daemon.core import DaemonParts, LastRun
+from retentiond.daemon.progress import StatusProgress
 from retentiond.errors import HoldsUnavailable, RetentiondError, TemporaryFailure
 from retentiond.logs import get_logger
 
@@ -75,7 +77,13 @@ class CategoryRuns(DaemonParts):
                 )
                 return
             started = time.monotonic()
-            runner = Runner(loaded, categories=[category], mode="run", stop=self.stop)
+            progress = Observers(
+                [
+                    BatchLog(loaded.settings.daemon.progress_log_interval.total_seconds()),
+                    StatusProgress(self.status_line),
+                ]
+            )
+            runner = Runner(loaded, categories=[category], mode="run", stop=self.stop, observer=progress)
             result = "failed"
             try:
                 report = runner.execute()
@@ -87,6 +95,7 @@ class CategoryRuns(DaemonParts):
                 log.error("run failed", category=category, error=type(exc).__name__)
             else:
                 result = "interrupted" if report.interrupted else ("failed" if report.failed else "success")
+                self.metrics.observe_run(category, report)
                 for target in report.targets:
                     name = f"{target.store}/{target.target}"
                     self.metrics.records.labels(
@@ -98,14 +107,24 @@ class CategoryRuns(DaemonParts):
                     self.metrics.held.labels(category, name).set(target.held_records)
                     if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
                         self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
+                    if target.failed:  # records the store refused (audited as failed)
+                        self.metrics.records.labels(category, name, "failed").inc(target.failed)
             duration = time.monotonic() - started
             self.metrics.run_duration.labels(category).observe(duration)
             self.state.record(category, tick, result, runner.run_id, datetime.now(UTC))
             self._finished(category, tick, result, runner.run_id, duration)
-            if result != "interrupted":
-                self.metrics.checkpoint_time.set(time.time())
+            self._ledger_health()
         finally:
             held.release()
+
+    def _ledger_health(self) -> None:
+        """Refresh the ledger's health metrics (unsigned tail, newest checkpoint); a failure is logged only."""
+        if self.audit is None:
+            return
+        try:
+            self.metrics.observe_ledger(self.audit.ledger)
+        except RetentiondError as exc:
+            log.warning("could not read the ledger's health", error=type(exc).__name__)
 
     def _tick_done(self, category: str, tick: datetime, *, retry_failed: bool = False) -> TickDone | None:
         """Return how ``category``'s ``tick`` was completed already by a runner (any host), or None.

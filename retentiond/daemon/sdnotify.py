@@ -7,11 +7,12 @@ import socket
 import time
 
 
-def notify(*fields: str) -> bool:
-    """Send ``fields`` (``"READY=1"``, ``"STATUS=..."``) to systemd; return False when not under systemd.
+def notify(*fields: str, wait: bool = True) -> bool:
+    """Send ``fields`` (``"READY=1"``, ``"STATUS=..."``) to systemd; return False when not sent.
 
     Never raises: a lost notification must not stop the service (systemd's watchdog or start
-    timeout will report it).
+    timeout will report it). With ``wait=False`` a full socket queue drops the message instead
+    of waiting for room: for progress, which must never hold up a batch.
     """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address or not fields:
@@ -20,6 +21,7 @@ def notify(*fields: str) -> bool:
         address = "\0" + address[1:]  # abstract namespace socket
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(wait)
             sock.connect(address)
             sock.sendall("\n".join(fields).encode("utf-8", "replace"))
     except OSError:

@@ -106,6 +106,7 @@ class Daemon(CategoryRuns, Reloading):
             self.watcher = self._new_watcher(self.loaded, self.audit)
             holds_ok = self._refresh_holds(source_on_error="holds")
             self.metrics.init_config(self.loaded)
+            self._ledger_health()
             for name, remembered in self.state.all().items():
                 if remembered.last_success is not None and name in self.loaded.settings.categories:
                     self.metrics.last_success.labels(name).set(remembered.last_success.timestamp())
@@ -374,6 +375,7 @@ class Daemon(CategoryRuns, Reloading):
         if self.status.last_probe is None or time.monotonic() - self.status.last_probe >= PROBE_EVERY_SECONDS:
             self._probe_stores()
         self._checkpoint_if_due()
+        self._ledger_health()
         self._update_next_runs()
         sdnotify.notify(f"STATUS={self.status_line()}")
 
@@ -424,7 +426,6 @@ class Daemon(CategoryRuns, Reloading):
             log.warning("idle checkpoint failed", error=type(exc).__name__)
             return
         if entry is not None:
-            self.metrics.checkpoint_time.set(time.time())
             log.info("idle checkpoint", seq=entry.seq)
 
 

@@ -1,7 +1,9 @@
-"""What to do with one record: SPEC §4 rules 1, 3 and 4 as a pure function.
+"""What to do with one record, and with a prior version of one: SPEC §4 rules 1, 3 and 4 as pure functions.
 
-The SQL statements of ``retentiond.stores.sql.predicates`` implement exactly this function in
-SQL; a hypothesis property test checks that both agree on random rows, holds and clocks.
+Which holds cover a record is :func:`retentiond.policy.holds.holding` (re-exported here). The
+SQL statements of ``retentiond.stores.sql.predicates`` implement exactly these functions in
+SQL; a hypothesis property test checks that both agree on random rows, holds and clocks, for
+records and for their prior versions.
 """
 
 from __future__ import annotations
@@ -12,8 +14,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from retentiond.config.holds import Hold
+from retentiond.policy.holds import holding
 
 Scalar = str | int | bool
+
+__all__ = [
+    "Coverage",
+    "Decision",
+    "Row",
+    "Scalar",
+    "Verdict",
+    "covers",
+    "decide",
+    "decide_prior_version",
+    "expired",
+    "holding",
+]
 
 
 @dataclass(frozen=True)
@@ -72,37 +88,6 @@ def expired(coverage: Coverage, row: Row) -> bool:
     return isinstance(age, datetime) and age < coverage.cutoff
 
 
-def holding(
-    row: Row,
-    covering: Sequence[Coverage],
-    holds: Sequence[Hold],
-    run_start: datetime,
-    *,
-    has_subject: bool,
-) -> tuple[str, ...]:
-    """Return the ids of the protecting ``holds`` that cover ``row`` through any covering category.
-
-    A subject-scoped hold on a table without a subject column protects every row: retentiond
-    cannot tell whose data it is, so it fails closed. A tax floor (``keep_younger_than``) holds
-    only rows younger than the floor by the covering category's own clock.
-    """
-    found: list[str] = []
-    for hold in holds:
-        for coverage in covering:
-            if not hold.covers_category(coverage.category):
-                continue
-            if hold.subjects is not None and has_subject and (row.subject is None or row.subject not in hold.subjects):
-                continue
-            if hold.keep_younger_than is not None:
-                age = row.get(coverage.age_column)
-                floor = hold.keep_younger_than.before(run_start)
-                if isinstance(age, datetime) and not age > floor:
-                    continue
-            found.append(hold.id)
-            break
-    return tuple(found)
-
-
 def decide(
     row: Row,
     acting: Coverage,
@@ -129,4 +114,29 @@ def decide(
         keeping = tuple(o.category for o in covering_others if not expired(o, row))
         if keeping:
             return Decision(Verdict.LONGER_RETENTION, kept_for=keeping)
+    return Decision(Verdict.ACT)
+
+
+def decide_prior_version(
+    version: Row,
+    coverage: Coverage,
+    holds: Sequence[Hold],
+    run_start: datetime,
+    *,
+    has_subject: bool,
+) -> Decision:
+    """Return whether a prior version of a record (a history row) expires now.
+
+    ``coverage`` is the record's category with its *prior-versions* cutoff
+    (``policy.cutoffs.prior_versions_cutoff``) and, as ``age_column``, when the version was
+    superseded; its match filters do not apply (versions of every record expire). The version's
+    ``subject`` is its record's; ``has_subject`` is False when that is unknown (no subject
+    column, or the record is gone), so a subject-scoped hold protects the version (fails closed).
+    Returns ``NOT_EXPIRED``, ``HELD`` (with the holds) or ``ACT``.
+    """
+    if not expired(coverage, version):
+        return Decision(Verdict.NOT_EXPIRED)
+    held = holding(version, [coverage], holds, run_start, has_subject=has_subject)
+    if held:
+        return Decision(Verdict.HELD, holds=held)
     return Decision(Verdict.ACT)

@@ -8,6 +8,9 @@ narrowing dual control refused stays in force, and the unapproved new one protec
 Each protecting definition is handed to the stores under a *protector id*: the hold's id, or
 ``ID/grace-<when>`` for a former definition while a definition of the same id is in force (so
 per-hold counts never merge two definitions), or ``ID/unapproved`` for a refused new one.
+
+Which protecting holds cover a given record is :func:`holding`, the one Python definition of hold
+matching (``retentiond.stores.sql.predicates.held_through`` is its SQL form).
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from retentiond.config.durations import RetentionPeriod
 from retentiond.config.holds import Hold
 from retentiond.policy.hold_changes import HoldsMemory, Remnant, RemnantKind
+
+if TYPE_CHECKING:  # decide imports this module: the record types are needed for annotations only
+    from retentiond.policy.decide import Coverage, Row
 
 EXPIRING_WITHIN = timedelta(days=30)
 
@@ -166,3 +173,34 @@ def view_all(
     """Return the views of ``holds`` (all in force) and of former definitions ``remnants``."""
     memory = HoldsMemory(in_force={h.id: h for h in holds}, remnants=tuple(remnants))
     return view_memory(memory, holds, at, grace)
+
+
+def holding(
+    row: Row,
+    covering: Sequence[Coverage],
+    holds: Sequence[Hold],
+    run_start: datetime,
+    *,
+    has_subject: bool,
+) -> tuple[str, ...]:
+    """Return the ids of the protecting ``holds`` that cover ``row`` through any covering category.
+
+    A subject-scoped hold on a table without a subject column protects every row: retentiond
+    cannot tell whose data it is, so it fails closed. A tax floor (``keep_younger_than``) holds
+    only rows younger than the floor by the covering category's own clock.
+    """
+    found: list[str] = []
+    for hold in holds:
+        for coverage in covering:
+            if not hold.covers_category(coverage.category):
+                continue
+            if hold.subjects is not None and has_subject and (row.subject is None or row.subject not in hold.subjects):
+                continue
+            if hold.keep_younger_than is not None:
+                age = row.get(coverage.age_column)
+                floor = hold.keep_younger_than.before(run_start)
+                if isinstance(age, datetime) and not age > floor:
+                    continue
+            found.append(hold.id)
+            break
+    return tuple(found)

@@ -119,7 +119,9 @@ class OutcomeRow:
 
     ``refs`` holds record refs made by the store (``RecordRefs``); ``keys``, when set, is a JSON
     array of canonical key texts the relay turns into row refs (so no HMAC is computed inside a
-    batch's transaction). ``prefix`` names an S3-like target's prefix.
+    batch's transaction). ``prefix`` names an S3-like target's prefix. ``failure``, on a
+    ``failed`` row, is a JSON object of what the store's error named: ``sqlstate``,
+    ``constraint``, ``relation`` (object names, never values).
     """
 
     batch_id: str
@@ -135,6 +137,7 @@ class OutcomeRow:
     created_at: datetime
     keys: str | None = None
     prefix: str | None = None
+    failure: str | None = None
 
 
 @dataclass
@@ -338,6 +341,16 @@ class Worker(Protocol):
 
     def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
         """Return, per hold id, the records ``holds`` kept from this target."""
+        ...
+
+    def released(self, before: Sequence[Hold], after: Sequence[Hold]) -> int:
+        """Return the distinct records acted on under ``after`` but not ``before`` (the conditions of
+        :meth:`counts`, at the selection's ``run_start``: a later one counts ahead). Raises TemporaryFailure."""
+        ...
+
+    def subject_counts(self, subjects: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+        """Return per subject (records whose subject is exactly it, records equal to it ignoring case)
+        among every record of the target, or None when the target has no subject. Raises TemporaryFailure."""
         ...
 
 

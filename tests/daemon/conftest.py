@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -224,22 +225,36 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 class NotifySocket:
-    """A datagram socket playing systemd's side of sd_notify."""
+    """A datagram socket playing systemd's side of sd_notify.
+
+    Like systemd, it reads every message as it comes (a thread): the kernel queues only a few
+    datagrams (``net.unix.max_dgram_qlen``), and a daemon whose notifications are not read
+    would block in ``sendall``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
         self.messages: list[dict[str, str]] = []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="notify-socket", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append(fields)
 
     def _drain(self, timeout: float) -> None:
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return
-        fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-        self.messages.append(fields)
+        time.sleep(min(timeout, 0.05))
 
     def wait_for(
         self, predicate: Callable[[dict[str, str]], bool], timeout: float = 20.0, after: int = 0
@@ -264,7 +279,9 @@ class NotifySocket:
         raise AssertionError("no STATUS with config_sha256 yet")
 
     def close(self) -> None:
-        """Close and remove the socket."""
+        """Stop reading, close and remove the socket."""
+        self._closed.set()
+        self._reader.join(timeout=5)
         self.sock.close()
         self.path.unlink(missing_ok=True)
 

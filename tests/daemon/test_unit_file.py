@@ -84,6 +84,17 @@ class TestUnitFile:
         names = sorted(v.split(":", 1)[0] for v in settings(UNIT)["LoadCredential"])
         assert ["app-db-url", "audit-hmac", "audit-signing"] == names
 
+    def test_legal_can_reach_the_holds_state(self) -> None:
+        """The state directory's group bits let the tmpfiles ACL of retentiond-legal take effect.
+
+        Group bits are an ACL's mask: with 0700 the `group:retentiond-legal:--x` entry on
+        /var/lib/retentiond would grant nothing, and `holds list` could not read holds/.
+        """
+        tmpfiles = (SYSTEMD / "retentiond.tmpfiles").read_text()
+        assert "a+ /var/lib/retentiond        - - - - group:retentiond-legal:--x" in tmpfiles
+        mode = int(settings(UNIT)["StateDirectoryMode"][0], 8)
+        assert (0o010, 0o000) == (mode & 0o010, mode & 0o007)
+
     def test_sysusers_declares_the_user(self) -> None:
         """sysusers.d creates the static user the unit runs as."""
         lines = [

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from retentiond.config.durations import RetentionPeriod
 from retentiond.config.holds import Hold
-from retentiond.policy.decide import Coverage, Row, holding
+from retentiond.policy.decide import Coverage, Row
 from retentiond.policy.hold_changes import (
     ApprovalProblem,
     Changed,
@@ -24,7 +24,7 @@ from retentiond.policy.hold_changes import (
     narrowing,
     period_shorter,
 )
-from retentiond.policy.holds import protecting, view_hold, view_memory
+from retentiond.policy.holds import holding, protecting, view_hold, view_memory
 
 GRACE = RetentionPeriod(7, "d")
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """What to do with the versions of one key: SPEC §4 rules 1, 3, 4 and 6 for S3, pure.
 
-Built on :func:`retentiond.policy.decide.decide` and :func:`~retentiond.policy.decide.holding`:
+Built on :func:`retentiond.policy.decide.decide` and :func:`~retentiond.policy.holds.holding`:
 
 * **current version expired** (its age strictly before the cutoff; no age = clock not started,
   kept) and not held, and no other covering category keeps it → every version of the key goes
@@ -32,7 +32,8 @@ from datetime import datetime
 
 from retentiond.config.holds import Hold
 from retentiond.config.models import S3Target
-from retentiond.policy.decide import Coverage, Row, Verdict, decide, holding
+from retentiond.policy.decide import Coverage, Row, Verdict, decide
+from retentiond.policy.holds import holding
 from retentiond.stores.base import ExpirySelection
 from retentiond.stores.s3.listing import KeyGroup
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from retentiond.logs import get_logger
+from retentiond.logs import carry_context, get_logger
 from retentiond.stores.s3 import retry
 
 log = get_logger("retentiond.s3")
@@ -129,7 +129,7 @@ def _pages(client: Any, bucket: str, prefix: str, versioned: bool) -> Iterator[l
             except queue.Full:
                 continue
 
-    thread = threading.Thread(target=produce, name="retentiond-s3-list", daemon=True)
+    thread = threading.Thread(target=carry_context(produce), name="retentiond-s3-list", daemon=True)
     thread.start()
     try:
         while True:

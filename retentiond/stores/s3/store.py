@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from retentiond.config.models import S3Store, S3Target
 from retentiond.errors import ConfigError, ConfigIssue
+from retentiond.logs import ContextThreadPool
 from retentiond.stores.base import OutcomeJournal, RunContext, Selection, Worker
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.decide import claim_for
@@ -46,7 +46,8 @@ class S3RunStore:
         self.ctx = ctx
         # botocore's own retries are off: the engine retries with visible backoff (stores.s3.retry).
         self.client = make_client(store, f"stores.{name}", botocore_retries=False)
-        self.pool = ThreadPoolExecutor(max_workers=store.max_workers, thread_name_prefix=f"retentiond-s3-{name}")
+        # Its tasks log with the run's context (run_id, category, target) of the batch that submitted them.
+        self.pool = ContextThreadPool(max_workers=store.max_workers, thread_name_prefix=f"retentiond-s3-{name}")
         refs = ctx.refs
 
         def refs_of(bucket: str, items: Sequence[tuple[str, str | None]]) -> bytes:

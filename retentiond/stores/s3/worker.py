@@ -40,7 +40,7 @@ from retentiond.config.holds import Hold
 from retentiond.errors import TemporaryFailure
 from retentiond.logs import get_logger
 from retentiond.stores.base import BatchResult, Counts, Cursor, OutcomeJournal, Phase
-from retentiond.stores.s3 import retry
+from retentiond.stores.s3 import impact, retry
 from retentiond.stores.s3.ages import is_locked, read_ages
 from retentiond.stores.s3.decide import Claim, GroupPlan, plan_group
 from retentiond.stores.s3.journal import Intent, IntentJournal
@@ -269,6 +269,22 @@ class S3Worker:
     def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
         """Return, per hold, the versions kept by it (see :meth:`counts`)."""
         return self.counts(holds).held
+
+    def released(self, before: Sequence[Hold], after: Sequence[Hold]) -> int:
+        """Return the versions deleted under ``after`` but not ``before`` (see :mod:`.impact`)."""
+        return impact.released(self, before, after)
+
+    def subject_counts(self, subjects: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+        """Return per subject the keys carrying it, exactly and ignoring case (see :mod:`.impact`)."""
+        return impact.subject_counts(self, subjects)
+
+    def plan(self, group: KeyGroup, ages: dict[str, datetime | None], holds: Sequence[Hold]) -> GroupPlan:
+        """Return what this worker would do with ``group`` under ``holds``."""
+        return self._plan(group, ages, holds)
+
+    def spool(self, holds: Sequence[Hold]) -> Spool:
+        """Return the listing of the prefix (listed on first use)."""
+        return self._ensure(holds)
 
     def counts(self, holds: Sequence[Hold]) -> Counts:
         """Return versions listed, versions this run would delete (of expired objects), held per hold,

@@ -10,6 +10,7 @@ name servers, databases and roles (connection, authentication, missing database)
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ _FATAL = re.compile(r"FATAL:\s+(.+)")
 
 #: SQLSTATE classes whose primary message names no record value.
 _NAMING_CLASSES = frozenset({"08", "28", "3D", "53", "57"})
+#: ... and single states whose fixed message says what happened ("canceling statement due to lock
+#: timeout", "deadlock detected", "could not serialize access due to concurrent update").
+_NAMING_STATES = frozenset({"55P03", "40001", "40P01"})
 #: A database that does not exist, a role refused: the configuration is wrong; retrying will not help.
 _CONFIGURATION_CLASSES = frozenset({"28", "3D"})
 #: Refused at connection start-up: CONNECT privilege missing on the database (42501 otherwise
@@ -55,10 +59,14 @@ class DatabaseError:
     table: str | None = None
     column: str | None = None
     message: str | None = None
+    #: Set for drivers without SQLSTATEs (SQLite): whether a retry may help ("database is locked").
+    retry: bool | None = None
 
     @property
     def transient(self) -> bool:
         """True when the same statement may succeed if retried (see ``_TRANSIENT_STATES``)."""
+        if self.retry is not None:
+            return self.retry
         if self.sqlstate is None:
             return True  # no SQLSTATE: the connection itself failed (refused, reset, timed out)
         return self.sqlstate in _TRANSIENT_STATES or self.sqlstate[:2] in _TRANSIENT_CLASSES
@@ -92,7 +100,9 @@ def describe(exc: BaseException) -> DatabaseError:
     diag: Any = getattr(orig, "diag", None)
     condition = type(orig).__name__
     message = None
-    if diag is not None and (sqlstate is None or sqlstate[:2] in _NAMING_CLASSES):
+    if isinstance(orig, sqlite3.Error):
+        return _describe_sqlite(orig)
+    if diag is not None and (sqlstate is None or sqlstate[:2] in _NAMING_CLASSES or sqlstate in _NAMING_STATES):
         message = diag.message_primary
     if message is None and sqlstate is None:
         # libpq's own text for a connection that never opened: host, port and the reason.
@@ -114,6 +124,25 @@ def describe(exc: BaseException) -> DatabaseError:
         column=getattr(diag, "column_name", None),
         message=message,
     )
+
+
+def _describe_sqlite(orig: sqlite3.Error) -> DatabaseError:
+    """Return a SQLite error classified as PostgreSQL's would be (SQLite has no SQLSTATE).
+
+    A constraint, foreign key or trigger ``RAISE(ABORT)`` is ``IntegrityError``: class 23, caused
+    by records. A locked or busy database may be retried. SQLite's messages may quote a trigger's
+    text, so none is kept.
+    """
+    if isinstance(orig, sqlite3.IntegrityError):
+        return DatabaseError(sqlstate="23000", condition=type(orig).__name__, retry=False)
+    if isinstance(orig, sqlite3.DataError):
+        return DatabaseError(sqlstate="22000", condition=type(orig).__name__, retry=False)
+    if isinstance(orig, sqlite3.OperationalError):
+        # "database is locked", "no such table: t": objects and states, not values.
+        text = (str(orig).splitlines() or [""])[0]
+        busy = any(w in text for w in ("locked", "busy"))
+        return DatabaseError(sqlstate=None, condition=type(orig).__name__, message=text or None, retry=busy)
+    return DatabaseError(sqlstate=None, condition=type(orig).__name__, retry=False)
 
 
 def connection_error(store: str, exc: BaseException) -> RetentiondError:

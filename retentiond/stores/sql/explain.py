@@ -15,9 +15,10 @@ import sqlalchemy as sa
 
 from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
-from retentiond.errors import TemporaryFailure, UsageError
+from retentiond.errors import UsageError
 from retentiond.policy.decide import Coverage, Row, Verdict, decide
 from retentiond.stores.base import ExpirySelection
+from retentiond.stores.sql.errors import connection_error
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.store import StoreHandle, store_engine
 
@@ -103,7 +104,7 @@ def explain_row(
                     sa.select(*_read_columns(first.table, [t for _, _, t in claims])).where(*match)
                 ).first()
         except sa.exc.OperationalError as exc:
-            raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
+            raise connection_error(store, exc) from None
     finally:
         engine.dispose()
     result = RowExplanation(store, table, row is not None, now)

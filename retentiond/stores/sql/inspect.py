@@ -416,7 +416,12 @@ class _Checker:
                     f"deletes here rewrite rows of {fk.schema}.{fk.table}",
                 )
             else:
-                self.note(path, f"foreign key {label} → {schema}.{name}: deleting a referenced row here will fail")
+                self.note(
+                    path,
+                    f"warning: foreign key {label} → {schema}.{name} has ON DELETE {fk.ondelete or 'NO ACTION'}: "
+                    f"a record here that a row of {fk.schema}.{fk.table} refers to cannot be deleted "
+                    "(it is audited as failed and retried at each run)",
+                )
 
     def check_history(self) -> None:
         history = self.target.history

@@ -18,15 +18,9 @@ from retentiond.logs import get_logger
 from retentiond.stores import registry
 from retentiond.stores.base import AccessPolicy, Explanation, Findings, RunContext, Store, TargetRef
 from retentiond.stores.sql import privileges
+from retentiond.stores.sql.errors import connection_error, describe
 
 log = get_logger("retentiond.daemon")  # the probe speaks for the daemon, as it always has
-
-# SQLSTATEs of a connection refused for a reason the configuration must fix.
-_CONFIG_SQLSTATES = {
-    "3D000": "database does not exist",
-    "28000": "role not allowed to connect",
-    "28P01": "password authentication failed",
-}
 
 
 class SqlKind:
@@ -74,7 +68,7 @@ class SqlKind:
             raise ConfigError([ConfigIssue(path, "the store's URL is empty")])
         try:
             engine = make_engine(url)
-        except sa.exc.ArgumentError:
+        except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ConfigError(
                 [ConfigIssue(path, "the store's URL is not a valid database URL (driver://user@host/db)")]
             ) from None
@@ -99,8 +93,11 @@ class SqlKind:
                     conn.execute(sa.text("SELECT 1"))
             finally:
                 engine.dispose()
+        except sa.exc.DBAPIError as exc:
+            log.warning("store probe failed", store=name, error=describe(exc).render())
+            return False
         except (sa.exc.SQLAlchemyError, RetentiondError) as exc:
-            log.warning("store probe failed", store=name, error=type(exc).__name__)
+            log.warning("store probe failed", store=name, error=str(exc) or type(exc).__name__)
             return False
         return True
 
@@ -148,15 +145,10 @@ def _inspect_targets(
 ) -> Iterator[Findings]:
     from retentiond.stores.sql.inspect import SchemaCatalog, inspect_sql_target
 
-    path = f"stores.{name}"
     try:
         conn = engine.connect()
     except sa.exc.DBAPIError as exc:
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate in _CONFIG_SQLSTATES:
-            raise ConfigError([ConfigIssue(path, f"cannot connect: {_CONFIG_SQLSTATES[sqlstate]}")]) from None
-        reason = f"SQLSTATE {sqlstate}" if sqlstate else type(exc.orig).__name__
-        raise TemporaryFailure(f"store {name!r} is unreachable ({reason})") from None
+        raise connection_error(name, exc) from None
     with conn:
         catalog = SchemaCatalog(conn)
         for ref in targets:
@@ -165,8 +157,7 @@ def _inspect_targets(
             except sa.exc.DBAPIError as exc:
                 if exc.connection_invalidated:
                     raise TemporaryFailure(f"store {name!r}: connection lost while reading the schema") from None
-                sqlstate = getattr(exc.orig, "sqlstate", None) or type(exc.orig).__name__
-                message = f"reading the schema of store {name!r} failed ({sqlstate})"
+                message = f"reading the schema of store {name!r} failed ({describe(exc).render()})"
                 yield Findings(issues=[ConfigIssue(ref.path, message)])
                 conn.rollback()
         conn.rollback()

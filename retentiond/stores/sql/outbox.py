@@ -41,7 +41,14 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         # Canonical key texts (JSON array) of the rows, when their refs are computed by the relay
         # instead of inside the batch's transaction; removed with the row once relayed.
         sa.Column("keys", sa.Text, nullable=True),
+        # A failed row's SQLSTATE and object names (JSON; see OutcomeRow.failure). Added in 0.x:
+        # ``Outbox.ensure`` adds it to an outbox created before.
+        sa.Column("failure", sa.Text, nullable=True),
     )
+
+
+# A constant statement (no input reaches it): SQLAlchemy Core has no ALTER TABLE construct.
+_ADD_FAILURE = sa.text("ALTER TABLE retentiond_outbox ADD COLUMN failure TEXT")
 
 
 # An outbox row is the shared outcome row (its ``prefix`` is never set by SQL and not stored).
@@ -61,20 +68,23 @@ class Outbox:
         self.table = outbox_table(sa.MetaData())
 
     def ensure(self) -> None:
-        """Create the outbox table when it does not exist yet.
+        """Create the outbox table when it does not exist yet; add the ``failure`` column to an older one.
 
         Two runners of different categories may open one store at the same moment; on PostgreSQL
         a transaction-level advisory lock makes the second wait for the first's ``CREATE TABLE``
         (without it, both pass the existence check and one fails on the catalog's unique index).
 
         Raises:
-            ConfigError: it does not exist and the role may not create it (SQLSTATE 42501).
+            ConfigError: the table or the column is missing and the role may not create it (SQLSTATE 42501).
         """
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
                 self.table.create(conn, checkfirst=True)
+                columns = {c["name"] for c in sa.inspect(conn).get_columns(OUTBOX_TABLE)}
+                if "failure" not in columns:
+                    conn.execute(_ADD_FAILURE)
         except sa.exc.ProgrammingError as exc:
             if getattr(exc.orig, "sqlstate", None) != "42501":
                 raise
@@ -84,8 +94,9 @@ class Outbox:
                 [
                     ConfigIssue(
                         f"stores.{self.store_name}",
-                        f"the outbox table {OUTBOX_TABLE} does not exist and the role may not create it: "
-                        "have a DBA create it (`retentiond print-grants`) or grant CREATE on the role's schema",
+                        f"the outbox table {OUTBOX_TABLE} (or its column failure) does not exist and the role may "
+                        "not create it: have a DBA create it (`retentiond print-grants`) or grant CREATE on the "
+                        "role's schema",
                     )
                 ]
             ) from None

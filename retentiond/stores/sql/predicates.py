@@ -8,10 +8,12 @@ expression is two-valued (no SQL NULL leaks into a ``NOT``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -68,28 +70,69 @@ def in_subjects(target: BoundTarget, subjects: Sequence[str]) -> ColumnElement[b
     return sa.and_(subject.is_not(None), sa.cast(subject, sa.Text).in_(list(subjects)))
 
 
-def held_by(hold: Hold, covering: Sequence[Claim], run_start: datetime) -> ColumnElement[bool]:
-    """Return "``hold`` covers the row through one of the ``covering`` claims"."""
+@dataclass(frozen=True)
+class HoldScope:
+    """What a hold reads of a row through one covering category: the SQL twin of a policy ``Coverage``.
+
+    ``covered`` is "the category's filters hold for the row" (``sa.true()`` where they do not
+    apply, as for prior versions); ``age`` is the clock a ``keep_younger_than`` floor reads;
+    ``subject_in(subjects)`` is "the row's subject is one of ``subjects``", None when the target
+    has no subject column (a subject-scoped hold then protects every row: fails closed).
+    """
+
+    category: str
+    covered: ColumnElement[bool]
+    age: sa.Column[Any]
+    subject_in: Callable[[Sequence[str]], ColumnElement[bool]] | None
+    dialect: str
+    zone: ZoneInfo | None
+
+
+def claim_scope(claim: Claim) -> HoldScope:
+    """Return how a hold reads a row of ``claim``'s table: its filters, its age column, its subject column."""
+    t = claim.target
+    subject_in = None if t.subject is None else partial(in_subjects, t)
+    return HoldScope(claim.category, covers(claim), t.table.c[t.age.name], subject_in, t.dialect, t.age_zone)
+
+
+def held_through(hold: Hold, scopes: Sequence[HoldScope], run_start: datetime) -> ColumnElement[bool]:
+    """Return "``hold`` covers the row through one of ``scopes``": ``policy.holds.holding`` in SQL.
+
+    The one SQL expression of hold matching, for records and for their prior versions alike.
+    """
     alternatives: list[ColumnElement[bool]] = []
-    for claim in covering:
-        if not hold.covers_category(claim.category):
+    for scope in scopes:
+        if not hold.covers_category(scope.category):
             continue
-        t = claim.target
-        parts: list[ColumnElement[bool]] = [covers(claim)]
-        if hold.subjects is not None and t.subject is not None:
-            parts.append(in_subjects(t, hold.subjects))
+        parts: list[ColumnElement[bool]] = [scope.covered]
+        if hold.subjects is not None and scope.subject_in is not None:
+            parts.append(scope.subject_in(hold.subjects))
         if hold.keep_younger_than is not None:
             # Held unless the age is a time at or before the floor (NULL or unreadable: held).
-            age = t.table.c[t.age.name]
             floor = hold.keep_younger_than.before(run_start)
-            parts.append(sa.or_(sa.not_(ages.is_time(age, t.dialect)), ages.after(age, floor, t.dialect, t.age_zone)))
+            parts.append(
+                sa.or_(
+                    sa.not_(ages.is_time(scope.age, scope.dialect)),
+                    ages.after(scope.age, floor, scope.dialect, scope.zone),
+                )
+            )
         alternatives.append(sa.and_(*parts))
     return sa.or_(sa.false(), *alternatives)
 
 
+def held_by(hold: Hold, covering: Sequence[Claim], run_start: datetime) -> ColumnElement[bool]:
+    """Return "``hold`` covers the row through one of the ``covering`` claims"."""
+    return held_through(hold, [claim_scope(c) for c in covering], run_start)
+
+
+def any_held_through(holds: Sequence[Hold], scopes: Sequence[HoldScope], run_start: datetime) -> ColumnElement[bool]:
+    """Return "any of ``holds`` covers the row through one of ``scopes``"."""
+    return sa.or_(sa.false(), *(held_through(h, scopes, run_start) for h in holds))
+
+
 def any_held(holds: Sequence[Hold], covering: Sequence[Claim], run_start: datetime) -> ColumnElement[bool]:
     """Return "any of ``holds`` covers the row"."""
-    return sa.or_(sa.false(), *(held_by(h, covering, run_start) for h in holds))
+    return any_held_through(holds, [claim_scope(c) for c in covering], run_start)
 
 
 def eligible(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -18,7 +18,7 @@ from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig
 from retentiond.config.models import SqlStore
 from retentiond.config.secrets import read_secret_text
-from retentiond.errors import ConfigError, ConfigIssue, TemporaryFailure
+from retentiond.errors import ConfigError, ConfigIssue, RetentiondError, TemporaryFailure
 from retentiond.stores.base import (
     BatchResult,
     Counts,
@@ -30,12 +30,17 @@ from retentiond.stores.base import (
     Selection,
     Worker,
 )
+from retentiond.stores.sql import retry
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
 from retentiond.stores.sql.engine import make_engine
+from retentiond.stores.sql.errors import connection_error
 from retentiond.stores.sql.outbox import Outbox
-from retentiond.stores.sql.predicates import Claim
+from retentiond.stores.sql.predicates import Claim, covers
+from retentiond.stores.sql.retry import RetryPolicy
 from retentiond.stores.sql.worker import TargetWorker
+
+T = TypeVar("T")
 
 
 def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
@@ -51,9 +56,14 @@ def store_engine(loaded: LoadedConfig, name: str, **kwargs: Any) -> sa.Engine:
         raise ConfigError([ConfigIssue(f"stores.{name}.url_env", "the store's URL is empty")])
     try:
         return make_engine(url, **kwargs)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except sa.exc.NoSuchModuleError:
         raise ConfigError(
-            [ConfigIssue(f"stores.{name}.url", f"unusable database URL ({type(exc).__name__})")]
+            [ConfigIssue(f"stores.{name}.url", "the URL names a database driver that is not installed")]
+        ) from None
+    except (sa.exc.ArgumentError, ValueError):
+        # ValueError: a port that is not a number. The URL itself is never echoed (it may hold secrets).
+        raise ConfigError(
+            [ConfigIssue(f"stores.{name}.url", "not a valid database URL (driver://user@host:port/database)")]
         ) from None
 
 
@@ -79,8 +89,8 @@ def check_clock(
             before = clock()
             db_now = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
             after = clock()
-    except sa.exc.OperationalError as exc:
-        raise TemporaryFailure(f"store {store!r} unreachable: {type(exc.orig).__name__}") from None
+    except sa.exc.DBAPIError as exc:
+        raise connection_error(store, exc) from None
     ours = before + (after - before) / 2
     skew = abs(db_now - ours)
     if skew > max_skew:
@@ -90,9 +100,10 @@ def check_clock(
         )
 
 
-def unreachable(name: str, exc: sa.exc.OperationalError) -> TemporaryFailure:
-    """Return the failure of store ``name`` being unreachable (names the driver's error, never the URL)."""
-    return TemporaryFailure(f"store {name!r} unreachable: {type(exc.orig).__name__}")
+def unreachable(name: str, exc: sa.exc.DBAPIError) -> RetentiondError:
+    """Return the failure of store ``name`` being unusable: ConfigError (no such database, role refused) or
+    TemporaryFailure, with the SQLSTATE and the server's primary message, never the URL."""
+    return connection_error(name, exc)
 
 
 @dataclass
@@ -167,10 +178,18 @@ class SqlWorker:
 
     prefix: str | None = None
 
-    def __init__(self, inner: TargetWorker, selection: ExpirySelection, run_id: str) -> None:
+    def __init__(
+        self, inner: TargetWorker, selection: ExpirySelection, run_id: str, retry: RetryPolicy | None = None
+    ) -> None:
         self.inner = inner
         self.run_start = selection.run_start
         self.run_id = run_id
+        self.retry = retry or RetryPolicy()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Return ``fn()``, retried on transient errors; any database error named (SQLSTATE, message)."""
+        where = f"store {self.inner.store!r} table {self.inner.target_name}"
+        return retry.call(self.retry, where, self.inner.target.path, fn)
 
     @property
     def category(self) -> str:
@@ -208,21 +227,65 @@ class SqlWorker:
 
     def counts(self, holds: Sequence[Hold]) -> Counts:
         """Return the plan figures (see :meth:`TargetWorker.counts`)."""
-        return self.inner.counts(holds, self.run_start)
+        return self._call(lambda: self.inner.counts(holds, self.run_start))
 
     def run_batch(self, phase: Phase, cursor: Cursor, holds: Sequence[Hold], *, dry_run: bool) -> BatchResult:
         """Run the next batch of ``phase`` (see :meth:`TargetWorker.run_batch`, ``run_history_batch``)."""
-        if phase is Phase.PRIOR_VERSIONS:
-            return self.inner.run_history_batch(cursor, holds, self.run_start, self.run_id, dry_run=dry_run)
-        return self.inner.run_batch(cursor, holds, self.run_start, self.run_id, dry_run=dry_run)
+        batch = self.inner.run_history_batch if phase is Phase.PRIOR_VERSIONS else self.inner.run_batch
+        start = cursor.after
+
+        def attempt() -> BatchResult:
+            cursor.after = start  # a retried batch starts where the failed attempt did
+            return batch(cursor, holds, self.run_start, self.run_id, dry_run=dry_run)
+
+        return self._call(attempt)
 
     def remaining(self, holds: Sequence[Hold]) -> int:
         """Return what is still eligible (see :meth:`TargetWorker.remaining`)."""
-        return self.inner.remaining(holds, self.run_start)
+        return self._call(lambda: self.inner.remaining(holds, self.run_start))
 
     def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
         """Return, per hold, the rows it kept."""
-        return self.inner.held_counts(holds, self.run_start)
+        return self._call(lambda: self.inner.held_counts(holds, self.run_start))
+
+    def released(self, before: Sequence[Hold], after: Sequence[Hold]) -> int:
+        """Return the rows the batches' condition selects under ``after`` and not under ``before``.
+
+        Raises:
+            TemporaryFailure: the database is unreachable.
+        """
+        inner = self.inner
+        cond = sa.and_(inner.condition(after, self.run_start), sa.not_(inner.condition(before, self.run_start)))
+        stmt = sa.select(sa.func.count()).select_from(inner.target.table).where(cond)
+        try:
+            with inner.engine.connect() as conn:
+                return int(conn.execute(stmt).scalar_one())
+        except sa.exc.OperationalError as exc:
+            raise unreachable(inner.store, exc) from None
+
+    def subject_counts(self, subjects: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+        """Return per subject the rows (of the category's filter) whose subject is it, exactly and
+        ignoring case (``lower()`` in the database); None without ``subject_column``.
+
+        Raises:
+            TemporaryFailure: the database is unreachable.
+        """
+        t = self.inner.target
+        if t.subject is None:
+            return None
+        value = sa.cast(t.table.c[t.subject.name], sa.Text)
+        lowered = sorted({s.lower() for s in subjects})
+        stmt = (
+            sa.select(value, sa.func.count())
+            .where(covers(self.inner.acting), sa.func.lower(value).in_(lowered))
+            .group_by(value)
+        )
+        try:
+            with self.inner.engine.connect() as conn:
+                found = {str(v): int(n) for v, n in conn.execute(stmt).all()}
+        except sa.exc.OperationalError as exc:
+            raise unreachable(self.inner.store, exc) from None
+        return {s: (found.get(s, 0), sum(n for v, n in found.items() if v.lower() == s.lower())) for s in subjects}
 
 
 class SqlRunStore:
@@ -292,7 +355,7 @@ class SqlRunStore:
                 prior_versions_cutoff=selection.prior_cutoffs.get(category),
                 key_text=self.ctx.key_text,
             )
-            workers.append(SqlWorker(inner, selection, self.ctx.run_id))
+            workers.append(SqlWorker(inner, selection, self.ctx.run_id, RetryPolicy.of(store)))
         return workers
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
 from retentiond.config.loader import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (tests/stores/<kind>/conftest.py)
 
 
 def backdate(bucket: str, key: str, version_id: str | None, when: datetime) -> None:

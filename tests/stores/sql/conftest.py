@@ -27,7 +27,7 @@ from retentiond.audit.signing import generate_key_pair
 from retentiond.cli.render import toml_like
 from retentiond.config.loader import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (tests/stores/<kind>/conftest.py)
 TZ = sa.DateTime(timezone=True)
 
 metadata = sa.MetaData()
@@ -164,8 +164,8 @@ class Env:
         """Return the state directory (ledger, holds state)."""
         return self.dir / "state"
 
-    def configure(self, categories: dict[str, Any], **daemon: Any) -> Path:
-        """Write the config with ``categories`` and daemon overrides; return its path."""
+    def configure(self, categories: dict[str, Any], *, store: dict[str, Any] | None = None, **daemon: Any) -> Path:
+        """Write the config (categories, store ``app``'s extra settings, daemon overrides); return its path."""
         self.categories = categories
         self.daemon = daemon
         keys = self.dir / "keys"
@@ -185,7 +185,7 @@ class Env:
                 **daemon,
             },
             "audit": {"hmac_key_file": str(keys / "hmac.key"), "signing_key_file": str(keys / "signing.pem")},
-            "stores": {"app": {"kind": "sql", "url": self.url}},
+            "stores": {"app": {"kind": "sql", "url": self.url, **(store or {})}},
             "categories": categories,
         }
         self.config_path.write_text(toml_like(data), encoding="utf-8")

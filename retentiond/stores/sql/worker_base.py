@@ -1,0 +1,127 @@
+"""The shared part of an SQL target worker: its claim and settings, the acting condition, key lists.
+
+:class:`~retentiond.stores.sql.worker.TargetWorker` is assembled from this base, the plan
+counts (:mod:`retentiond.stores.sql.counting`), the prior versions
+(:mod:`retentiond.stores.sql.history`) and the batches of records (:mod:`retentiond.stores.sql.worker`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from retentiond.config.holds import Hold
+from retentiond.stores.sql.anonymize import Pseudonymizer
+from retentiond.stores.sql.binding import BoundTarget
+from retentiond.stores.sql.outbox import Outbox
+from retentiond.stores.sql.predicates import Claim, eligible, not_anonymized
+
+# The canonical key text of a row's key values (``audit.refs.canonical_key``, handed in).
+KeyText = Callable[[Sequence[Any]], str]
+
+
+def _pg_timeouts(conn: sa.Connection, lock_timeout: timedelta, statement_timeout: timedelta) -> None:
+    # set_config(..., true) is SET LOCAL with bound values: scoped to this batch's transaction.
+    conn.execute(
+        sa.select(
+            sa.func.set_config("lock_timeout", f"{int(lock_timeout.total_seconds() * 1000)}ms", True),
+            sa.func.set_config("statement_timeout", f"{int(statement_timeout.total_seconds() * 1000)}ms", True),
+        )
+    )
+
+
+def _canonical_keys(key_text: KeyText | None, keys: list[tuple[Any, ...]]) -> str:
+    """Return the canonical key texts of ``keys`` as a JSON array (what record refs are made of)."""
+    assert key_text is not None, "a worker that writes needs key_text (the canonical key text of a row)"
+    return json.dumps([key_text(k) for k in keys], separators=(",", ":"), ensure_ascii=False)
+
+
+class WorkerBase:
+    """What every part of a target worker shares: the claim, the settings, the conditions."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        acting: Claim,
+        others: Sequence[Claim],
+        *,
+        batch_size: int,
+        lock_timeout: timedelta,
+        statement_timeout: timedelta,
+        pseudonym: Pseudonymizer,
+        outbox: Outbox,
+        prior_versions_cutoff: datetime | None,
+        key_text: KeyText | None = None,
+    ) -> None:
+        self.engine = engine
+        self.acting = acting
+        self.others = list(others)
+        self.target: BoundTarget = acting.target
+        self.batch_size = batch_size
+        self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
+        self.pseudonym = pseudonym
+        self.outbox = outbox
+        self.prior_cutoff = prior_versions_cutoff
+        self.anonymize = acting.action == "anonymize"
+        self.key_text = key_text  # canonical key text of a row's key (handed in: stores do not import audit)
+        # Rows a statement refused in this run (stores.sql.poison): not tried again until the next run.
+        self.failed_keys: list[tuple[Any, ...]] = []
+
+    # -- what the run driver reads (the S3 worker offers the same) -----------------------------
+
+    @property
+    def category(self) -> str:
+        """Return the acting category."""
+        return self.acting.category
+
+    @property
+    def action(self) -> str:
+        """Return "delete" or "anonymize"."""
+        return self.acting.action
+
+    @property
+    def cutoff(self) -> datetime:
+        """Return the acting category's cutoff for this run."""
+        return self.acting.cutoff
+
+    @property
+    def store(self) -> str:
+        """Return the store name."""
+        return self.target.store
+
+    @property
+    def target_name(self) -> str:
+        """Return the target's name in reports and the ledger (the table as configured)."""
+        return self.target.table_name
+
+    @property
+    def has_history(self) -> bool:
+        """Return True when prior versions expire on their own (history table and prior_versions)."""
+        return self.target.history is not None and self.prior_cutoff is not None
+
+    # -- conditions ---------------------------------------------------------------------------
+
+    def condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
+        """Return the full condition under which this worker may touch a row now."""
+        cond = eligible(self.acting, self.others, holds, run_start)
+        if self.anonymize:
+            cond = sa.and_(cond, not_anonymized(self.target))
+        return cond
+
+    def _key_in(
+        self, keys: list[tuple[Any, ...]], columns: Sequence[sa.Column[Any]] | None = None
+    ) -> ColumnElement[bool]:
+        cols = list(columns or self.target.key)
+        if len(cols) == 1:
+            values = [k[0] for k in keys]
+            if self.target.dialect == "postgresql":
+                return cols[0] == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(cols[0].type)))
+            return cols[0].in_(values)
+        return sa.tuple_(*cols).in_(keys)
