@@ -15,17 +15,13 @@ from pathlib import Path
 
 LIMIT = 450
 
-# Modules a little over the limit (≤ 470 lines: "~450"), and the four over 490 that are being
-# split by responsibility (stores/sql/inspect.py, stores/sql/worker.py, audit/verify.py,
-# audit/events.py). An entry that is no longer over the limit fails, so the list only shrinks.
+# Modules a little over the limit (≤ 470 lines: "~450"). An entry that is no longer over the
+# limit fails, so the list only shrinks.
 ALLOWED = {
     "actions/run.py",
-    "audit/events.py",
-    "audit/verify.py",
     "cli/audit_cmd.py",
     "report/aggregate.py",
     "stores/base.py",
-    "stores/sql/inspect.py",
 }
 
 

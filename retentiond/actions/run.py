@@ -374,6 +374,7 @@ class Runner:
             prior_versions_eligible=counts.history_expired,
             blocked=counts.blocked,
             prefix=worker.prefix or None,
+            oldest=counts.oldest,
         )
         limit = self.settings.daemon.max_fraction_per_run
         if counts.total and counts.eligible / counts.total > limit:

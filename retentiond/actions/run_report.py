@@ -36,6 +36,7 @@ class TargetReport:
     blocked: int = 0  # S3 versions Object Lock kept (legal hold or unexpired retention)
     prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
     failed: int = 0  # records the store refused (audited as failed, retried at the next run)
+    oldest: datetime | None = None  # age of the oldest eligible record at the plan (None: nothing eligible)
 
     @property
     def name(self) -> str:
@@ -60,6 +61,7 @@ class TargetReport:
         """Return the report as JSON-ready data."""
         out = dict(self.__dict__)
         out["cutoff"] = self.cutoff.isoformat()
+        out["oldest"] = self.oldest.isoformat() if self.oldest is not None else None
         return out
 
 

@@ -13,6 +13,7 @@ from retentiond.audit.refs import RefMaker
 from retentiond.cli.context import AppContext, common_options, pass_app
 from retentiond.config.loader import LoadedConfig
 from retentiond.errors import ConfigError, ConfigIssue, ExitCode, RetentiondError, UsageError
+from retentiond.stores import registry
 
 
 def hmac_maker(loaded: LoadedConfig) -> RefMaker:
@@ -31,10 +32,10 @@ def hmac_maker(loaded: LoadedConfig) -> RefMaker:
 
 def _key_columns(loaded: LoadedConfig, store: str, table_name: str) -> int | None:
     """Return how many key columns the configured target ``store``/``table`` has, if configured."""
-    for category in loaded.settings.categories.values():
-        for target in category.sql:
-            if target.store == store and target.table == table_name:
-                return len(target.key)
+    for category in loaded.settings.categories:
+        for ref in registry.targets(loaded.settings, category):
+            if ref.store == store and ref.target == table_name and ref.key_columns is not None:
+                return ref.key_columns
     return None
 
 

@@ -9,6 +9,7 @@ from retentiond.cli.render import table, toml_like
 from retentiond.config.loader import load_holds
 from retentiond.config.secrets import redacted
 from retentiond.errors import ConfigError, ExitCode
+from retentiond.stores import registry
 
 
 @click.group("config")
@@ -50,6 +51,7 @@ def validate(app: AppContext, connect: bool) -> int:
         raise ConfigError(issues)
     assert loaded is not None
     settings = loaded.settings
+    kinds = registry.kinds()  # one count per kind of store, in registration order (SQL, then S3)
     if app.json:
         app.emit_json(
             {
@@ -62,8 +64,7 @@ def validate(app: AppContext, connect: bool) -> int:
                     name: {
                         "retain": str(c.retain),
                         "action": c.action,
-                        "sql_targets": len(c.sql),
-                        "s3_targets": len(c.s3),
+                        **{f"{k.kind}_targets": len(k.targets(settings, name)) for k in kinds},
                     }
                     for name, c in settings.categories.items()
                 },
@@ -80,13 +81,12 @@ def validate(app: AppContext, connect: bool) -> int:
             str(c.retain),
             c.action,
             str(c.prior_versions or "-"),
-            len(c.sql),
-            len(c.s3),
+            *(len(k.targets(settings, name)) for k in kinds),
             c.schedule or settings.daemon.schedule,
         )
         for name, c in settings.categories.items()
     ]
-    click.echo(table(["category", "retain", "action", "prior versions", "sql", "s3", "schedule"], rows))
+    click.echo(table(["category", "retain", "action", "prior versions", *(k.kind for k in kinds), "schedule"], rows))
     for note in findings:
         click.echo(f"{note['where']}: {note['message']}")
     return ExitCode.OK

@@ -17,6 +17,7 @@ from retentiond.config.holds import Hold
 from retentiond.config.loader import LoadedConfig, load_holds
 from retentiond.errors import ConfigError, ConfigIssue, ExitCode, HoldsUnavailable
 from retentiond.policy.holds import HoldView
+from retentiond.stores import registry
 
 if TYPE_CHECKING:
     ParamBase = click.ParamType[Any]  # generic from click 8.3 on
@@ -168,7 +169,7 @@ def check_warnings(loaded: LoadedConfig, holds: tuple[Hold, ...]) -> list[str]:
     """Return the mistakes found in valid holds that need no database: subjects with spaces or
     listed twice, and subject holds on targets that cannot tell whose a record is."""
     warnings: list[str] = []
-    categories = loaded.settings.categories
+    settings = loaded.settings
     for hold in holds:
         subjects = hold.subjects or []
         for n, subject in enumerate(subjects, start=1):
@@ -181,21 +182,12 @@ def check_warnings(loaded: LoadedConfig, holds: tuple[Hold, ...]) -> list[str]:
             warnings.append(f"hold {hold.id}: {len(subjects) - len(set(subjects))} subject(s) listed twice")
         if hold.subjects is None or hold.lifted:
             continue
-        for name, category in categories.items():
+        for name in settings.categories:
             if not hold.covers_category(name):
                 continue
-            for i, sql in enumerate(category.sql):
-                if sql.subject_column is None:
-                    warnings.append(
-                        f"hold {hold.id}: categories.{name}.sql[{i}] ({sql.store}/{sql.table}) has no subject_column: "
-                        "the hold protects every record of that table, whoever's"
-                    )
-            for i, s3 in enumerate(category.s3):
-                if s3.subject_pattern is None:
-                    warnings.append(
-                        f"hold {hold.id}: categories.{name}.s3[{i}] ({s3.store}/{s3.bucket}) has no subject_pattern: "
-                        "the hold protects every object of that prefix, whoever's"
-                    )
+            for ref in registry.targets(settings, name):
+                if ref.no_subject is not None:
+                    warnings.append(f"hold {hold.id}: {ref.path} ({ref.store}/{ref.target}) {ref.no_subject}")
     return warnings
 
 

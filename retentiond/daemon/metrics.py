@@ -135,6 +135,13 @@ class Metrics:
             ["category", "target"],
             registry=r,
         )
+        self.backlog_age = Gauge(
+            "retentiond_backlog_oldest_age_seconds",
+            "Age of the oldest eligible record when the target's batches began at the category's last run"
+            " (0: none eligible).",
+            ["category", "target"],
+            registry=r,
+        )
         self.failed_records = Gauge(
             "retentiond_failed_records",
             "Records (S3: object versions) the category's last run could not act on.",
@@ -143,7 +150,7 @@ class Metrics:
         )
         self.guard_trips = Counter(
             "retentiond_guard_trips",
-            "Runs the blast-radius guard stopped, per category and stopped target.",
+            "Runs of a category the blast-radius guard stopped (one per run, whichever targets tripped it).",
             ["category"],
             registry=r,
         )
@@ -181,6 +188,7 @@ class Metrics:
 
     def _target(self, category: str, target: str) -> None:
         self.backlog.labels(category, target)
+        self.backlog_age.labels(category, target)
         self.failed_records.labels(category, target)
 
     def observe_run(self, category: str, report: Any) -> None:
@@ -190,6 +198,8 @@ class Metrics:
             if t.category != category:
                 continue
             self.backlog.labels(category, t.name).set(t.eligible)
+            age = (report.run_start - t.oldest).total_seconds() if t.oldest is not None and t.eligible else 0.0
+            self.backlog_age.labels(category, t.name).set(max(age, 0.0))
             self.failed_records.labels(category, t.name).set(t.failed)
             stopped = stopped or t.guard == "tripped"
         if stopped:
@@ -214,7 +224,7 @@ class Metrics:
             for gauge in (self.last_success, self.next_run):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
-            for labelled in (self.backlog, self.failed_records):
+            for labelled in (self.backlog, self.backlog_age, self.failed_records):
                 for labels in [k for k in labelled._metrics if k[0] == name]:  # noqa: SLF001 - no public listing
                     labelled.remove(*labels)
 

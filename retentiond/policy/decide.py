@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from retentiond.config.holds import Hold
@@ -124,6 +124,7 @@ def decide_prior_version(
     run_start: datetime,
     *,
     has_subject: bool,
+    others: Sequence[str] = (),
 ) -> Decision:
     """Return whether a prior version of a record (a history row) expires now.
 
@@ -132,11 +133,14 @@ def decide_prior_version(
     superseded; its match filters do not apply (versions of every record expire). The version's
     ``subject`` is its record's; ``has_subject`` is False when that is unknown (no subject
     column, or the record is gone), so a subject-scoped hold protects the version (fails closed).
+    ``others`` names the other categories claiming the record's table: a hold on one of them
+    protects the version too, their filters unread (fails closed).
     Returns ``NOT_EXPIRED``, ``HELD`` (with the holds) or ``ACT``.
     """
     if not expired(coverage, version):
         return Decision(Verdict.NOT_EXPIRED)
-    held = holding(version, [coverage], holds, run_start, has_subject=has_subject)
+    covering = [coverage, *(replace(coverage, category=name, match={}) for name in others)]
+    held = holding(version, covering, holds, run_start, has_subject=has_subject)
     if held:
         return Decision(Verdict.HELD, holds=held)
     return Decision(Verdict.ACT)

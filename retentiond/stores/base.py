@@ -47,6 +47,9 @@ class TargetRef:
     ``target`` is the target's name in reports, metrics and the ledger (a table as configured,
     a bucket); ``prefix`` narrows it where the kind has one (an S3 key prefix), else None;
     ``path`` is the dotted config path of its declaration (``categories.NAME.sql[0]``).
+    ``no_subject`` says, when the target cannot tell a record's subject, which option is missing
+    and what a subject hold then protects (None: it can tell); ``key_columns`` is how many values
+    make a record's key where the kind's records have a column key (None otherwise).
     """
 
     kind: str
@@ -56,6 +59,8 @@ class TargetRef:
     target: str
     path: str
     prefix: str | None = None
+    no_subject: str | None = None
+    key_columns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class Counts:
     history_expired: int
     blocked: int = 0
     held_records: int = 0
+    oldest: datetime | None = None  # age (aware) of the oldest eligible record; None: nothing eligible
 
 
 @dataclass

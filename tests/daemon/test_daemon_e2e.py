@@ -191,10 +191,13 @@ class TestStop:
         daemon.signal(signal.SIGINT)
         # Exit code 128 + the signal handled second (Python may run either handler first).
         assert daemon.wait(10) in {128 + signal.SIGTERM, 128 + signal.SIGINT}
-        # The chain is intact, but the cut run's outcomes are signed by no checkpoint yet (issue 11).
+        # The chain is intact. The cut run's outcomes are signed by no checkpoint yet (issue 11) --
+        # unless the first signal's orderly stop reached its checkpoint before the second signal
+        # cut it (a loaded machine); then the tail is signed and verify passes outright.
         unsigned = site.cli("audit", "verify")
         kind = unsigned.stdout.split(": ")[1] if unsigned.stdout.startswith("FAILED") else unsigned.stdout
-        assert (65, True) == (unsigned.returncode, kind in ("no_checkpoint", "unsigned_outcome"))
+        signed = unsigned.returncode == 0 and site.entries()[-1]["event"] == "checkpoint"
+        assert signed or (65, True) == (unsigned.returncode, kind in ("no_checkpoint", "unsigned_outcome"))
         assert 0 == site.cli("audit", "verify", "--allow-unsigned-tail").returncode
         site.write(pause="0s")
         again = start_daemon(site)

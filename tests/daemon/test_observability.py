@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ class TestShippedRules:
     def test_promtool_check_rules(self) -> None:
         """`promtool check rules` on deploy/prometheus/retentiond-rules.yml succeeds."""
         done = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
-        assert (0, "SUCCESS: 13 rules found") == (done.returncode, done.stdout.strip().splitlines()[-1].strip())
+        assert (0, "SUCCESS: 14 rules found") == (done.returncode, done.stdout.strip().splitlines()[-1].strip())
 
     def test_docs_show_the_shipped_rules(self) -> None:
         """The YAML block of docs/operations.md's "Alerting" is the file, byte for byte."""
@@ -82,15 +82,19 @@ class TestLastRunGauges:
         metrics = Metrics()
         report = RunReport("r", datetime.now(UTC), "run", pending={"app": 0, "files": 2})
         cutoff = datetime.now(UTC)
+        oldest = report.run_start - timedelta(days=40, seconds=5)
         report.targets = [
             TargetReport("c", "app", "t1", "delete", cutoff, total=10, eligible=7, failed=1, guard="tripped"),
-            TargetReport("c", "files", "b", "delete", cutoff, total=5, eligible=3, prefix="p/"),
+            TargetReport("c", "files", "b", "delete", cutoff, total=5, eligible=3, prefix="p/", oldest=oldest),
             TargetReport("other", "app", "t2", "delete", cutoff, eligible=99),
         ]
         metrics.observe_run("c", report)
         text = metrics.render().decode()
         assert {'{category="c",target="app/t1"}': 7.0, '{category="c",target="files/b/p/"}': 3.0} == metric_lines(
             text, "retentiond_backlog_records"
+        )
+        assert {'{category="c",target="app/t1"}': 0.0, '{category="c",target="files/b/p/"}': 40 * 86400 + 5.0} == (
+            metric_lines(text, "retentiond_backlog_oldest_age_seconds")
         )
         assert 1.0 == metric_lines(text, "retentiond_failed_records")['{category="c",target="app/t1"}']
         assert {'{category="c"}': 1.0} == metric_lines(text, "retentiond_guard_trips_total")
@@ -117,7 +121,11 @@ class TestLiveDaemon:
         done = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
         assert (0, "") == (done.returncode, done.stdout + done.stderr)
         label = '{category="clicks",target="app/clicks"}'
-        assert metric_lines(text, "retentiond_backlog_records")[label] in (50.0, 0.0)  # first run, or a later one
+        backlog = metric_lines(text, "retentiond_backlog_records")[label]
+        assert backlog in (50.0, 0.0)  # first run, or a later one
+        # The site's expired rows are 40 to 44 days old: the oldest is 44 days (and seconds) at the run.
+        oldest = metric_lines(text, "retentiond_backlog_oldest_age_seconds")[label]
+        assert (44 * 86400 <= oldest < 44 * 86400 + 600) if backlog else (0.0 == oldest)
         assert {label: 0.0} == metric_lines(text, "retentiond_failed_records")
         assert {'{category="clicks"}': 0.0} == metric_lines(text, "retentiond_guard_trips_total")
         assert {'{store="app"}': 0.0} == metric_lines(text, "retentiond_outbox_pending")

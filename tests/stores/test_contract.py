@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,12 +26,23 @@ from tests.stores.sql import conftest as sql_env
 EXPIRED = [f"acct_x/{i:03d}" for i in range(1, 10)]
 YOUNG = [f"acct_x/{i:03d}" for i in range(10, 13)]
 HELD = [f"acct_held/{i:03d}" for i in range(13, 17)]
+OLDEST = EXPIRED[4]  # older than the other expired records, younger than the held ones
+
+
+def age_days(record: str) -> int:
+    """Return the scenario's age of ``record`` in days (retention 30 days)."""
+    if record in HELD:
+        return 60  # older than every eligible record: the oldest eligible age must not see them
+    if record in YOUNG:
+        return 5
+    return 45 if record == OLDEST else 40
 
 
 class Case(Protocol):
     """One kind of store with the scenario's records in it."""
 
     kind: str
+    now: datetime
 
     def seed(self) -> None:
         """Create the records of EXPIRED, YOUNG and HELD and a config (batch size 2) with hold LIT on acct_held."""
@@ -76,6 +87,7 @@ class SqlCase:
 
     def __init__(self, env: sql_env.Env) -> None:
         self.env = env
+        self.now = env.now
         self.by_num: dict[int, str] = {}
 
     def seed(self) -> None:
@@ -83,10 +95,9 @@ class SqlCase:
         self.env.configure({"support": sql_env.SUPPORT}, batch_size=2, max_fraction_per_run=1.0)
         self.env.write_holds([sql_env.hold("LIT", ["support"], subjects=["acct_held"])])
         rows = []
-        for records, age in ((EXPIRED, 40), (YOUNG, 5), (HELD, 40)):
-            for r in records:
-                self.by_num[_num(r)] = r
-                rows.append(self.env.ticket(_num(r), age, account=r.split("/")[0]))
+        for r in [*EXPIRED, *YOUNG, *HELD]:
+            self.by_num[_num(r)] = r
+            rows.append(self.env.ticket(_num(r), age_days(r), account=r.split("/")[0]))
         self.env.insert(sql_env.tickets, rows)
 
     def present(self) -> set[str]:
@@ -130,6 +141,7 @@ class S3Case:
 
     def __init__(self, env: s3_env.S3Env) -> None:
         self.env = env
+        self.now = env.now
         self.version: dict[str, str | None] = {}
 
     def seed(self) -> None:
@@ -138,9 +150,8 @@ class S3Case:
         category = s3_env.s3_category(subject_pattern="^tickets/(?P<subject>[^/]+)/")
         self.env.configure({"support": category}, store={"max_workers": 1}, batch_size=2, max_fraction_per_run=1.0)
         self.env.write_holds([s3_env.hold("LIT", ["support"], subjects=["acct_held"])])
-        for records, age in ((EXPIRED, 40), (YOUNG, 5), (HELD, 40)):
-            for r in records:
-                self.version[r] = self.env.put(f"tickets/{r}", age)
+        for r in [*EXPIRED, *YOUNG, *HELD]:
+            self.version[r] = self.env.put(f"tickets/{r}", age_days(r))
 
     def present(self) -> set[str]:
         """See :class:`Case`."""
@@ -204,6 +215,13 @@ class TestContract:
         assert [t.eligible for t in plan.targets] == [t.acted for t in report.targets]
         assert [t.held for t in plan.targets] == [t.held for t in report.targets]
         assert len(EXPIRED) == sum(t.acted for t in report.targets)
+
+    def test_oldest_eligible_age(self, case: Case) -> None:
+        """The plan names the age of the oldest eligible record (older held ones aside); none once the run is done."""
+        plan = case.run(mode="plan")
+        assert [case.now - timedelta(days=45)] == [t.oldest for t in plan.targets]
+        case.run()
+        assert [None] == [t.oldest for t in case.run(mode="plan").targets]
 
     def test_dry_run_writes_nothing(self, case: Case) -> None:
         """A dry run walks the batches, reports what it would do, and changes no record and no ledger."""

@@ -72,6 +72,7 @@ class GroupPlan:
     history_markers: list[int] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)
     held_records: int = 0  # distinct versions held (``held`` counts one per hold: overlapping)
+    age: datetime | None = None  # the current version's age when it expired (``main``)
 
     def empty(self) -> bool:
         """Return True when nothing would be deleted (held or not)."""
@@ -114,6 +115,7 @@ def plan_group(
         if decision.verdict is Verdict.ACT:
             plan.main = [i for i, e in enumerate(entries) if not e.is_marker]
             plan.main_markers = [i for i, e in enumerate(entries) if e.is_marker]
+            plan.age = values.get(acting.coverage.age_column)
             return plan
         if decision.verdict is Verdict.HELD:
             for hold_id in decision.holds:

@@ -17,7 +17,11 @@ from retentiond.stores.s3 import iam
 from retentiond.stores.s3.client import make_client
 from retentiond.stores.s3.explain import explain_object
 from retentiond.stores.s3.inspect import inspect_store
+from retentiond.stores.s3.probe import probe_store
 from retentiond.stores.s3.store import S3RunStore
+
+# What ``holds check`` says of a prefix without a subject pattern (a subject hold covers all of it).
+_NO_SUBJECT = "has no subject_pattern: the hold protects every object of that prefix, whoever's"
 
 
 class S3Kind:
@@ -26,12 +30,21 @@ class S3Kind:
     kind = "s3"
     record_fields: tuple[str, ...] = ("bucket", "object_key")
     errors: tuple[type[Exception], ...] = ()  # the worker turns client errors into TemporaryFailure
-    probed = False
+    probed = True
 
     def targets(self, settings: Settings, category: str) -> list[TargetRef]:
         """Return the category's ``[[categories.NAME.s3]]`` targets, in config order."""
         return [
-            TargetRef("s3", category, i, t.store, t.bucket, f"categories.{category}.s3[{i}]", t.prefix or None)
+            TargetRef(
+                "s3",
+                category,
+                i,
+                t.store,
+                t.bucket,
+                f"categories.{category}.s3[{i}]",
+                t.prefix or None,
+                no_subject=None if t.subject_pattern is not None else _NO_SUBJECT,
+            )
             for i, t in enumerate(settings.categories[category].s3)
         ]
 
@@ -59,8 +72,8 @@ class S3Kind:
         return inspect_store(loaded.settings, name, store, [(t.category, t.index) for t in targets])
 
     def probe(self, loaded: LoadedConfig, name: str) -> bool | None:
-        """Return None: S3 stores are not probed by the daemon."""
-        return None
+        """Return True when every bucket of store ``name`` answers ``GetBucketVersioning``."""
+        return probe_store(loaded, name)
 
     def explain(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from retentiond.stores.base import Counts
 from retentiond.stores.s3.decide import GroupPlan
 
@@ -12,6 +14,7 @@ class Tally:
     def __init__(self) -> None:
         self.eligible = self.history = self.blocked = self.held_records = 0
         self.held: dict[str, int] = {}
+        self.oldest: datetime | None = None
 
     def add(self, plan: GroupPlan, locked: set[int] | list[int]) -> None:
         """Count one group's plan; ``locked`` are the indexes of its versions under Object Lock."""
@@ -20,6 +23,8 @@ class Tally:
         self.held_records += plan.held_records
         main_locked = [i for i in plan.main if i in locked]
         hist_locked = [i for i in plan.history if i in locked]
+        if plan.main and plan.age is not None and (self.oldest is None or plan.age < self.oldest):
+            self.oldest = plan.age
         # Locked versions are blocked, not eligible (the guard counts only what could be deleted);
         # markers in front of a locked version stay: they are not counted as eligible either.
         self.eligible += len(plan.main) - len(main_locked) + (0 if main_locked else len(plan.main_markers))
@@ -35,6 +40,7 @@ class Tally:
             history_expired=self.history,
             blocked=self.blocked,
             held_records=self.held_records,
+            oldest=self.oldest,
         )
 
 

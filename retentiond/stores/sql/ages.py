@@ -39,11 +39,21 @@ _SQLITE_AUTO = sqlite3.sqlite_version_info >= (3, 38, 0)
 _ABSOLUTE_TEXT = ("*[+-][0-9][0-9]:[0-9][0-9]", "*[Zz]")
 
 
-def _sqlite_instant(column: ColumnElement[Any]) -> ColumnElement[str]:
-    """Return the value of ``column`` as SQLite's UTC text with milliseconds (NULL: not a time)."""
+def instant(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """Return the value of ``column`` as SQLite's text with milliseconds (NULL: not a time).
+
+    Numbers, ``Z`` and offsets come out in UTC; naive text stays wall time in the age zone.
+    """
     if _SQLITE_AUTO:
         return sa.func.strftime(_SQLITE_FORMAT, column, "auto")
     return sa.func.strftime(_SQLITE_FORMAT, column)
+
+
+def _absolute(column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Return "SQLite reads ``column`` as an absolute instant" (a number, a trailing Z, an offset)."""
+    return sa.or_(
+        sa.func.typeof(column).in_(["integer", "real"]), *(column.op("GLOB")(pattern) for pattern in _ABSOLUTE_TEXT)
+    )
 
 
 def _millis(value: datetime) -> str:
@@ -52,16 +62,16 @@ def _millis(value: datetime) -> str:
 
 
 def _sqlite_compare(
-    column: ColumnElement[Any], instant: datetime, zone: ZoneInfo | None, *, before: bool
+    column: ColumnElement[Any], moment: datetime, zone: ZoneInfo | None, *, before: bool
 ) -> ColumnElement[bool]:
-    """Return "``column`` is strictly before (or after) ``instant``" on SQLite, never NULL.
+    """Return "``column`` is strictly before (or after) ``moment``" on SQLite, never NULL.
 
-    Milliseconds decide: a value in the same millisecond as ``instant`` is neither before nor
+    Milliseconds decide: a value in the same millisecond as ``moment`` is neither before nor
     after it, so a record is kept (not expired, and held by a floor) when the text cannot tell.
     Naive text is wall time in ``zone`` (UTC when None); numbers, ``Z`` and offsets are absolute.
     """
-    utc = instant.astimezone(UTC)
-    text = _sqlite_instant(column)
+    utc = moment.astimezone(UTC)
+    text = instant(column)
 
     def compare(point: datetime) -> ColumnElement[bool]:
         # Before: strictly earlier than the millisecond of the instant. After: in or after it.
@@ -71,9 +81,7 @@ def _sqlite_compare(
     if zone is None or zone.key == "UTC":
         return sa.and_(text.is_not(None), compare(utc.replace(tzinfo=None)))
     wall = utc.astimezone(zone).replace(tzinfo=None)
-    absolute = sa.or_(
-        sa.func.typeof(column).in_(["integer", "real"]), *(column.op("GLOB")(pattern) for pattern in _ABSOLUTE_TEXT)
-    )
+    absolute = _absolute(column)
     return sa.and_(
         text.is_not(None),
         sa.case((absolute, compare(utc.replace(tzinfo=None))), else_=compare(wall)),
@@ -118,8 +126,41 @@ def after(column: sa.Column[Any], instant: datetime, dialect: str, zone: ZoneInf
 def is_time(column: sa.Column[Any], dialect: str) -> ColumnElement[bool]:
     """Return "``column`` holds a time" (not NULL, and on SQLite a value its date functions read)."""
     if dialect == "sqlite":
-        return _sqlite_instant(column).is_not(None)
+        return instant(column).is_not(None)
     return column.is_not(None)
+
+
+def oldest(column: sa.Column[Any], dialect: str, zone: ZoneInfo | None) -> list[ColumnElement[Any]]:
+    """Return the aggregates of the earliest time in ``column`` (NULL and not a time: ignored).
+
+    Read the selected values back with :func:`read_oldest`. On SQLite with a zone other than
+    UTC, absolute values and naive wall times are two minimums (text of different zones does
+    not compare); otherwise one.
+    """
+    if dialect != "sqlite":
+        return [sa.func.min(column)]
+    text = instant(column)
+    if zone is None or zone.key == "UTC":
+        return [sa.func.min(text)]
+    absolute = _absolute(column)
+    return [sa.func.min(sa.case((absolute, text))), sa.func.min(sa.case((sa.not_(absolute), text)))]
+
+
+def read_oldest(values: Sequence[Any], zone: ZoneInfo | None) -> datetime | None:
+    """Return the aware UTC instant of the aggregates :func:`oldest` selected (None: no time).
+
+    Naive values are wall time in ``zone`` (UTC when None); SQLite's absolute minimum is UTC.
+    """
+    found: list[datetime] = []
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if parsed.tzinfo is None:
+            naive_zone = zone if i == len(values) - 1 else None  # the absolute minimum comes first
+            parsed = parsed.replace(tzinfo=naive_zone or UTC)
+        found.append(parsed.astimezone(UTC))
+    return min(found, default=None)
 
 
 def position_columns(columns: Sequence[sa.Column[Any]], dialect: str) -> list[ColumnElement[Any]]:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from retentiond.config.holds import Hold
 from retentiond.stores.base import Counts
+from retentiond.stores.sql import ages
 from retentiond.stores.sql.history import PriorVersions
 from retentiond.stores.sql.predicates import eligible, held_by, not_anonymized
 
@@ -19,13 +20,19 @@ class Counting(PriorVersions):
     # -- plan ---------------------------------------------------------------------------------
 
     def counts(self, holds: Sequence[Hold], run_start: datetime) -> Counts:
-        """Return total rows, rows this run would act on, rows held per hold, expired history rows."""
+        """Return total rows, rows this run would act on (and the oldest age among them), rows held per hold,
+        expired history rows."""
         t = self.target.table
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-            act = conn.execute(
-                sa.select(sa.func.count()).select_from(t).where(self.condition(holds, run_start))
-            ).scalar_one()
+            # The oldest eligible age in the same scan as the count: the backlog's age (metrics).
+            age = self.target
+            row = conn.execute(
+                sa.select(sa.func.count(), *ages.oldest(age.age, age.dialect, age.age_zone))
+                .select_from(t)
+                .where(self.condition(holds, run_start))
+            ).one()
+            act, oldest = row[0], ages.read_oldest(row[1:], age.age_zone)
             held = self._held(conn, holds, run_start)
             held_records = self._held_records(conn, holds, run_start) if held else 0
             history = 0
@@ -43,7 +50,12 @@ class Counting(PriorVersions):
                 )
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(
-            total=int(total), eligible=int(act), held=held, history_expired=int(history), held_records=held_records
+            total=int(total),
+            eligible=int(act),
+            held=held,
+            history_expired=int(history),
+            held_records=held_records,
+            oldest=oldest,
         )
 
     def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:

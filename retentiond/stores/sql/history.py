@@ -12,8 +12,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from retentiond.config.holds import Hold
 from retentiond.stores.base import BatchResult, Cursor
 from retentiond.stores.sql import ages
+from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
-from retentiond.stores.sql.predicates import HoldScope, any_held_through, in_subjects
+from retentiond.stores.sql.predicates import HoldScope, any_held_through, column_in_subjects
 from retentiond.stores.sql.worker_base import WorkerBase, _canonical_keys, _pg_timeouts
 from retentiond.testing.crashpoints import crash_point
 
@@ -23,12 +24,14 @@ class PriorVersions(WorkerBase):
 
     # -- prior versions -------------------------------------------------------------------------
 
-    def _history_scope(self) -> HoldScope:
+    def _history_scopes(self) -> list[HoldScope]:
         """Return how a hold reads a history row: through its parent, by when it was superseded.
 
         The parent's subject alone decides: prior versions of every parent expire, matched by the
         category's filter or not, and a hold's floor applies to the version's own age, not the
-        parent's. An orphan's subject is unknown, so a subject-scoped hold protects it.
+        parent's. An orphan's subject is unknown, so a subject-scoped hold protects it. A hold on
+        another category claiming the same table protects the versions too, its filters unread
+        (fails closed: the versions of a record it covers are its prior versions as well).
         """
         t = self.target
         h = t.history
@@ -36,11 +39,21 @@ class PriorVersions(WorkerBase):
         parent_match = sa.and_(*[p == k for p, k in zip(h.parent, t.key, strict=True)])
         parent = sa.select(sa.literal(1)).select_from(t.table).where(parent_match)
 
-        def subject_in(subjects: Sequence[str]) -> ColumnElement[bool]:
-            return sa.or_(sa.exists(parent.where(in_subjects(t, subjects))), ~sa.exists(parent))
+        def scope(category: str, subject_column: str | None) -> HoldScope:
+            if subject_column is None:
+                return HoldScope(category, sa.true(), h.superseded, None, t.dialect, t.age_zone)
+            column = t.table.c[subject_column]
 
-        known = subject_in if t.subject is not None else None
-        return HoldScope(t.category, sa.true(), h.superseded, known, t.dialect, t.age_zone)
+            def subject_in(subjects: Sequence[str]) -> ColumnElement[bool]:
+                matches = column_in_subjects(column, t.dialect, subjects)
+                return sa.or_(sa.exists(parent.where(matches)), ~sa.exists(parent))
+
+            return HoldScope(category, sa.true(), h.superseded, subject_in, t.dialect, t.age_zone)
+
+        def subject_of(claim_target: BoundTarget) -> str | None:
+            return None if claim_target.subject is None else str(claim_target.subject.name)
+
+        return [scope(t.category, subject_of(t))] + [scope(o.category, subject_of(o.target)) for o in self.others]
 
     def _history_condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
         """Return "a history row superseded before the prior-versions cutoff and not held"."""
@@ -49,7 +62,7 @@ class PriorVersions(WorkerBase):
         assert h is not None and self.prior_cutoff is not None
         return sa.and_(
             ages.before(h.superseded, self.prior_cutoff, t.dialect, t.age_zone),
-            sa.not_(any_held_through(holds, [self._history_scope()], run_start)),
+            sa.not_(any_held_through(holds, self._history_scopes(), run_start)),
         )
 
     def run_history_batch(

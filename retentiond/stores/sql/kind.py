@@ -23,6 +23,10 @@ from retentiond.stores.sql.errors import connection_error, describe
 log = get_logger("retentiond.daemon")  # the probe speaks for the daemon, as it always has
 
 
+# What ``holds check`` says of a table without a subject column (a subject hold covers all of it).
+_NO_SUBJECT = "has no subject_column: the hold protects every record of that table, whoever's"
+
+
 class SqlKind:
     """Tables in PostgreSQL or SQLite databases (the :class:`~retentiond.stores.base.StoreKind` protocol)."""
 
@@ -34,7 +38,16 @@ class SqlKind:
     def targets(self, settings: Settings, category: str) -> list[TargetRef]:
         """Return the category's ``[[categories.NAME.sql]]`` targets."""
         return [
-            TargetRef("sql", category, i, t.store, t.table, f"categories.{category}.sql[{i}]")
+            TargetRef(
+                "sql",
+                category,
+                i,
+                t.store,
+                t.table,
+                f"categories.{category}.sql[{i}]",
+                no_subject=None if t.subject_column is not None else _NO_SUBJECT,
+                key_columns=len(t.key),
+            )
             for i, t in enumerate(settings.categories[category].sql)
         ]
 

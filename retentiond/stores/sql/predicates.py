@@ -62,8 +62,12 @@ def expired(claim: Claim) -> ColumnElement[bool]:
 def in_subjects(target: BoundTarget, subjects: Sequence[str]) -> ColumnElement[bool]:
     """Return "the row's subject is one of ``subjects``" (NULL subject: false)."""
     assert target.subject is not None
-    subject = target.table.c[target.subject.name]
-    if target.dialect == "postgresql":
+    return column_in_subjects(target.table.c[target.subject.name], target.dialect, subjects)
+
+
+def column_in_subjects(subject: sa.Column[Any], dialect: str, subjects: Sequence[str]) -> ColumnElement[bool]:
+    """Return "``subject`` is one of ``subjects``" (NULL: false)."""
+    if dialect == "postgresql":
         # One bound array parameter, however many subjects a hold names.
         array = sa.bindparam(None, list(subjects), type_=postgresql.ARRAY(sa.Text))
         return sa.and_(subject.is_not(None), sa.cast(subject, sa.Text) == sa.any_(array))

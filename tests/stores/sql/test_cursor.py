@@ -130,6 +130,13 @@ def expected_survivors(generated: Generated) -> set[Any]:
     return keep
 
 
+def expected_oldest(generated: Generated) -> datetime | None:
+    """Return the age of the oldest row a correct run acts on (None: none)."""
+    survivors = expected_survivors(generated)
+    ages = [age for key, _, age, _ in generated.rows if key not in survivors and age is not None]
+    return min(ages, default=None)
+
+
 @dataclass
 class Table:
     """A database with the generated table, a config and a ledger in ``directory``."""
@@ -280,6 +287,15 @@ class TestOneRunLeavesNothingBehind:
         assert expected_survivors(generated) == table.keys(generated)
         plan = table.runner("plan").execute()
         assert [0] == [t.eligible for t in plan.targets]
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def test_plan_names_the_oldest_eligible_age(self, table: Table, data: st.DataObject) -> None:
+        """Issue 17: the plan's oldest is the earliest age of the rows a run acts on, whatever the formats, zone."""
+        generated = data.draw(tables(table.dialect))
+        table.write(generated)
+        plan = table.runner("plan").execute()
+        assert [expected_oldest(generated)] == [t.oldest for t in plan.targets]
 
     def test_sqlite_datetime_ties_at_batch_boundaries(self, tmp_path: Path) -> None:
         """The reproduction: 20,000 rows with 300 distinct datetime() values, batch 1000, all deleted at once."""

@@ -236,6 +236,7 @@ class TestPriorVersionsAgreeWithSql:
         ),
         prior=st.sampled_from(RETAINS),
         acting_match=st.sampled_from([None, {"status": "open"}]),
+        with_other=st.booleans(),
     )
     def test_same_history_rows(
         self,
@@ -246,8 +247,13 @@ class TestPriorVersionsAgreeWithSql:
         versions: list[tuple[int, int, int]],
         prior: RetentionPeriod,
         acting_match: dict[str, Any] | None,
+        with_other: bool,
     ) -> None:
-        """For every generated history row, "decide_prior_version says ACT" equals "the condition selects it"."""
+        """For every generated history row, "decide_prior_version says ACT" equals "the condition selects it".
+
+        With ``with_other``, a second category ("other", filtered) claims the same table: its holds
+        protect the versions too.
+        """
         holds = protecting(view_all(data.draw(holds_strategy(run_start)), [], run_start, RetentionPeriod(7, "d")))
         with memory_engine.begin() as conn:
             conn.execute(ticket_versions.delete())
@@ -271,8 +277,12 @@ class TestPriorVersionsAgreeWithSql:
             target = bind_target(
                 conn, "acting", 0, _target("closed_at", acting_match, False, history=True), sa.MetaData()
             )
+            other = bind_target(conn, "other", 0, _target("closed_at", {"status": "open"}, False), sa.MetaData())
         cutoff = prior.before(run_start)
-        worker = _worker(memory_engine, Claim(target, "delete", RetentionPeriod(30, "d").before(run_start)), [], cutoff)
+        others = [Claim(other, "delete", RetentionPeriod(90, "d").before(run_start))] if with_other else []
+        worker = _worker(
+            memory_engine, Claim(target, "delete", RetentionPeriod(30, "d").before(run_start)), others, cutoff
+        )
         assert target.history is not None
         with memory_engine.connect() as conn:
             selected = set(
@@ -290,7 +300,9 @@ class TestPriorVersionsAgreeWithSql:
                 values={"superseded_at": run_start - timedelta(days=days, seconds=seconds)},
                 subject=parents[parent] if exists else None,
             )
-            decision = decide_prior_version(version, coverage, holds, run_start, has_subject=exists)
+            decision = decide_prior_version(
+                version, coverage, holds, run_start, has_subject=exists, others=["other"] if with_other else []
+            )
             if decision.verdict is Verdict.ACT:
                 expected.add(v)
         assert expected == selected
