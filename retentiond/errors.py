@@ -62,9 +62,13 @@ class ConfigError(RetentiondError):
 
 
 class HoldsUnavailable(RetentiondError):
-    """The holds file is missing, unreadable or invalid: destructive work must stop."""
+    """The holds file is missing, unreadable or invalid: destructive work must stop.
 
-    exit_code = ExitCode.CATEGORY_FAILED
+    An operator must fix the file, so this is a configuration error (78): systemd does not
+    restart-loop on it, and ``plan`` / ``run`` exit as README's table says.
+    """
+
+    exit_code = ExitCode.CONFIG
 
     def __init__(self, message: str, issues: list[ConfigIssue] | None = None) -> None:
         self.issues = list(issues or [])

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.leases import CategoryLeases
 from retentiond.actions.observe import BatchLog, RunObserver
 from retentiond.actions.relay import Relay, relay_rows
 from retentiond.actions.run_report import RunReport, TargetReport, counts_entry, guard_entry, worker_target
@@ -74,6 +75,7 @@ class Runner:
         now: datetime | None = None,
         stop: threading.Event | None = None,
         progress: Progress | None = None,
+        take_leases: bool = False,
         observer: RunObserver | None = None,
     ) -> None:
         settings = loaded.settings
@@ -97,13 +99,16 @@ class Runner:
         self.progress = progress
         # Without an observer a run still logs one line per batch (throttled per target).
         self.observer = observer or BatchLog(settings.daemon.progress_log_interval.total_seconds())
-        self.report = RunReport(self.run_id, self.run_start, mode)
+        self.report = RunReport(self.run_id, self.run_start, mode, requested=len(self.categories))
         self.audit: AuditHandles | None = None
         self.relay: Relay | None = None
         self.stores: dict[str, Store] = {}  # kind by kind (registration order), names sorted
         self.selection: Selection = ExpirySelection.at(settings, self.run_start)
         self.request: str | None = None  # an erasure request's reference (its batch entries carry it)
         self.watcher: HoldWatcher | None = None
+        # A one-shot run takes each category's runner lease itself (the daemon holds it already).
+        self.take_leases = take_leases and self.writes
+        self._leases: CategoryLeases | None = None
 
     def clock(self) -> datetime:
         """Return the run's current instant: ``run_start`` plus the (monotonic) time elapsed since."""
@@ -132,6 +137,9 @@ class Runner:
     def _execute(self) -> RunReport:
         started = time.monotonic()
         try:
+            self._lease()
+            if not self.categories:
+                return self.report  # every category runs elsewhere: nothing opened, nothing audited
             self._open()
             holds = self._holds()
             if self.writes:
@@ -223,6 +231,20 @@ class Runner:
             record_changes=self.writes,
         )
 
+    def _lease(self) -> None:
+        """Take the runner lease of every category (one-shot runs); one held elsewhere is skipped.
+
+        Raises:
+            TemporaryFailure: the lease's database is unreachable.
+        """
+        if self.take_leases:
+            self._leases = CategoryLeases(self.loaded)
+            for category in self._leases.take(self.categories):
+                # Out of run_started's cutoffs too: no tick is claimed for a category not run.
+                self.categories.remove(category)
+                self.report.skipped[category] = "running elsewhere"
+                log.warning("category skipped: another runner holds it", category=category, run_id=self.run_id)
+
     def _pending(self) -> None:
         """Count per store the outcomes still waiting in its outbox or intent journal (0 after a clean run)."""
         if not self.writes:
@@ -236,6 +258,8 @@ class Runner:
                 log.warning("could not count the outcomes still to relay", store=journal.store_name)
 
     def _close(self) -> None:
+        if self._leases is not None:
+            self._leases.release()
         if self.relay is not None:
             self.relay.close()
         for store in self.stores.values():
@@ -375,6 +399,7 @@ class Runner:
             total=counts.total,
             eligible=counts.eligible,
             held=counts.held,
+            held_records=counts.held_records,
             prior_versions_eligible=counts.history_expired,
             blocked=counts.blocked,
             prefix=worker.prefix or None,
@@ -478,8 +503,8 @@ class Runner:
     def _audit_held(self, worker: Worker, report: TargetReport) -> None:
         """Count what holds kept from this target and audit it per hold (counts, no refs)."""
         assert self.audit is not None
-        holds = self._holds()
-        report.held = worker.held_counts(holds)
+        counts = worker.counts(self._holds())
+        report.held, report.held_records = counts.held, counts.held_records
         for hold_id, count in sorted(report.held.items()):
             entry = counts_entry(
                 worker_target(worker), worker.action, Outcome.HELD, count, holds=(hold_id,), request=self.request
@@ -495,6 +520,8 @@ class Runner:
         reason = type(exc).__name__
         message = str(exc) if isinstance(exc, RetentiondError) else reason
         self.report.failed[category] = message
+        if isinstance(exc, RetentiondError):
+            self.report.failure_codes[category] = exc.exit_code
         log.error(
             "category failed",
             category=category,

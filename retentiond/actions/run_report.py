@@ -25,7 +25,8 @@ class TargetReport:
     cutoff: datetime
     total: int = 0
     eligible: int = 0
-    held: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # per hold: overlapping (a record under two is in both)
+    held_records: int = 0  # distinct records held
     prior_versions_eligible: int = 0
     guard: str = "ok"  # ok | tripped | allowed
     acted: int = 0
@@ -74,12 +75,27 @@ class RunReport:
     targets: list[TargetReport] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    #: category → exit code of its failure's kind (75 temporary); absent: 1
+    failure_codes: dict[str, int] = field(default_factory=dict)
+    #: category → why it was not run (another process holds its lease)
+    skipped: dict[str, str] = field(default_factory=dict)
+    requested: int = 0  # categories asked for
     pending: dict[str, int] = field(default_factory=dict)  # per store: outcomes not yet in the ledger at the end
 
     @property
     def exit_code(self) -> int:
-        """Return 1 when any category failed, else 0."""
-        return ExitCode.CATEGORY_FAILED if self.failed else ExitCode.OK
+        """Return the exit code of SPEC §6 for this report.
+
+        0 when nothing failed; 75 when every failed category failed for a temporary reason (a
+        store unreachable, rerun later), otherwise 1 (an invalid holds file raises instead: 78).
+        75 also when every requested category was skipped because another process runs it.
+        """
+        if self.failed:
+            codes = {self.failure_codes.get(c, ExitCode.CATEGORY_FAILED) for c in self.failed}
+            return ExitCode.TEMPORARY if codes == {ExitCode.TEMPORARY} else ExitCode.CATEGORY_FAILED
+        if self.skipped and len(self.skipped) >= self.requested:
+            return ExitCode.TEMPORARY
+        return ExitCode.OK
 
     def totals(self) -> dict[str, int]:
         """Return record counts per outcome over every target."""
@@ -87,7 +103,7 @@ class RunReport:
         for t in self.targets:
             counts["deleted" if t.action == "delete" else "anonymized"] += t.acted
             counts["prior_versions"] += t.prior_versions_deleted
-            counts["held"] += sum(t.held.values())
+            counts["held"] += t.held_records  # distinct records, not the overlapping per-hold sum
             if t.blocked:
                 counts["blocked"] += t.blocked
             if t.failed:
@@ -109,6 +125,7 @@ class RunReport:
             "mode": self.mode,
             "targets": [t.as_dict() for t in self.targets],
             "failed": self.failed,
+            "skipped": self.skipped,
             "interrupted": self.interrupted,
             "totals": self.totals(),
         }

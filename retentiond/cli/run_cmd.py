@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -48,6 +52,7 @@ def _render(report: Any, *, planned: bool) -> str:
                 t.cutoff.isoformat(timespec="seconds"),
                 t.total,
                 t.eligible,
+                t.held_records,
                 _held(t.held) + (f"; blocked {t.blocked}" if getattr(t, "blocked", 0) else ""),
                 t.prior_versions_eligible if planned else t.prior_versions_deleted,
                 t.guard if planned else t.acted,
@@ -57,7 +62,7 @@ def _render(report: Any, *, planned: bool) -> str:
     prior = "prior versions eligible" if planned else "prior versions deleted"
     if report.mode == "dry-run":
         prior = "prior versions (would delete)"
-    head = ["category", "target", "action", "cutoff", "rows", "eligible", "held (per hold)", prior, last]
+    head = ["category", "target", "action", "cutoff", "rows", "eligible", "held", "per hold (overlapping)", prior, last]
     text = table(head, rows)
     lines = [text, ""]
     if not planned:
@@ -65,6 +70,8 @@ def _render(report: Any, *, planned: bool) -> str:
         lines += _guard_lines(report)
     for category, reason in sorted(report.failed.items()):
         lines.append(f"FAILED {category}: {reason}")
+    for category, reason in sorted(report.skipped.items()):
+        lines.append(f"{category}: skipped: {reason}")
     if report.interrupted:
         lines.append("INTERRUPTED: stopped before the next batch")
     return "\n".join(lines)
@@ -112,6 +119,7 @@ def run_command(
 
     from retentiond.cli.progress import terminal_progress
 
+    stop = threading.Event()
     # A terminal gets the live view; otherwise the run logs one line per batch (BatchLog).
     view = None if app.json else terminal_progress()
     runner = Runner(
@@ -121,14 +129,40 @@ def run_command(
         allow_large=allow_large,
         reference=reference,
         observer=view,
+        take_leases=True,
+        stop=stop,
     )
-    with view.shown() if view is not None else nullcontext():
+    with _stop_on_signals(stop) as received, view.shown() if view is not None else nullcontext():
         report = runner.execute()
     if app.json:
         app.emit_json(report.as_dict())
     else:
         click.echo(_render(report, planned=False))
-    return report.exit_code
+    # 128 + the signal, as the README says: the run stopped after its current batch.
+    return 128 + received[0] if received else report.exit_code
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
+    """Turn SIGTERM and SIGINT into ``stop`` (finish the batch, audit, summarise); yield the signals seen.
+
+    A second stop signal gets the default action: the process ends at once, as the daemon's does
+    (every batch and every ledger append is its own transaction, so nothing is half-written).
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+        click.echo(f"retentiond: signal {signum}: stopping after the current batch", err=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command("explain")

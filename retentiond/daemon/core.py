@@ -11,9 +11,9 @@ from pathlib import Path
 
 from retentiond.actions.holdwatch import HoldWatcher
 from retentiond.actions.inspect import inspect_stores
+from retentiond.actions.leases import RunnerLocks
 from retentiond.actions.setup import AuditHandles, open_audit
 from retentiond.config.loader import LoadedConfig
-from retentiond.daemon.locks import RunnerLocks
 from retentiond.daemon.metrics import Metrics
 from retentiond.daemon.scheduler import JobSpec
 from retentiond.daemon.state import ScheduleState

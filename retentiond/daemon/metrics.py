@@ -71,6 +71,13 @@ class Metrics:
             ["category", "target", "outcome"],
             registry=r,
         )
+        # A gauge: the same held records are found again every run, so a counter would re-add them.
+        self.held = Gauge(
+            "retentiond_records_held",
+            "Distinct records holds kept from the target at its last run.",
+            ["category", "target"],
+            registry=r,
+        )
         self.runs = Counter(
             "retentiond_runs",
             "Runs per category and result (success, failed, interrupted, skipped).",
@@ -178,8 +185,10 @@ class Metrics:
                 self.runs.labels(name, result)
             self.guard_trips.labels(name)
             for target in registry.targets(loaded.settings, name):
+                self.held.labels(name, f"{target.store}/{target.target}")
                 for outcome in registry.kind(target.kind).outcomes(category.action):
-                    self.records.labels(name, f"{target.store}/{target.target}", outcome)
+                    if outcome != "held":  # a gauge of its own: retentiond_records_held
+                        self.records.labels(name, f"{target.store}/{target.target}", outcome)
                 self._target(name, f"{target.store}/{target.target}" + (f"/{target.prefix}" if target.prefix else ""))
         for store in loaded.settings.stores:
             self.store_up.labels(store)

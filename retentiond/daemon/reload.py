@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime
 
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.leases import runner_locks
 from retentiond.actions.setup import AuditHandles, ledger_url, open_audit
 from retentiond.audit.events import ConfigLoaded, ConfigRejected
 from retentiond.config.loader import LoadedConfig, load_config
 from retentiond.daemon import sdnotify
 from retentiond.daemon.core import DaemonParts, file_sha256, validate
-from retentiond.daemon.locks import runner_locks
 from retentiond.daemon.scheduler import job_specs
 from retentiond.daemon.state import ScheduleState
 from retentiond.errors import ConfigError, HoldsUnavailable, RetentiondError, TemporaryFailure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -16,6 +17,14 @@ from retentiond.errors import HoldsUnavailable, RetentiondError, TemporaryFailur
 from retentiond.logs import get_logger
 
 log = get_logger("retentiond.daemon")
+
+
+@dataclass(frozen=True)
+class TickDone:
+    """A tick another runner completed: its run, and when it succeeded (None: it failed the category)."""
+
+    run_id: str
+    success: datetime | None
 
 
 class CategoryRuns(DaemonParts):
@@ -53,8 +62,13 @@ class CategoryRuns(DaemonParts):
             )
             return
         try:
-            if self._tick_done(category, tick):
+            done = self._tick_done(category, tick, retry_failed=reason == "catch-up")
+            if done is not None:
                 self.metrics.runs.labels(category, "skipped").inc()
+                if done.success is not None:
+                    # Another runner's success is this category's last success too (RetentionRunMissed).
+                    self.state.record(category, tick, "success", done.run_id, done.success)
+                    self.metrics.last_success.labels(category).set(done.success.timestamp())
                 log.info(
                     "run skipped: tick already done by another runner",
                     category=category,
@@ -90,7 +104,7 @@ class CategoryRuns(DaemonParts):
                     self.metrics.records.labels(category, name, "prior_versions_deleted").inc(
                         target.prior_versions_deleted
                     )
-                    self.metrics.records.labels(category, name, "held").inc(sum(target.held.values()))
+                    self.metrics.held.labels(category, name).set(target.held_records)
                     if target.blocked:  # S3 Object Lock: only S3 targets pre-initialise this label
                         self.metrics.records.labels(category, name, "blocked").inc(target.blocked)
                     if target.failed:  # records the store refused (audited as failed)
@@ -112,25 +126,37 @@ class CategoryRuns(DaemonParts):
         except RetentiondError as exc:
             log.warning("could not read the ledger's health", error=type(exc).__name__)
 
-    def _tick_done(self, category: str, tick: datetime) -> bool:
-        """Return True when a runner (on any host) completed ``category``'s ``tick`` already.
+    def _tick_done(self, category: str, tick: datetime, *, retry_failed: bool = False) -> TickDone | None:
+        """Return how ``category``'s ``tick`` was completed already by a runner (any host), or None.
 
         ``state_dir`` answers for this host's daemons; the ledger answers for every host that
         writes to it: a ``run_started`` for the category at or after the tick whose run has a
         ``run_finished``. A run that was killed or stopped has none, so its tick is taken again.
-        Call while holding the category's runner lock.
+        With ``retry_failed`` (catch-up at start) a run that failed the category does not count:
+        the category is caught up, as docs/operations.md promises. Call while holding the lease.
         """
-        if self.state.tick_done(category, tick):
-            return True
+        state = self.state.get(category)
+        done_here = state.done_tick is not None and state.done_tick >= tick
+        if done_here and not (retry_failed and state.last_result == "failed"):
+            success = state.last_success if state.last_result == "success" else None
+            return TickDone(state.last_run_id or "", success)
         if self.audit is None:
-            return False
+            return None
         try:
             entries = self.audit.ledger.entries(since=tick)
         except RetentiondError as exc:
             log.warning("could not read the ledger to check the tick", category=category, error=type(exc).__name__)
-            return False
+            return None
         started = {e.run_id for e in entries if e.event == "run_started" and category in e.fields.get("cutoffs", {})}
-        return any(e.event == "run_finished" and e.run_id in started for e in entries)
+        found: TickDone | None = None
+        for e in entries:
+            if e.event != "run_finished" or e.run_id not in started:
+                continue
+            failed = category in e.fields.get("failed_categories", ())
+            if failed and retry_failed:
+                continue
+            found = TickDone(e.run_id or "", None if failed else datetime.fromisoformat(e.time))
+        return found
 
     def _finished(self, category: str, tick: datetime, result: str, run_id: str | None, duration: float) -> None:
         now = datetime.now(UTC)

@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from retentiond.actions.holdwatch import HoldWatcher
+from retentiond.actions.leases import RunnerLocks, runner_locks
 from retentiond.actions.setup import AuditHandles, ledger_url, open_audit
 from retentiond.config.loader import LoadedConfig
 from retentiond.daemon import sdnotify
@@ -39,12 +40,12 @@ from retentiond.daemon.core import (  # noqa: F401 - validate and file_sha256 ar
     file_sha256,
     validate,
 )
-from retentiond.daemon.locks import RunnerLocks, runner_locks
 from retentiond.daemon.metrics import Metrics, MetricsServer
 from retentiond.daemon.reload import Reloading
 from retentiond.daemon.runs import CategoryRuns
 from retentiond.daemon.scheduler import JobSpec, job_specs, missed_since
 from retentiond.daemon.state import ScheduleState
+from retentiond.daemon.wakeup import Wakeup
 from retentiond.errors import (
     HoldsUnavailable,
     RetentiondError,
@@ -65,6 +66,7 @@ class Daemon(CategoryRuns, Reloading):
         self.tick_seconds = tick_seconds
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.wakeup = Wakeup()  # a signal delivered to any thread wakes the main loop at once
         self.reload_requested = False
         self.signals_received = 0
         self.metrics = Metrics()
@@ -232,6 +234,7 @@ class Daemon(CategoryRuns, Reloading):
     # -- the main thread -----------------------------------------------------------------------
 
     def _install_signals(self) -> None:
+        self.wakeup.install()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -258,7 +261,8 @@ class Daemon(CategoryRuns, Reloading):
     def _loop_once(self, next_ping: float) -> float:
         """Wait for a signal or the next watchdog ping, react; return when the next ping is due."""
         timeout = self.heartbeat_every if self.watchdog_every is None else max(0.0, next_ping - time.monotonic())
-        self.wake.wait(timeout)
+        if not self.wake.is_set():
+            self.wakeup.wait(timeout)
         self.wake.clear()
         if self.stop.is_set():
             return next_ping
@@ -290,6 +294,7 @@ class Daemon(CategoryRuns, Reloading):
         if self.audit is not None:
             self._checkpoint_at_stop()
             self.audit.close()
+        self.wakeup.close()
         log.info("stopped")
 
     def _checkpoint_at_stop(self) -> None:

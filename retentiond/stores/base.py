@@ -118,8 +118,10 @@ class Counts:
     """Plan figures of one target: what exists, what the run would act on, what holds keep.
 
     ``history_expired`` counts prior versions expired on their own (``prior_versions``);
-    ``blocked`` what the store itself would refuse to act on (S3 Object Lock); ``kept``, for an
-    erasure, the subject's records a category's ``erasure = "never"`` keeps (per that category).
+    ``blocked`` what the store itself would refuse to act on (S3 Object Lock), never part of
+    ``eligible``. ``held`` is per hold (a record under two holds is in both: overlapping);
+    ``held_records`` counts distinct records. ``kept``, for an erasure, the subject's records a
+    category's ``erasure = "never"`` keeps (per that category).
     """
 
     total: int
@@ -127,6 +129,7 @@ class Counts:
     held: dict[str, int]
     history_expired: int
     blocked: int = 0
+    held_records: int = 0
     oldest: datetime | None = None  # age (aware) of the oldest eligible record; None: nothing eligible
     kept: dict[str, int] = field(default_factory=dict)  # kept by a rule (erasure = "never"), per category
 

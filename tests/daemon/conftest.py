@@ -46,6 +46,7 @@ class Site:
     pause: str = "0s"
     holds: str = ""
     ledger_url: str | None = None  # None: SQLite audit.db in state_dir
+    app_url: str | None = None  # None: SQLite app.db beside the config
 
     @property
     def config(self) -> Path:
@@ -97,7 +98,7 @@ checkpoint_interval = "1h"
 
 [stores.app]
 kind = "sql"
-url = "sqlite:///{self.app_db}"
+url = "{self.app_url or f"sqlite:///{self.app_db}"}"
 {cats}'''
         self.config.write_text(text, encoding="utf-8")
         return text
@@ -123,18 +124,39 @@ url = "sqlite:///{self.app_db}"
     def seed(self, table: str, expired: int, fresh: int = 1, account: str = "acct_{i}") -> None:
         """Insert ``expired`` rows aged 40+ days and ``fresh`` new rows into ``table`` (created if needed)."""
         now = datetime.now(UTC).replace(tzinfo=None)
+        rows = [
+            ((now - timedelta(days=40 + i % 5)).isoformat(sep=" "), account.format(i=i % 7)) for i in range(expired)
+        ]
+        rows += [(now.isoformat(sep=" "), "acct_fresh") for _ in range(fresh)]
+        if self.app_url is not None:
+            engine = sa.create_engine(self.app_url, poolclass=sa.pool.NullPool)
+            with engine.begin() as pg:
+                pg.execute(
+                    sa.text(
+                        f"CREATE TABLE IF NOT EXISTS {table} "
+                        "(id BIGSERIAL PRIMARY KEY, created_at TIMESTAMP, account_id TEXT)"
+                    )
+                )
+                pg.execute(
+                    sa.text(f"INSERT INTO {table} (created_at, account_id) VALUES (CAST(:c AS timestamp), :a)"),
+                    [{"c": c, "a": a} for c, a in rows],
+                )
+            engine.dispose()
+            return
         with sqlite3.connect(self.app_db) as conn:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, created_at TIMESTAMP, account_id TEXT)"
             )
-            rows = [
-                ((now - timedelta(days=40 + i % 5)).isoformat(sep=" "), account.format(i=i % 7)) for i in range(expired)
-            ]
-            rows += [(now.isoformat(sep=" "), "acct_fresh") for _ in range(fresh)]
             conn.executemany(f"INSERT INTO {table} (created_at, account_id) VALUES (?, ?)", rows)
 
     def count(self, table: str, where: str = "1=1") -> int:
         """Return the number of rows of ``table`` matching ``where``."""
+        if self.app_url is not None:
+            engine = sa.create_engine(self.app_url, poolclass=sa.pool.NullPool)
+            with engine.connect() as pg:
+                found = int(pg.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
+            engine.dispose()
+            return found
         with sqlite3.connect(self.app_db) as conn:
             return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
 

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from retentiond.actions.leases import AdvisoryLocks, FileLocks, advisory_key, runner_locks
 from retentiond.config.loader import load_config
 from retentiond.daemon import sdnotify
-from retentiond.daemon.locks import AdvisoryLocks, FileLocks, advisory_key, runner_locks
 from retentiond.daemon.scheduler import CroniterTrigger, TickTrigger, missed_since
 from retentiond.daemon.service import Daemon
 from retentiond.daemon.state import ScheduleState
@@ -137,7 +137,7 @@ class TestFileLocks:
         held = locks.try_acquire("clicks")
         assert held is not None
         code = (
-            "import sys; from pathlib import Path; from retentiond.daemon.locks import FileLocks; "
+            "import sys; from pathlib import Path; from retentiond.actions.leases import FileLocks; "
             "sys.exit(0 if FileLocks(Path(sys.argv[1])).try_acquire(sys.argv[2]) is None else 3)"
         )
         probe = [sys.executable, "-c", code, str(tmp_path)]

@@ -77,6 +77,7 @@ class GroupPlan:
     history: list[int] = field(default_factory=list)
     history_markers: list[int] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)
+    held_records: int = 0  # distinct versions held (``held`` counts one per hold: overlapping)
     age: datetime | None = None  # the current version's age when it expired (``main``)
     kept: dict[str, int] = field(default_factory=dict)  # an erasure: versions erasure = "never" keeps
 
@@ -128,6 +129,7 @@ def plan_group(
         if decision.verdict is Verdict.HELD:
             for hold_id in decision.holds:
                 plan.held[hold_id] = plan.held.get(hold_id, 0) + len(entries)
+            plan.held_records += len(entries)
             return plan
     # Prior versions: each by when it became noncurrent.
     cutoffs = [acting.prior_cutoff, *(o.prior_cutoff for o in covering)]
@@ -141,6 +143,7 @@ def plan_group(
         if held:
             for hold_id in held:
                 plan.held[hold_id] = plan.held.get(hold_id, 0) + 1
+            plan.held_records += 1
             continue
         plan.history.append(i)
     if current.is_marker:
@@ -151,6 +154,7 @@ def plan_group(
             if held:
                 for hold_id in held:
                     plan.held[hold_id] = plan.held.get(hold_id, 0) + 1
+                plan.held_records += 1
             else:
                 plan.history.insert(0, 0)  # an orphan delete marker: nothing behind it
         elif set(versions) <= set(plan.history):

@@ -99,9 +99,11 @@ class Requester:
       message), is ``blocked``: never retried, never bypassed (no
       ``x-amz-bypass-governance-retention`` is ever sent).
     * Other per-key errors are retried with backoff, then ``failed``.
-    * Throttling, 500s and connection failures of the whole request are retried by tenacity; a
-      connection failure after the request may have been sent, or an entry missing from the
-      response, is an unknown outcome: a listing decides before anything is audited.
+    * Throttling, 500s and connection failures of the whole request are retried too, from the
+      same budget (:class:`retry.Budget`: one growing backoff and ``ATTEMPTS`` sends per chunk,
+      whatever the mix of causes); a connection failure after the request may have been sent,
+      or an entry missing from the response, is an unknown outcome: a listing decides before
+      anything is audited.
     """
 
     def __init__(
@@ -152,17 +154,14 @@ class Requester:
         crash_point("s3_after_intent")
         out = RequestOutcome()
         remaining = list(intent.items)
-        attempt = 0
+        budget = retry.Budget()  # throttling and per-key retries share one budget and one backoff
         while remaining:
-            attempt += 1
-            if attempt > 1:
-                retry.sleep(retry.backoff(attempt - 1))
-            last = attempt >= retry.ATTEMPTS
+            last = budget.next_send()
             try:
-                response = retry.retrying(retry_on=lambda e: retry.is_transient(e) and not retry.is_unknown_outcome(e))(
-                    self._send, remaining
-                )
+                response = self._send(remaining)
             except Exception as exc:  # noqa: BLE001 - classified below; nothing is audited on a guess
+                if retry.is_transient(exc) and not retry.is_unknown_outcome(exc) and not last:
+                    continue  # nothing happened on the server: the same items again, after a longer wait
                 remaining = self._after_failure(exc, remaining, out, last=last)
                 continue
             remaining = self._sort(response, remaining, out, last=last)

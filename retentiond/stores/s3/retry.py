@@ -116,6 +116,26 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return retrying()(fn, *args, **kwargs)
 
 
+class Budget:
+    """One retry budget and one backoff sequence for a chunk, shared by every retry layer.
+
+    A request retried for per-key errors and then throttled (SlowDown, 503, a reset connection)
+    waits longer each time across both causes: ``ATTEMPTS`` sends per chunk in all, the wait
+    before each resend the next step of one growing sequence (not a fresh sequence per layer).
+    """
+
+    def __init__(self, attempts: int = ATTEMPTS) -> None:
+        self.attempts = attempts
+        self.sends = 0
+
+    def next_send(self) -> bool:
+        """Wait the next backoff step unless this is the chunk's first send; return True when it is the last one."""
+        if self.sends:
+            sleep(backoff(self.sends))
+        self.sends += 1
+        return self.sends >= self.attempts
+
+
 def backoff(attempt: int) -> float:
     """Return the wait before retry number ``attempt`` (1-based) of per-key errors, same shape as :func:`retrying`."""
     import random

@@ -42,6 +42,7 @@ class Counting(PriorVersions):
                 n = conn.execute(sa.select(sa.func.count()).select_from(t).where(rule)).scalar_one()
                 if n:
                     kept[self.category] = int(n)
+            held_records = self._held_records(conn, holds, run_start) if held else 0
             history = 0
             if self.target.history is not None:
                 # What a run deletes from the history table: the prior versions of the rows it acts
@@ -57,7 +58,13 @@ class Counting(PriorVersions):
                 )
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
         return Counts(
-            total=int(total), eligible=int(act), held=held, history_expired=int(history), oldest=oldest, kept=kept
+            total=int(total),
+            eligible=int(act),
+            held=held,
+            history_expired=int(history),
+            held_records=held_records,
+            oldest=oldest,
+            kept=kept,
         )
 
     def remaining(self, holds: Sequence[Hold], run_start: datetime) -> int:
@@ -80,6 +87,16 @@ class Counting(PriorVersions):
         """Return, per hold, the rows this run would act on but for that hold."""
         with self.engine.connect() as conn:
             return self._held(conn, holds, run_start)
+
+    def _held_records(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> int:
+        """Return the distinct rows any of ``holds`` keeps (a row under two holds counts once)."""
+        base = self._base(holds, run_start, ignore_holds=True)
+        if self.anonymize:
+            base = sa.and_(base, not_anonymized(self.target))
+        covering = [self.acting, *self.others]
+        any_hold = sa.or_(sa.false(), *[held_by(hold, covering, run_start) for hold in holds])
+        query = sa.select(sa.func.count()).select_from(self.target.table).where(sa.and_(base, any_hold))
+        return int(conn.execute(query).scalar_one())
 
     def _held(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         t = self.target.table

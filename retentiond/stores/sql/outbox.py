@@ -55,6 +55,10 @@ _ADD_FAILURE = sa.text("ALTER TABLE retentiond_outbox ADD COLUMN failure TEXT")
 OutboxRow = OutcomeRow
 
 
+#: Advisory-lock key serialising the outbox's creation (an arbitrary constant of retentiond's).
+_CREATE_LOCK = 0x7274645F6F757478  # "rtd_outx"
+
+
 class Outbox:
     """The outbox of one SQL store."""
 
@@ -66,11 +70,17 @@ class Outbox:
     def ensure(self) -> None:
         """Create the outbox table when it does not exist yet; add the ``failure`` column to an older one.
 
+        Two runners of different categories may open one store at the same moment; on PostgreSQL
+        a transaction-level advisory lock makes the second wait for the first's ``CREATE TABLE``
+        (without it, both pass the existence check and one fails on the catalog's unique index).
+
         Raises:
             ConfigError: the table or the column is missing and the role may not create it (SQLSTATE 42501).
         """
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
                 self.table.create(conn, checkfirst=True)
                 columns = {c["name"] for c in sa.inspect(conn).get_columns(OUTBOX_TABLE)}
                 if "failure" not in columns:

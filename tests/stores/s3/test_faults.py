@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from retentiond.stores.s3 import listing
+from retentiond.stores.s3 import listing, retry
 from tests.stores.s3.conftest import S3Env, s3_category
 from tests.stores.s3.faults import Faults, delete_result, faults, objects_of, response
 
@@ -51,6 +51,29 @@ class TestDeleteFaults:
         _converged(s3env, items)
         assert 4 == len(faults.sleeps)
         assert all(a < b for a, b in pairwise(faults.sleeps)), faults.sleeps
+
+    def test_backoff_grows_across_retry_layers(self, s3env: S3Env, faults: Faults) -> None:
+        """A per-key retry then throttling: one growing sequence of waits for the chunk, not a restart at 0.2 s."""
+        items = _seed(s3env, keys=1)
+        faults.on("DeleteObjects", faults.all_internal_error)
+        for _ in range(3):
+            faults.on("DeleteObjects", faults.slow_down_503)
+        s3env.run()
+        _converged(s3env, items)
+        assert (5, 4) == (faults.calls["DeleteObjects"], len(faults.sleeps))
+        assert all(a < b for a, b in pairwise(faults.sleeps)), faults.sleeps
+
+    def test_one_retry_budget_per_chunk(self, s3env: S3Env, faults: Faults) -> None:
+        """Per-key errors then endless throttling: at most ATTEMPTS sends for the chunk (not one budget per layer)."""
+        items = _seed(s3env, keys=1)
+        faults.on("DeleteObjects", faults.all_internal_error)
+        for _ in range(40):
+            faults.on("DeleteObjects", faults.slow_down_503)
+        report = s3env.run()
+        assert ["support"] == list(report.failed)
+        assert retry.ATTEMPTS == faults.calls["DeleteObjects"]
+        assert all(a < b for a, b in pairwise(faults.sleeps)), faults.sleeps
+        assert s3env.refs_of(items) == sorted(r for e in s3env.batches("failed") for r in e.refs)
 
     def test_throttled_request_does_not_stall_the_others(
         self, s3env: S3Env, faults: Faults, monkeypatch: pytest.MonkeyPatch

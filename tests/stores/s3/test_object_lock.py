@@ -37,13 +37,27 @@ class TestBlocked:
         s3env.configure({"support": s3_category()})
         plan = s3env.run(mode="plan").targets[0]
         run = s3env.run().targets[0]
-        assert (2, 1) == (plan.eligible, plan.blocked)
+        assert (1, 1) == (plan.eligible, plan.blocked)  # blocked is never eligible
         assert (1, 1) == (run.acted, run.blocked)
         assert {("tickets/locked", locked)} == s3env.versions()
         assert [s3env.ref("tickets/free", free)] == s3env.audited()
         assert [s3env.ref("tickets/locked", locked)] == s3env.audited("blocked")
         assert [] == [h for h in faults.headers if "x-amz-bypass-governance-retention" in h]
         assert 0 < faults.calls["DeleteObjects"]
+
+    def test_guard_counts_only_what_could_be_deleted(self, s3env: S3Env) -> None:
+        """3 of 4 expired objects locked, max_fraction 0.5: eligible is 1 (not 4), the guard holds, 1 goes."""
+        s3env.bucket(lock=True)
+        locked = [s3env.put(f"tickets/locked-{i}", 100) for i in range(3)]
+        for i, version in enumerate(locked):
+            _lock(s3env, f"tickets/locked-{i}", version, "legal_hold")
+        s3env.put("tickets/free", 100)
+        s3env.configure({"support": s3_category()}, max_fraction_per_run=0.5)
+        plan = s3env.run(mode="plan").targets[0]
+        report = s3env.run()
+        assert (1, 3, "ok") == (plan.eligible, plan.blocked, plan.guard)
+        assert ({}, 1, 3) == (report.failed, report.targets[0].acted, report.targets[0].blocked)
+        assert 3 == len(s3env.versions())
 
     def test_locked_prior_version_blocks_only_itself(self, s3env: S3Env) -> None:
         """An expired object whose old version is locked loses its other versions; the locked one is blocked."""

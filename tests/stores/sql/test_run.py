@@ -44,12 +44,12 @@ class TestLiveHolds:
         assert 1 == len(env.entries("hold_placed"))
 
     def test_invalid_holds_at_start_stop_everything(self, env: Env) -> None:
-        """The CLI exits 1, audits config_rejected and deletes nothing while the file is invalid."""
+        """The CLI exits 78, audits config_rejected and deletes nothing while the file is invalid."""
         env.configure({"support": SUPPORT})
         env.write_holds("[[hold]]\nid = 'X'\nkind = 'legal'\n")  # reason, placed_by... missing
         env.insert(tickets, [env.ticket(1, 40)])
         done = env.cli("run")
-        assert 1 == done.returncode, done.stderr
+        assert 78 == done.returncode, done.stderr
         assert {1} == env.ids()
         assert 1 == len(env.entries("config_rejected"))
         assert [] == env.batches("deleted")

@@ -12,10 +12,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import sqlalchemy as sa
+
+from retentiond.config.loader import LoadedConfig
 
 
 def advisory_key(ledger_id: str, category: str) -> int:
@@ -151,3 +154,34 @@ def runner_locks(ledger_url: str, ledger_id: str, state_dir: Path) -> RunnerLock
     if sa.engine.make_url(ledger_url).get_backend_name() == "postgresql":
         return AdvisoryLocks(ledger_url, ledger_id)
     return FileLocks(state_dir)
+
+
+class CategoryLeases:
+    """The leases a one-shot run holds for its whole duration (the daemon takes one per job)."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        from retentiond.actions.setup import ledger_url
+
+        self._locks = runner_locks(ledger_url(loaded), loaded.settings.audit.ledger_id, loaded.state_dir)
+        self._held: list[HeldLock] = []
+
+    def take(self, categories: Sequence[str]) -> list[str]:
+        """Take the lease of each of ``categories``; return those another runner holds (not taken).
+
+        Raises:
+            TemporaryFailure: the lease's database is unreachable.
+        """
+        elsewhere: list[str] = []
+        for category in categories:
+            held = self._locks.try_acquire(category)
+            if held is None:
+                elsewhere.append(category)
+            else:
+                self._held.append(held)
+        return elsewhere
+
+    def release(self) -> None:
+        """Release every lease taken and the locks' engine (idempotent)."""
+        while self._held:
+            self._held.pop().release()
+        self._locks.close()
