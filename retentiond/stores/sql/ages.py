@@ -181,3 +181,22 @@ def after_position(position: Sequence[Any], columns: Sequence[sa.Column[Any]], d
     else:
         bound = [sa.literal(v, c.type) for v, c in zip(position, columns, strict=True)]
     return sa.tuple_(*columns) > sa.tuple_(*bound)
+
+
+def keyset_page(
+    order: Sequence[sa.Column[Any]],
+    condition: ColumnElement[bool],
+    after: Sequence[Any] | None,
+    dialect: str,
+    limit: int,
+    *extra: sa.Column[Any],
+) -> sa.Select[Any]:
+    """Return the next ``limit`` rows in ``order`` after the position ``after`` (None: from the start).
+
+    The selected columns are the position (:func:`position_columns`, what ``after`` is made of)
+    followed by ``extra``. The one keyset page every batch kind reads.
+    """
+    select = sa.select(*position_columns(order, dialect), *extra).where(condition)
+    if after is not None:
+        select = select.where(after_position(after, order, dialect))
+    return select.order_by(*order).limit(limit)

@@ -74,10 +74,7 @@ class PriorVersions(WorkerBase):
         assert h is not None
         cond = self._history_condition(holds, run_start)
         order = [h.superseded, *h.key]
-        select = sa.select(*ages.position_columns(order, t.dialect)).where(cond)
-        if cursor.after is not None:
-            select = select.where(ages.after_position(cursor.after, order, t.dialect))
-        select = select.order_by(*order).limit(self.batch_size)
+        select = ages.keyset_page(order, cond, cursor.after, t.dialect, self.batch_size)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
                 _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)

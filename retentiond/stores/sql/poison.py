@@ -98,10 +98,7 @@ def split_batch(worker: TargetWorker, cursor: Cursor, cond: ColumnElement[bool],
     key_end = len(order)
     key_start = key_end - len(t.key)
     anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
-    select = sa.select(*ages.position_columns(order, t.dialect), *anonymized_cols).where(cond)
-    if cursor.after is not None:
-        select = select.where(ages.after_position(cursor.after, order, t.dialect))
-    select = select.order_by(*order).limit(worker.batch_size)
+    select = ages.keyset_page(order, cond, cursor.after, t.dialect, worker.batch_size, *anonymized_cols)
     touched: list[Key] = []
     history: list[Key] = []
     with worker.engine.begin() as conn:

@@ -96,10 +96,7 @@ class TargetWorker(Counting):
             if not self.anonymize or assignments is not None:
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
         anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
-        select = sa.select(*ages.position_columns(order, t.dialect), *anonymized_cols).where(cond)
-        if cursor.after is not None:
-            select = select.where(ages.after_position(cursor.after, order, t.dialect))
-        select = select.order_by(*order).limit(self.batch_size)
+        select = ages.keyset_page(order, cond, cursor.after, t.dialect, self.batch_size, *anonymized_cols)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
                 _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
