@@ -78,6 +78,8 @@ class WorkerBase:
         # An erasure request's subjects (None: a retention run) and the erasure = "never" categories.
         self.subjects = list(subjects) if subjects is not None else None
         self.never = never
+        # Conditions a dry run's batches add: rows the whole-partition step already counted (stores.sql.partitions).
+        self.excluded: list[ColumnElement[bool]] = []
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 
@@ -147,4 +149,16 @@ class WorkerBase:
             if self.target.dialect == "postgresql":
                 return cols[0] == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(cols[0].type)))
             return cols[0].in_(values)
+        if self.target.dialect == "postgresql" and keys:
+            # One array per key column, zipped by unnest: a hashable semi-join. A row-value IN list
+            # of thousands of tuples is an OR the planner expands per partition (seconds a batch).
+            arrays = [
+                sa.bindparam(None, [k[i] for k in keys], type_=postgresql.ARRAY(c.type)) for i, c in enumerate(cols)
+            ]
+            pairs = (
+                sa.func.unnest(*arrays)
+                .table_valued(*[sa.column(f"k{i}", c.type) for i, c in enumerate(cols)])
+                .render_derived()
+            )
+            return sa.tuple_(*cols).in_(sa.select(*pairs.c))
         return sa.tuple_(*cols).in_(keys)
