@@ -21,7 +21,7 @@ on partitioned tables through the parent.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from retentiond.config.holds import Hold
 from retentiond.logs import get_logger
 from retentiond.stores.base import BatchResult
+from retentiond.stores.sql import partition_keys
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
 from retentiond.stores.sql.partition_catalog import Leaf, detached, layout, leaf_table, upper_before
 from retentiond.stores.sql.worker import TargetWorker
@@ -346,10 +347,7 @@ class WholePartitions:
                 self._forget(conn, leaf)
                 log.info("partition kept for the batches: a row is protected", target=self.w.target_name)
                 return None
-            # Chunk by chunk while the COPY streams: the keys of a large partition are never all held as tuples.
-            out: list[OutboxRow] = []
-            for chunk in _copy_keys(conn, sa.select(*[part.c[c.name] for c in t.key])):
-                out.extend(self.w.outbox_rows(self.run_id, chunk, []))
+            out = self._outcomes(conn, part)
             records = sum(r.count for r in out)
             self.w.outbox.insert(conn, out)
             self._forget(conn, leaf)
@@ -362,32 +360,28 @@ class WholePartitions:
         log.info("partition purged whole", target=self.w.target_name, records=records)
         return BatchResult(selected=records, touched=records, history=0, outbox=out)
 
+    def _outcomes(self, conn: sa.Connection, part: sa.Table) -> list[OutboxRow]:
+        """Return the outbox rows of every row of ``part`` (:data:`CHUNK` keys each), read with ``COPY``.
+
+        The canonical key texts come from the database when every key column has an exact SQL
+        text (:func:`partition_keys.key_text_expr`), aggregated there into one JSON array per
+        chunk; else from the worker's ``key_text`` over the keys of a binary COPY, chunk by chunk
+        while it streams, never all keys as tuples at once.
+        """
+        out: list[OutboxRow] = []
+        cols = [part.c[c.name] for c in self.w.target.key]
+        expr = partition_keys.key_text_expr(cols)
+        chunks = None if expr is None else partition_keys.aggregate_texts(conn, part, expr, CHUNK)
+        if chunks is not None:
+            for texts, n in chunks:
+                out.extend(self.w.outbox_rows(self.run_id, [], [], key_texts=(texts, n)))
+            return out
+        # Some key column has no exact SQL text (text keys, a year outside 1000-9999): Python makes them.
+        for chunk in partition_keys.copy_keys(conn, sa.select(*cols), CHUNK):
+            out.extend(self.w.outbox_rows(self.run_id, chunk, []))
+        return out
+
 
 def _literal(conn: sa.Connection, text: str) -> str:
     """Return ``text`` as an SQL string literal, quoted by the dialect (a partition bound read from the catalog)."""
     return str(sa.literal(text, sa.Text).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-
-
-def _copy_keys(conn: sa.Connection, select: sa.Select[Any]) -> Iterator[list[tuple[Any, ...]]]:
-    """Yield the rows of ``select`` (no parameters) in chunks of :data:`CHUNK`, read with a binary ``COPY … TO STDOUT``.
-
-    psycopg 3 decodes each column with the type the database reports for it (a plain
-    ``LIMIT 0`` execution of the same query), so the keys are the Python values a batch's
-    ``RETURNING`` gives, and their canonical key texts the same.
-    """
-    compiled = select.compile(dialect=conn.dialect)
-    assert not compiled.params, "the key query of a partition has no parameters"
-    raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        cur.execute(f"{compiled} LIMIT 0")
-        types = [d.type_code for d in cur.description]
-        with cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)") as copy:
-            copy.set_types(types)
-            chunk: list[tuple[Any, ...]] = []
-            for row in copy.rows():
-                chunk.append(tuple(row))
-                if len(chunk) == CHUNK:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk

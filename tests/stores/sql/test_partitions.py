@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from retentiond.stores.sql import partitions
+from retentiond.audit.refs import canonical_key
+from retentiond.stores.sql import partition_keys, partitions
 from retentiond.stores.sql.partition_catalog import parse_bound
 from retentiond.stores.sql.partitions import INTENTS_TABLE, WholePartitions
 from retentiond.testing.crashpoints import ENV
@@ -127,13 +130,69 @@ class TestParseBound:
             assert None is parse_bound(other)
 
 
+class TestKeyTexts:
+    """The database's canonical key texts equal ``audit.refs.canonical_key``, or are NULL (Python makes them)."""
+
+    def test_key_texts(self, pg_engine: sa.Engine) -> None:
+        """Integers, UUIDs, timestamptz (microseconds, any offset), alone and combined; years before 1000: NULL."""
+        table = sa.Table(
+            "k",
+            sa.MetaData(),
+            sa.Column("i", sa.BigInteger),
+            sa.Column("u", sa.Uuid),
+            sa.Column("t", sa.DateTime(timezone=True)),
+        )
+        table.create(pg_engine)
+        plus2 = timezone(timedelta(hours=2))
+        rows = [
+            (0, uuid.UUID(int=0), datetime(1000, 1, 1, tzinfo=UTC)),
+            (-(2**63), uuid.uuid4(), datetime(2026, 3, 4, 5, 6, 7, 8, tzinfo=UTC)),
+            (2**63 - 1, uuid.uuid4(), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+            (42, uuid.uuid4(), datetime(2024, 2, 29, 0, 30, tzinfo=plus2)),
+            (7, uuid.uuid4(), datetime(999, 12, 31, 12, tzinfo=UTC)),
+        ]
+        with pg_engine.begin() as conn:
+            conn.execute(table.insert(), [{"i": i, "u": u, "t": t} for i, u, t in rows])
+        for names in (["i"], ["u"], ["t"], ["i", "t"], ["t", "u", "i"]):
+            cols = [table.c[n] for n in names]
+            expr = partition_keys.key_text_expr(cols)
+            assert expr is not None
+            with pg_engine.connect() as conn:
+                got = conn.execute(sa.select(expr, *cols).order_by(table.c.i)).all()
+            expected = [
+                None if any(isinstance(v, datetime) and v.year < 1000 for v in r[1:]) else canonical_key(tuple(r[1:]))
+                for r in got
+            ]
+            assert expected == [r[0] for r in got]
+        assert None is partition_keys.key_text_expr([sa.column("s", sa.Text)])
+        both = partition_keys.key_text_expr([table.c.i, table.c.t])
+        assert both is not None
+        with pg_engine.begin() as conn:
+            assert None is partition_keys.aggregate_texts(conn, table, both, 2)  # the year 999: Python's
+            conn.execute(table.delete().where(table.c.i == 7))
+            chunks = partition_keys.aggregate_texts(conn, table, both, 3)
+        assert chunks is not None
+        assert [3, 1] == sorted((n for _, n in chunks), reverse=True)
+        texts = sorted(t for j, _ in chunks for t in json.loads(j))
+        assert sorted(canonical_key((i, t)) for i, _, t in rows if t.year >= 1000) == texts
+
+
 class TestWholePurge:
     """Expired, unprotected leaves are dropped whole and audited; the rest goes through the batches."""
 
-    def test_drop_hold_straddle(self, part_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    @pytest.mark.parametrize("texts", ["sql", "python"])
+    def test_drop_hold_straddle(self, part_env: Env, monkeypatch: pytest.MonkeyPatch, texts: str) -> None:
         """Leaves 2–11 but the held one are dropped; the held row, the straddling leaf's young rows survive."""
         env = part_env
         monkeypatch.setattr(partitions, "CHUNK", 3)  # several outbox rows per partition
+        if texts == "python":  # the key texts made by key_text from binary COPY values
+            monkeypatch.setattr(partition_keys, "key_text_expr", lambda columns: None)
+        else:  # the database makes every text: the Python path is not taken
+
+            def no_python(*args: Any) -> None:
+                raise AssertionError("key texts made in Python")
+
+            monkeypatch.setattr(partition_keys, "copy_keys", no_python)
         env.configure({"support": CATEGORY})
         env.write_holds([hold("LIT", ["support"], subjects=["acct_503"])])
         report = env.run()
