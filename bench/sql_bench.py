@@ -192,7 +192,7 @@ class Bench:
                 strategy=strategy,
                 partitioned=partitioned,
             )
-            result = run_retentiond(config, self.now)
+            result = run_retentiond(config)
             return None, result.seconds, result.rss_kib
 
         return body
@@ -288,6 +288,8 @@ class Bench:
         w = Writer(RUN_DB, self.args.rows, self.insert_at) if writer else None
         if w:
             w.start()
+            w.ready.wait(30)
+            time.sleep(0.2)  # a few idle writes first: the writer is running when the scenario starts
         try:
             rows, seconds, rss = sc.run(RUN_DB)
         finally:
@@ -343,7 +345,12 @@ def ratio_figures(sc: Scenario, ref: Scenario | None) -> tuple[str, str]:
         return statistics.median(r for r, _ in samples) / statistics.median(s for _, s in samples)
 
     pairs = [(r / s) / (rr / rs) for (r, s), (rr, rs) in zip(sc.samples, ref.samples, strict=False)]
-    return f"{rate(sc.samples) / rate(ref.samples):.2f}", f"{min(pairs):.2f}–{max(pairs):.2f}"
+    return ratio_text(rate(sc.samples) / rate(ref.samples)), f"{ratio_text(min(pairs))}–{ratio_text(max(pairs))}"
+
+
+def ratio_text(ratio: float) -> str:
+    """Return ``ratio`` with two significant digits below 0.1 (0.0031), two decimals otherwise."""
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.2g}"
 
 
 def table(scenarios: list[Scenario]) -> str:
@@ -387,6 +394,7 @@ def latency(bench: Bench, scenarios: list[Scenario]) -> str:
             recreate(bench.admin, RUN_DB, SOURCE)
             w = Writer(RUN_DB, bench.args.rows, bench.insert_at)
             w.start()
+            w.ready.wait(30)
             time.sleep(3)
             w.stop.set()
             w.join()
@@ -471,7 +479,7 @@ def rss_bench(bench: Bench) -> str:
     for rows in bench.args.rss_rows:
         source = SOURCE if rows == bench.args.rows else RSS_SOURCE
         if source == RSS_SOURCE:
-            seed(bench.admin, RSS_SOURCE, rows, bench.now, partitioned=False)
+            seed(bench.admin, RSS_SOURCE, rows, bench.now, bench.cutoff, partitioned=False)
         recreate(bench.admin, RUN_DB, source)
         _, seconds, rss = bench.retentiond("delete", "", bench.args.batch_sizes[0], False)(RUN_DB)
         lines.append(f"- peak RSS of `retentiond run` (delete) at {rows:,} rows: {(rss or 0) / 1024:.0f} MB")
@@ -519,9 +527,9 @@ def run_all(bench: Bench) -> None:
         flush=True,
     )
     t = time.perf_counter()
-    seed(bench.admin, SOURCE, args.rows, bench.now, partitioned=False)
+    seed(bench.admin, SOURCE, args.rows, bench.now, bench.cutoff, partitioned=False)
     if any(s.source == PART_SOURCE for s in scenarios):
-        seed(bench.admin, PART_SOURCE, args.rows, bench.now, partitioned=True)
+        seed(bench.admin, PART_SOURCE, args.rows, bench.now, bench.cutoff, partitioned=True)
     print(f"  seeded in {time.perf_counter() - t:.1f}s", flush=True)
     out = []
     if scenarios:
