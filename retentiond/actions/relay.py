@@ -27,8 +27,7 @@ from retentiond.testing.crashpoints import crash_point
 def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
     keys = row.keys
     if keys:
-        # Canonical key texts: a one-element key whose value is that text has the same ref.
-        return tuple(refs.sql_many(row.store, row.target, [(k,) for k in json.loads(keys)]))
+        return tuple(refs.sql_texts(row.store, row.target, json.loads(keys)))
     return split_refs(row.refs)
 
 

@@ -45,14 +45,20 @@ from retentiond.audit.db import Tx, sqlite_setup, temporary
 from retentiond.audit.entry import AppendedEntry, DuplicateBatch, Entry, Head
 from retentiond.audit.events import EVENT_TYPES, Checkpoint, Event, KeyRotated, Name
 from retentiond.audit.reading import LedgerReader
+from retentiond.audit.ref_filter import FILTER_MIN
+from retentiond.audit.ref_filter import build as build_filter
 from retentiond.audit.refs import REF_SIZE
 from retentiond.audit.schema import (
+    POSTGRES_FILTER_TRIGGERS,
     POSTGRES_TRIGGERS,
     SCHEMA_LOCK_KEY,
+    SQLITE_FILTER_TRIGGERS,
     SQLITE_TRIGGERS,
+    add_ref_filters,
     entries_table,
     head_table,
     metadata,
+    ref_filters_table,
     refs_table,
 )
 from retentiond.audit.signing import Signer, checkpoint_message, raw_public_key, rotation_message
@@ -77,6 +83,9 @@ class Ledger(LedgerReader):
         self.ledger_id = str(Name(ledger_id))
         self.dialect = engine.dialect.name
         self.genesis = genesis_hash(self.ledger_id)
+        # Whether the ledger has the ref filters' table (set by _ensure_schema; a ledger created
+        # before it, opened by a role that may not add it, keeps one index row per ref).
+        self._filters = False
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -123,12 +132,18 @@ class Ledger(LedgerReader):
         with self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+            pg = self.dialect == "postgresql"
             if not inspect(conn).has_table(head_table.name):
                 if not create:
                     raise ConfigError([ConfigIssue("audit.url", "no audit ledger at this URL")])
                 metadata.create_all(conn)
-                for ddl in POSTGRES_TRIGGERS if self.dialect == "postgresql" else SQLITE_TRIGGERS:
+                for ddl in (
+                    (POSTGRES_TRIGGERS + POSTGRES_FILTER_TRIGGERS) if pg else (SQLITE_TRIGGERS + SQLITE_FILTER_TRIGGERS)
+                ):
                     conn.execute(text(ddl))
+            self._filters = inspect(conn).has_table(ref_filters_table.name)
+            if not self._filters and create:
+                self._filters = add_ref_filters(conn)
             row = conn.execute(select(head_table.c.ledger_id).where(head_table.c.id == 1)).first()
             if row is None:
                 if not create:
@@ -238,7 +253,10 @@ class Ledger(LedgerReader):
                 hash=digest,
             )
         )
-        if refs:
+        if len(refs) >= FILTER_MIN * REF_SIZE and self._filters:
+            # One filter row instead of one index row per ref (audit.ref_filter).
+            conn.execute(insert(ref_filters_table).values(seq=seq, bits=build_filter(refs)))
+        elif refs:
             if self.dialect == "postgresql":
                 # One statement with the refs as one bytea parameter, cut into 32-byte refs
                 # server-side: a bytea[] parameter costs a Python-side escape per element

@@ -10,15 +10,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.exc import OperationalError
 
+from retentiond.audit import ref_filter
 from retentiond.audit.canonical import format_time
 from retentiond.audit.db import Tx, multiset_digest, temporary
 from retentiond.audit.entry import Entry, Head
 from retentiond.audit.events import BatchId, Checkpoint
 from retentiond.audit.refs import REF_SIZE, RecordRef
-from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.audit.schema import entries_table, head_table, ref_filters_table, refs_table
 from retentiond.audit.signing import KeyRing
 from retentiond.audit.verify import ChainVerifier, Damage, DamageKind, TrustedCheckpoint, VerifyPolicy, VerifyResult
 
@@ -197,7 +198,7 @@ class LedgerReader:
             raise temporary(exc) from None
 
     def find(self, ref: RecordRef) -> list[Entry]:
-        """Return the entries carrying ``ref`` (an index lookup), oldest first.
+        """Return the entries carrying ``ref`` (an index lookup and a probe of the ref filters), oldest first.
 
         Each hit is re-checked against the entry's own (hash-covered) refs, so a forged index
         row can never make a record look deleted.
@@ -208,14 +209,83 @@ class LedgerReader:
         """
         if type(ref) is not RecordRef:
             raise TypeError("find() takes a RecordRef made by RefMaker")
-        seqs = select(refs_table.c.seq).where(refs_table.c.ref == bytes(ref)).scalar_subquery()
-        stmt = select(*ROW_COLUMNS).where(entries_table.c.seq.in_(seqs)).order_by(entries_table.c.seq)
         try:
             with self._read() as conn:
-                rows = conn.execute(stmt).all()
+                seqs = set(conn.execute(select(refs_table.c.seq).where(refs_table.c.ref == bytes(ref))).scalars())
+                seqs.update(self._filtered_seqs(conn, bytes(ref)))
+                stmt = select(*ROW_COLUMNS).where(entries_table.c.seq.in_(sorted(seqs))).order_by(entries_table.c.seq)
+                rows = conn.execute(stmt).all() if seqs else []
         except OperationalError as exc:
             raise temporary(exc) from None
         return [e for e in (Entry.from_row(r) for r in rows) if e.contains(ref)]
+
+    @staticmethod
+    def _check_index(conn: Connection, carried: int, *, deep: bool) -> Damage | None:
+        """Return the damage of the ref lookup structures, or None when they cover exactly the carried refs.
+
+        Each entry's refs are covered either by index rows or (entries written since 0.x with many
+        refs) by a filter row: the index rows plus the filtered entries' refs must number exactly
+        the refs the entries carry (a missing index or filter row would hide records from ``audit
+        find``). ``deep`` also compares the index's contents (a multiset digest of every
+        ``(seq, ref)``) and rebuilds every filter from its entry's refs.
+        """
+        filtered: set[int] = set()
+        filtered_refs = 0
+        bad_filter = False
+        if inspect(conn).has_table(ref_filters_table.name):
+            f, e = ref_filters_table, entries_table
+            joined = f.join(e, e.c.seq == f.c.seq, isouter=True)
+            query = select(f.c.seq, e.c.refs if deep else func.length(e.c.refs), f.c.bits if deep else f.c.seq)
+            for seq, refs, bits in conn.execution_options(yield_per=256).execute(query.select_from(joined)):
+                filtered.add(int(seq))
+                if refs is None:
+                    bad_filter = True  # a filter of no entry
+                    continue
+                if deep:
+                    filtered_refs += len(refs) // REF_SIZE
+                    bad_filter = bad_filter or ref_filter.build(bytes(refs)) != bytes(bits)
+                else:
+                    filtered_refs += int(refs) // REF_SIZE
+        if bad_filter:
+            return Damage(None, DamageKind.INDEX_MISMATCH, "a ref filter does not match its entry's refs")
+        indexed = conn.execute(select(func.count()).select_from(refs_table)).scalar_one()
+        if indexed + filtered_refs != carried:
+            return Damage(
+                None,
+                DamageKind.INDEX_MISMATCH,
+                f"the refs index holds {indexed} rows and the ref filters cover {filtered_refs} refs "
+                f"but the entries carry {carried} refs",
+            )
+        if deep:
+            carried_digest = multiset_digest(
+                (seq, blob[i : i + REF_SIZE])
+                for seq, blob in conn.execution_options(yield_per=5000).execute(
+                    select(entries_table.c.seq, entries_table.c.refs).where(entries_table.c.refs != b"")
+                )
+                if seq not in filtered
+                for i in range(0, len(blob), REF_SIZE)
+            )
+            indexed_digest = multiset_digest(
+                (seq, bytes(ref))
+                for ref, seq in conn.execution_options(yield_per=20000).execute(
+                    select(refs_table.c.ref, refs_table.c.seq)
+                )
+            )
+            if carried_digest != indexed_digest:
+                return Damage(
+                    None, DamageKind.INDEX_MISMATCH, "the refs index does not hold exactly the refs the entries carry"
+                )
+        return None
+
+    @staticmethod
+    def _filtered_seqs(conn: Connection, ref: bytes) -> Iterator[int]:
+        """Yield the seqs of entries whose ref filter may hold ``ref`` (audit.ref_filter)."""
+        if not inspect(conn).has_table(ref_filters_table.name):
+            return
+        rows = conn.execution_options(yield_per=256).execute(select(ref_filters_table.c.seq, ref_filters_table.c.bits))
+        for seq, bits in rows:
+            if ref_filter.may_hold(bits, ref):
+                yield int(seq)
 
     def has_batch(self, batch_id: str) -> bool:
         """Return True when a batch entry with ``batch_id`` is in the ledger (exactly-once relays).
@@ -265,33 +335,7 @@ class LedgerReader:
                 rows.close()
                 result = verifier.finish()
                 if result.ok and check_index:
-                    indexed = conn.execute(select(func.count()).select_from(refs_table)).scalar_one()
-                    if indexed != result.refs:
-                        result.damage = Damage(
-                            None,
-                            DamageKind.INDEX_MISMATCH,
-                            f"the refs index holds {indexed} rows but the entries carry {result.refs} refs",
-                        )
-                if result.ok and deep:
-                    carried = multiset_digest(
-                        (seq, blob[i : i + REF_SIZE])
-                        for seq, blob in conn.execution_options(yield_per=5000).execute(
-                            select(entries_table.c.seq, entries_table.c.refs).where(entries_table.c.refs != b"")
-                        )
-                        for i in range(0, len(blob), REF_SIZE)
-                    )
-                    indexed_digest = multiset_digest(
-                        (seq, bytes(ref))
-                        for ref, seq in conn.execution_options(yield_per=20000).execute(
-                            select(refs_table.c.ref, refs_table.c.seq)
-                        )
-                    )
-                    if carried != indexed_digest:
-                        result.damage = Damage(
-                            None,
-                            DamageKind.INDEX_MISMATCH,
-                            "the refs index does not hold exactly the refs the entries carry",
-                        )
+                    result.damage = self._check_index(conn, result.refs, deep=deep)
         except OperationalError as exc:
             raise temporary(exc) from None
         return result

@@ -132,6 +132,25 @@ class RefMaker:
             raise ValueError("the audit HMAC key must have at least 16 bytes")
         self._key = bytes(hmac_key)
         self._base = hmac.new(self._key, digestmod=hashlib.sha256)
+        # HMAC's two keyed SHA-256 states (RFC 2104), copied per ref: a quarter of the cost of
+        # hmac.digest(), which re-derives them for every message (refs of whole batches).
+        padded = (hashlib.sha256(self._key).digest() if len(self._key) > 64 else self._key).ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def _many(self, prefix: str, texts: Iterable[str]) -> list[RecordRef]:
+        """Return HMAC(key, prefix + text) of each text as refs (the one trusted bulk maker)."""
+        inner, outer, new = self._inner.copy, self._outer.copy, bytes.__new__
+        out: list[RecordRef] = []
+        append = out.append
+        for text in texts:
+            i = inner()
+            i.update((prefix + text).encode("utf-8"))
+            o = outer()
+            o.update(i.digest())
+            # bytes.__new__ skips the token check: this is the one trusted maker.
+            append(new(RecordRef, o.digest()))
+        return out
 
     def _make(self, message: str) -> RecordRef:
         h = self._base.copy()
@@ -148,17 +167,21 @@ class RefMaker:
         return self._make(f"v1|{_label('store', store)}|{_label('table', table)}|{canonical_key(key_values)}")
 
     def sql_many(self, store: str, table: str, keys: Iterable[Sequence[Any]]) -> list[RecordRef]:
-        """Return the refs of many rows of one table (about 1 µs per key).
+        """Return the refs of many rows of one table (well under 1 µs per key).
 
         Raises:
             Same as :meth:`sql`.
         """
         prefix = f"v1|{_label('store', store)}|{_label('table', table)}|"
-        one_shot = hmac.digest  # OpenSSL's one-shot HMAC: no per-key Python HMAC object
-        key = self._key
-        new = bytes.__new__
-        # bytes.__new__ skips the token check: this is the one trusted maker.
-        return [new(RecordRef, one_shot(key, (prefix + canonical_key(k)).encode("utf-8"), "sha256")) for k in keys]
+        return self._many(prefix, map(canonical_key, keys))
+
+    def sql_texts(self, store: str, table: str, texts: Iterable[str]) -> list[RecordRef]:
+        """Return the refs of rows of one table given by their canonical key texts (what an outbox row keeps).
+
+        Raises:
+            ValueError: ``store``/``table`` are not plain names.
+        """
+        return self._many(f"v1|{_label('store', store)}|{_label('table', table)}|", texts)
 
     def s3(self, store: str, bucket: str, object_key: str, version_id: str | None) -> RecordRef:
         """Return the ref of one object version (``version_id`` None: unversioned, ``null``).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.dialects import postgresql
 
-from retentiond.audit.schema import entries_table, head_table, refs_table
+from retentiond.audit.schema import entries_table, head_table, ref_filters_table, refs_table
 
 LEDGER_SCHEMA = "retentiond_audit"
 
@@ -59,11 +59,12 @@ def superuser_sql(roles: LedgerRoles) -> list[str]:
 def owner_grants(roles: LedgerRoles) -> list[str]:
     """Return the GRANTs the owner runs after ``retentiond audit init`` created the tables."""
     entries, refs, head = entries_table.name, refs_table.name, head_table.name
+    filters = ref_filters_table.name
     writer, auditor = _q(roles.writer), _q(roles.auditor)
     return [
-        f"GRANT SELECT, INSERT ON {entries}, {refs} TO {writer};",
+        f"GRANT SELECT, INSERT ON {entries}, {refs}, {filters} TO {writer};",
         f"GRANT SELECT, UPDATE ON {head} TO {writer};   -- the append lock and head move",
-        f"GRANT SELECT ON {entries}, {refs}, {head} TO {auditor};",
+        f"GRANT SELECT ON {entries}, {refs}, {filters}, {head} TO {auditor};",
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Index,
     Integer,
     LargeBinary,
@@ -16,7 +17,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
+from sqlalchemy.exc import ProgrammingError
 
 metadata = MetaData()
 
@@ -62,6 +65,15 @@ refs_table = Table(
     Column("ref", LargeBinary, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Index("audit_refs_ref", "ref"),
+)
+
+#: One row per batch entry with many refs (``audit.ref_filter.FILTER_MIN``): a filter of its refs,
+#: in place of one ``audit_refs`` row per ref (derived from the entry's hash-covered refs).
+ref_filters_table = Table(
+    "audit_ref_filters",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("bits", LargeBinary, nullable=False),
 )
 
 #: Advisory lock key serializing schema creation in PostgreSQL (ASCII of "rtdaudit").
@@ -140,3 +152,46 @@ SQLITE_TRIGGERS: tuple[str, ...] = (
         " BEGIN SELECT RAISE(ABORT, 'retentiond audit head only moves forward one entry at a time'); END"
     ),
 )
+
+#: The ref filters' triggers, created with the ledger and added to a ledger created before them.
+POSTGRES_FILTER_TRIGGERS: tuple[str, ...] = (
+    (
+        "CREATE TRIGGER audit_ref_filters_append_only BEFORE UPDATE OR DELETE ON audit_ref_filters"
+        " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
+    ),
+    (
+        "CREATE TRIGGER audit_ref_filters_no_truncate BEFORE TRUNCATE ON audit_ref_filters"
+        " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
+    ),
+)
+SQLITE_FILTER_TRIGGERS: tuple[str, ...] = (
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_ref_filters_no_update BEFORE UPDATE ON audit_ref_filters"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS audit_ref_filters_no_delete BEFORE DELETE ON audit_ref_filters"
+        " BEGIN SELECT RAISE(ABORT, 'retentiond audit ledger is append-only'); END"
+    ),
+)
+
+
+def add_ref_filters(conn: Connection) -> bool:
+    """Add the ref filters' table and triggers to a ledger created before them; False when the role may not.
+
+    Without the table, entries keep one index row per ref (findable either way).
+
+    Raises:
+        sqlalchemy.exc.ProgrammingError: a failure other than a missing privilege.
+    """
+    pg = conn.dialect.name == "postgresql"
+    try:
+        with conn.begin_nested():
+            ref_filters_table.create(conn)
+            for ddl in POSTGRES_FILTER_TRIGGERS if pg else SQLITE_FILTER_TRIGGERS:
+                conn.execute(text(ddl))
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":
+            raise
+        return False
+    return True

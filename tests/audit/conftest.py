@@ -39,6 +39,8 @@ SQLITE_TRIGGER_NAMES = (
     "audit_entries_no_delete",
     "audit_refs_no_update",
     "audit_refs_no_delete",
+    "audit_ref_filters_no_update",
+    "audit_ref_filters_no_delete",
     "audit_head_no_delete",
     "audit_head_forward_only",
 )

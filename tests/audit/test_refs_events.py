@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retentiond.audit import (
     Action,
@@ -197,3 +199,18 @@ class TestCanonicalEntry:
     def test_floats_refused(self) -> None:
         with pytest.raises(TypeError):
             canonical_dumps({"a": 1.0})
+
+
+class TestBulkRefs:
+    """Bulk refs (copied SHA-256 states) are the HMAC of the documented message, for any key length."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        key=st.binary(min_size=16, max_size=160),
+        texts=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40), max_size=20),
+    )
+    def test_sql_texts_is_hmac_sha256(self, key: bytes, texts: list[str]) -> None:
+        """sql_texts(store, table, texts) equals HMAC-SHA256(key, "v1|store|table|" + text) of each."""
+        expected = [hmac.new(key, f"v1|app|t|{t}".encode(), hashlib.sha256).digest() for t in texts]
+
+        assert expected == [bytes(r) for r in RefMaker(key).sql_texts("app", "t", texts)]

@@ -14,15 +14,32 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
 
+from retentiond.stores.sql.keyed import KeyedHash
 from retentiond.stores.sql.predicates import PSEUDONYM_HEX, PSEUDONYM_PREFIX, REDACTED, fixed_value
+
+_MESSAGE = "retentiond-pseudonym-v1|"
 
 
 class Pseudonymizer:
     """Keyed, stable pseudonyms: ``anon:`` + 32 hex characters of HMAC-SHA256."""
 
     def __init__(self, key: bytes) -> None:
-        self._base = _hmac.new(key, b"retentiond-pseudonym-v1|", hashlib.sha256)
+        self._base = _hmac.new(key, _MESSAGE.encode(), hashlib.sha256)
+        #: The same pseudonyms made inside a PostgreSQL statement (``keyed.load`` in its transaction).
+        self.keyed = KeyedHash({"pseudonym": key})
+
+    def sql(self, scope: str, column: sa.Column[Any]) -> ColumnElement[Any] | None:
+        """Return the SQL expression of the pseudonym of ``column``'s value within ``scope``, or None.
+
+        Only for text columns, whose SQL text is the value Python's pseudonym is made of.
+        """
+        if not isinstance(column.type, sa.String) or isinstance(column.type, sa.Enum | sa.CHAR | sa.NCHAR):
+            return None
+        message = sa.literal(f"{_MESSAGE}{scope}|", sa.Text).op("||")(sa.cast(column, sa.Text))
+        digest = sa.func.encode(self.keyed.digest("pseudonym", message), "hex", type_=sa.Text)
+        return sa.literal(PSEUDONYM_PREFIX, sa.Text).op("||")(sa.func.substr(digest, 1, PSEUDONYM_HEX))
 
     def __call__(self, scope: str, value: Any) -> str:
         """Return the pseudonym of ``value`` within ``scope`` (``store/table/column``)."""

@@ -252,8 +252,18 @@ def fixed_value(col: sa.Column[Any], strategy: str) -> object:
 SQL_STRATEGIES = ("null", "redact")
 
 
-def sql_assignments(target: BoundTarget) -> dict[str, ColumnElement[Any]] | None:
-    """Return column → SQL expression when every strategy can run inside the UPDATE, else None."""
+#: Makes the SQL expression of a column's keyed pseudonym within a scope, or None when SQL cannot.
+PseudonymSql = Callable[[str, sa.Column[Any]], ColumnElement[Any] | None]
+
+
+def sql_assignments(
+    target: BoundTarget, pseudonyms: PseudonymSql | None = None
+) -> dict[str, ColumnElement[Any]] | None:
+    """Return column → SQL expression when every strategy can run inside the UPDATE, else None.
+
+    ``hmac`` runs in the statement when ``pseudonyms`` makes the keyed pseudonym of a text
+    column in SQL (PostgreSQL); NULL stays NULL and a pseudonym is never pseudonymized again.
+    """
     out: dict[str, ColumnElement[Any]] = {}
     for name, strategy in (target.config.anonymize or {}).items():
         col = target.table.c[name]
@@ -263,6 +273,15 @@ def sql_assignments(target: BoundTarget) -> dict[str, ColumnElement[Any]] | None
             out[name] = sa.literal(REDACTED, col.type)
         elif strategy.startswith("fixed:"):
             out[name] = sa.literal(fixed_value(col, strategy), col.type)
+        elif strategy == "hmac" and pseudonyms is not None:
+            made = pseudonyms(f"{target.store}/{target.table_name}/{name}", col)
+            if made is None:
+                return None
+            out[name] = sa.case(
+                (col.is_(None), sa.null()),
+                (col.like(PSEUDONYM_PREFIX + "%"), col),
+                else_=made,
+            )
         else:
             return None
     return out

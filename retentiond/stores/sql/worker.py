@@ -9,6 +9,7 @@ write the outcome with its refs to the outbox, all before COMMIT.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -92,7 +93,8 @@ class TargetWorker(Counting):
         order = self.keyset_order()
         # The one-statement path keysets on (age, key); an erasure's order is the key alone.
         if not dry_run and t.dialect == "postgresql" and len(t.key) == 1 and self.subjects is None:
-            assignments = sql_assignments(t) if self.anonymize else None
+            pseudonyms = self.pseudonym.sql if self._may_use_temp() else None
+            assignments = sql_assignments(t, pseudonyms) if self.anonymize else None
             if not self.anonymize or assignments is not None:
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
         anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
@@ -144,40 +146,72 @@ class TargetWorker(Counting):
 
         PostgreSQL, single-column key::
 
-            WITH picked AS (SELECT age, key … WHERE <cond> AND (age, key) > <cursor> ORDER BY age, key LIMIT n),
-                 gone AS (DELETE … WHERE key = ANY(ARRAY(SELECT key FROM picked)) AND <cond> RETURNING key)
-            SELECT gone.key, last.age, last.key, last.picked
+            WITH picked AS (SELECT age, key, ctid … WHERE <cond> AND (age, key) > <cursor> ORDER BY age, key LIMIT n),
+                 gone AS (DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND <cond> RETURNING <key text>),
+                 recorded AS (INSERT INTO retentiond_outbox … SELECT …, count(*), json_agg(<key text>) FROM gone
+                              HAVING count(*) > 0 RETURNING count, keys)
+            SELECT last.age, last.key, last.picked, (SELECT count FROM recorded), (SELECT keys FROM recorded)
             FROM (SELECT age, key, count(*) OVER () AS picked FROM picked ORDER BY age DESC, key DESC LIMIT 1) AS last
-            LEFT JOIN gone ON true
 
-        (or ``UPDATE … SET <assignments>`` with the same condition). The array is computed once,
-        so the statement probes the primary key instead of re-running the selection, and the
-        batch's keys make one trip to Python. The next keyset position is the last *picked* row,
-        ordered by the database (its collation, its values): a position computed in Python would
-        disagree with the database's order of text keys and skip rows. Whether the target is
-        exhausted is decided by the selection too, not by what the action touched (rows another
-        transaction removed or changed meanwhile are not touched, and the next batch goes on).
+        (or ``UPDATE … SET <assignments>`` with the same condition). The array is computed once;
+        on a plain table it holds the picked rows' tuple ids, so the action fetches each row
+        directly instead of probing the primary key again (half the statement's time), and the
+        full condition is re-checked on the row it finds: a row updated meanwhile has another
+        tuple id and is left for the next sweep, never acted on unchecked. A partitioned table
+        (tuple ids repeat across partitions) or another relation kind keeps the key. The batch's
+        outcome row is written by the same statement, with the touched rows' canonical key texts
+        as one JSON array (when SQL can produce the key's text; otherwise the keys make one trip
+        to Python and back). The next keyset position is the last *picked* row, ordered by the
+        database (its collation, its values): a position computed in Python would disagree with
+        the database's order of text keys and skip rows. Whether the target is exhausted is
+        decided by the selection too, not by what the action touched (rows another transaction
+        removed or changed meanwhile are not touched, and the next batch goes on).
         """
         t = self.target
         key = t.key[0]
-        picked_select = sa.select(order[0].label("age"), key.label("key")).where(cond)
+        tid: sa.ColumnElement[Any] = sa.literal_column("ctid")  # a system column: not among the reflected ones
+        by_tid = self._plain_table()
+        picked_select = sa.select(order[0].label("age"), key.label("key"), *([tid.label("tid")] if by_tid else []))
+        picked_select = picked_select.where(cond)
         if cursor.after is not None:
             picked_select = picked_select.where(ages.after_position(cursor.after, order, t.dialect))
         picked = picked_select.order_by(*order).limit(self.batch_size).cte("picked")
-        in_batch = key == sa.any_(sa.func.array(sa.select(picked.c.key).scalar_subquery()))
+        if by_tid:
+            in_batch = tid == sa.any_(sa.func.array(sa.select(picked.c.tid).scalar_subquery()))
+        else:
+            in_batch = key == sa.any_(sa.func.array(sa.select(picked.c.key).scalar_subquery()))
         action = sa.delete(t.table) if assignments is None else sa.update(t.table).values(assignments)
-        gone = action.where(in_batch).where(cond).returning(key.label("touched")).cte("gone")
         last = (
             sa.select(picked.c.age, picked.c.key, sa.func.count().over().label("picked"))
             .order_by(picked.c.age.desc(), picked.c.key.desc())
             .limit(1)
             .subquery("last")
         )
+        key_text = self.key_text_sql
+        if key_text is not None and t.history is None:
+            # The statement also writes the batch's outbox row, holding the touched rows'
+            # canonical key texts as one JSON array: per batch one statement, one row each way
+            # and one outbox row, whatever the batch's size; the relay makes the refs on the
+            # other core, off this loop's path.
+            gone = action.where(in_batch).where(cond).returning(key_text.label("k")).cte("gone")
+            outcome = self.outbox_rows(run_id, [], [], key_texts=("", 1))[0]
+            recorded = self.outbox.insert_aggregate(outcome, gone.c.k).cte("recorded")
+            stmt = sa.select(
+                last.c.age,
+                last.c.key,
+                last.c.picked,
+                sa.select(recorded.c.count).scalar_subquery().label("touched"),
+                sa.select(recorded.c["keys"]).scalar_subquery().label("keys"),
+            )
+            return self._commit_batch(cursor, stmt, outcome, keys=self._needs_keys(assignments))
+        gone = action.where(in_batch).where(cond).returning(key.label("touched")).cte("gone")
         stmt = sa.select(gone.c.touched, last.c.age, last.c.key, last.c.picked).select_from(
             last.outerjoin(gone, sa.true())
         )
         with self.engine.begin() as conn:
             _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            if self._needs_keys(assignments):
+                self.pseudonym.keyed.load(conn)
             crash_point("sql_after_select")
             returned = conn.execute(stmt).all()
             if not returned:
@@ -203,6 +237,55 @@ class TargetWorker(Counting):
             history=len(history_keys),
             outbox=out,
             exhausted=selected < self.batch_size,
+        )
+
+    def _may_use_temp(self) -> bool:
+        """Return True when the role may create temporary tables (pseudonyms made in the statement); cached.
+
+        Without TEMPORARY on the database, ``hmac`` pseudonyms are made in Python, row by row.
+        """
+        if self._temp is None:
+            with self.engine.connect() as conn:
+                allowed = sa.func.has_database_privilege(sa.func.current_database(), "TEMPORARY")
+                self._temp = bool(conn.execute(sa.select(allowed)).scalar_one())
+        return self._temp
+
+    def _plain_table(self) -> bool:
+        """Return True when the target is an ordinary PostgreSQL table (tuple ids name one row); cached."""
+        if self._relkind is None:
+            t = self.target
+            pg_class = sa.table("pg_class", sa.column("oid"), sa.column("relkind"), schema="pg_catalog")
+            name = self.engine.dialect.identifier_preparer.format_table(t.table)
+            with self.engine.connect() as conn:
+                kind = conn.execute(
+                    sa.select(sa.cast(pg_class.c.relkind, sa.Text)).where(pg_class.c.oid == sa.func.to_regclass(name))
+                ).scalar_one_or_none()
+            self._relkind = kind or "?"
+        return self._relkind == "r"
+
+    def _needs_keys(self, assignments: dict[str, Any] | None) -> bool:
+        """Return True when ``assignments`` make pseudonyms in the statement (its keys must be loaded)."""
+        return assignments is not None and "hmac" in (self.target.config.anonymize or {}).values()
+
+    def _commit_batch(self, cursor: Cursor, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> BatchResult:
+        """Run a statement that acts and writes ``outcome``; it returns (age, key, picked, touched, keys)."""
+        with self.engine.begin() as conn:
+            _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            if keys:
+                self.pseudonym.keyed.load(conn)
+            crash_point("sql_after_select")
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+            crash_point("sql_after_action")
+            cursor.after = (row.age, row.key)
+            selected, touched = int(row.picked), int(row.touched or 0)
+            out = [dataclasses.replace(outcome, count=touched, keys=row.keys)] if touched else []
+            crash_point("sql_after_history")
+            crash_point("sql_after_outbox_insert")
+        crash_point("sql_after_commit")
+        return BatchResult(
+            selected=selected, touched=touched, history=0, outbox=out, exhausted=selected < self.batch_size
         )
 
     def _anonymize(
@@ -246,12 +329,38 @@ class TargetWorker(Counting):
         return touched
 
     def outbox_rows(
-        self, run_id: str, touched: list[tuple[Any, ...]], history: list[tuple[Any, ...]]
+        self,
+        run_id: str,
+        touched: list[tuple[Any, ...]],
+        history: list[tuple[Any, ...]],
+        *,
+        key_texts: tuple[str, int] | None = None,
     ) -> list[OutboxRow]:
-        """Return the outcome rows of records ``touched`` and the ``history`` rows deleted with them."""
+        """Return the outcome rows of records ``touched`` and the ``history`` rows deleted with them.
+
+        ``key_texts`` is (the JSON array of canonical key texts, its length) of records the
+        statement touched and described itself.
+        """
         t = self.target
         now = now_utc()
         out: list[OutboxRow] = []
+        if key_texts is not None and key_texts[1]:
+            out.append(
+                OutboxRow(
+                    batch_id=str(uuid.uuid4()),
+                    run_id=run_id,
+                    category=t.category,
+                    store=t.store,
+                    target=t.table_name,
+                    action=self.acting.action,
+                    outcome="anonymized" if self.anonymize else "deleted",
+                    count=key_texts[1],
+                    prior_versions=0,
+                    refs=b"",
+                    keys=key_texts[0],
+                    created_at=now,
+                )
+            )
         if touched:
             out.append(
                 OutboxRow(

@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget
+from retentiond.stores.sql.keyed import key_text_sql
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.predicates import Claim, eligible, erasable, not_anonymized
 
@@ -78,6 +79,13 @@ class WorkerBase:
         # An erasure request's subjects (None: a retention run) and the erasure = "never" categories.
         self.subjects = list(subjects) if subjects is not None else None
         self.never = never
+        # The canonical key text as an SQL expression (PostgreSQL, a one-column key of a type
+        # whose text SQL produces exactly): batches then describe their rows in one value.
+        self.key_text_sql: ColumnElement[Any] | None = None
+        self._relkind: str | None = None  # pg_class.relkind of the target, read once
+        self._temp: bool | None = None  # whether the role may create temporary tables, read once
+        if self.target.dialect == "postgresql" and len(self.target.key) == 1:
+            self.key_text_sql = key_text_sql(self.target.key[0])
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 

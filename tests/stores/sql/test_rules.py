@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from retentiond.stores.sql.anonymize import Pseudonymizer
 from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
@@ -340,6 +341,18 @@ class TestAnonymize:
         assert (1, 0, 0) == (one["seen_at"].day, one["seen_at"].hour, one["seen_at"].minute)
         assert "cust-1" == rows[3]["ref"]
         assert [1, 2] == env.audited_keys(outcome="anonymized")
+
+    def test_hmac_pseudonym_is_the_documented_hmac(self, env: Env) -> None:
+        """With SQL-only strategies the pseudonym is made in the statement on PostgreSQL: the same value as Python's."""
+        env.configure({"contact": anon_category("30d", {"email": "null", "ref": "hmac"})})
+        refs = {1: "cust-é 1", 2: None, 3: "anon:x"}
+        env.insert(tickets, [env.ticket(k, 40, ref=ref, email="a@x") for k, ref in refs.items()])
+        report = env.run()
+        after = env.rows()
+        expected = Pseudonymizer(env.hmac_key)("app/tickets/ref", "cust-é 1")
+
+        assert ({}, expected, None, "anon:x") == (report.failed, after[1]["ref"], after[2]["ref"], after[3]["ref"])
+        assert [1, 2, 3] == env.audited_keys(outcome="anonymized")
 
     def test_hmac_is_stable_across_runs_and_rerun_touches_nothing(self, env: Env) -> None:
         """The same value gets the same pseudonym in a later run; a rerun touches 0 rows."""
