@@ -52,10 +52,14 @@ def relay_rows(
     journal: OutcomeJournal,
     rows: list[OutcomeRow],
     requests: Mapping[str, str] | None = None,
+    *,
+    remove: bool = True,
 ) -> int:
     """Append each row to the ledger unless its batch is there already, then remove the rows.
 
     ``requests`` maps the run ids of erasure requests to their reference (carried by their entries).
+    ``remove`` False leaves the removal to the caller (rows left behind are only removed again
+    by the next run: the ledger already knows their batch ids).
 
     Returns the number of entries appended (rows already in the ledger are only removed).
 
@@ -89,8 +93,13 @@ def relay_rows(
         except DuplicateBatch:
             pass  # appended before a crash; only the outbox row was left
         crash_point("relay_after_append")
-    journal.remove([r.batch_id for r in rows])
+    if remove:
+        journal.remove([r.batch_id for r in rows])
     return appended
+
+
+#: Relayed outbox rows are removed in groups of this many (at most) batches.
+REMOVE_EVERY = 16
 
 
 class Relay:
@@ -107,6 +116,9 @@ class Relay:
             maxsize=depth
         )
         self._error: BaseException | None = None
+        # Relayed rows not yet removed from their journal, by journal: removed together (one
+        # statement per REMOVE_EVERY batches, and whenever the queue runs dry), not one by one.
+        self._relayed: dict[int, tuple[OutcomeJournal, list[str]]] = {}
         self._thread = threading.Thread(target=self._loop, name="retentiond-relay", daemon=True)
         self._thread.start()
 
@@ -118,11 +130,20 @@ class Relay:
                     return
                 if self._error is None:
                     context, journal, rows = item
-                    context.run(relay_rows, self.ledger, self.refs, journal, rows, self.requests)
+                    context.run(relay_rows, self.ledger, self.refs, journal, rows, self.requests, remove=False)
+                    held = self._relayed.setdefault(id(journal), (journal, []))[1]
+                    held.extend(r.batch_id for r in rows)
+                    if len(held) >= REMOVE_EVERY or self._queue.empty():
+                        self._remove()
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:
                 self._queue.task_done()
+
+    def _remove(self) -> None:
+        for journal, ids in self._relayed.values():
+            journal.remove(ids)
+        self._relayed.clear()
 
     def _raise(self) -> None:
         if self._error is not None:

@@ -23,17 +23,29 @@ class Counting(PriorVersions):
         """Return total rows, rows this run would act on (and the oldest age among them), rows held per hold,
         expired history rows."""
         t = self.target.table
+        age = self.target
+        base = self._base(holds, run_start, ignore_holds=True)
+        if self.anonymize:
+            base = sa.and_(base, not_anonymized(self.target))
+        covering = [self.acting, *self.others]
+        by_hold = [sa.and_(base, held_by(hold, covering, run_start)) for hold in holds]
+        any_hold = sa.and_(base, sa.or_(sa.false(), *[held_by(hold, covering, run_start) for hold in holds]))
+        # One scan for every figure (aggregate FILTERs): the total, the rows this run acts on with
+        # the oldest age among them (the backlog's age, for the metrics), the rows each hold keeps
+        # and the distinct rows any hold keeps.
+        figures = sa.select(
+            sa.func.count(),
+            sa.func.count().filter(self.condition(holds, run_start)),
+            sa.func.count().filter(any_hold),
+            *[sa.func.count().filter(cond) for cond in by_hold],
+            *[f.filter(self.condition(holds, run_start)) for f in ages.oldest(age.age, age.dialect, age.age_zone)],
+        ).select_from(t)
         with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-            # The oldest eligible age in the same scan as the count: the backlog's age (metrics).
-            age = self.target
-            row = conn.execute(
-                sa.select(sa.func.count(), *ages.oldest(age.age, age.dialect, age.age_zone))
-                .select_from(t)
-                .where(self.condition(holds, run_start))
-            ).one()
-            act, oldest = row[0], ages.read_oldest(row[1:], age.age_zone)
-            held = self._held(conn, holds, run_start)
+            row = conn.execute(figures).one()
+            total, act, held_records = row[0], row[1], int(row[2])
+            per_hold = row[3 : 3 + len(holds)]
+            held = {hold.id: int(n) for hold, n in zip(holds, per_hold, strict=True) if n}
+            oldest = ages.read_oldest(row[3 + len(holds) :], age.age_zone)
             kept: dict[str, int] = {}
             if self.subjects is not None:
                 rule = erasable(
@@ -42,7 +54,6 @@ class Counting(PriorVersions):
                 n = conn.execute(sa.select(sa.func.count()).select_from(t).where(rule)).scalar_one()
                 if n:
                     kept[self.category] = int(n)
-            held_records = self._held_records(conn, holds, run_start) if held else 0
             history = 0
             if self.target.history is not None:
                 # What a run deletes from the history table: the prior versions of the rows it acts
@@ -57,6 +68,8 @@ class Counting(PriorVersions):
                     follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
                 )
                 history = conn.execute(sa.select(sa.func.count()).select_from(h.table).where(gone)).scalar_one()
+        self.table_rows = int(total)
+        self.density = int(act) / int(total) if total else None
         return Counts(
             total=int(total),
             eligible=int(act),
@@ -87,16 +100,6 @@ class Counting(PriorVersions):
         """Return, per hold, the rows this run would act on but for that hold."""
         with self.engine.connect() as conn:
             return self._held(conn, holds, run_start)
-
-    def _held_records(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> int:
-        """Return the distinct rows any of ``holds`` keeps (a row under two holds counts once)."""
-        base = self._base(holds, run_start, ignore_holds=True)
-        if self.anonymize:
-            base = sa.and_(base, not_anonymized(self.target))
-        covering = [self.acting, *self.others]
-        any_hold = sa.or_(sa.false(), *[held_by(hold, covering, run_start) for hold in holds])
-        query = sa.select(sa.func.count()).select_from(self.target.table).where(sa.and_(base, any_hold))
-        return int(conn.execute(query).scalar_one())
 
     def _held(self, conn: sa.Connection, holds: Sequence[Hold], run_start: datetime) -> dict[str, int]:
         t = self.target.table

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from retentiond.config.holds import Hold
 from retentiond.stores.base import BatchResult, Counts, Cursor
-from retentiond.stores.sql import ages, poison
+from retentiond.stores.sql import ages, pages, poison
 from retentiond.stores.sql.anonymize import rewrite
 from retentiond.stores.sql.counting import Counting
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
@@ -54,6 +54,11 @@ class TargetWorker(Counting):
             cursor.after = start
             if dry_run or poison.refused_by_records(exc) is None:
                 raise
+            if pages.position(cursor) is not None:
+                # Refused rows are split out in keyset order: walk the index from its start instead.
+                self.density = None
+                cursor.after = None
+                return BatchResult(selected=0, touched=0, history=0, exhausted=False)
         return poison.split_batch(self, cursor, self._batch_condition(holds, run_start), run_id)
 
     def _batch_condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
@@ -100,6 +105,10 @@ class TargetWorker(Counting):
             pseudonyms = self.pseudonym.sql if self._may_use_temp() else None
             assignments = sql_assignments(t, pseudonyms) if self.anonymize else None
             if not self.anonymize or assignments is not None:
+                if pages.position(cursor) is not None or (
+                    cursor.after is None and pages.start(self, self.density, self.table_rows, cursor)
+                ):
+                    return pages.act(self, cursor, cond, run_id, assignments)
                 return self._act_batch_pg(cursor, cond, order, run_id, assignments)
         anonymized_cols = [t.table.c[c] for c in (t.config.anonymize or {})]
         select = ages.keyset_page(order, cond, cursor.after, t.dialect, self.batch_size, *anonymized_cols)
@@ -207,14 +216,14 @@ class TargetWorker(Counting):
                 sa.select(recorded.c.count).scalar_subquery().label("touched"),
                 sa.select(recorded.c["keys"]).scalar_subquery().label("keys"),
             )
-            return self._commit_batch(cursor, stmt, outcome, keys=self._needs_keys(assignments))
+            return self._commit_batch(cursor, stmt, outcome, keys=self.needs_keys(assignments))
         gone = action.where(in_batch).where(cond).returning(key.label("touched")).cte("gone")
         stmt = sa.select(gone.c.touched, last.c.age, last.c.key, last.c.picked).select_from(
             last.outerjoin(gone, sa.true())
         )
         with self.engine.begin() as conn:
             _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
-            if self._needs_keys(assignments):
+            if self.needs_keys(assignments):
                 self.pseudonym.keyed.load(conn)
             crash_point("sql_after_select")
             returned = conn.execute(stmt).all()
@@ -267,9 +276,44 @@ class TargetWorker(Counting):
             self._relkind = kind or "?"
         return self._relkind == "r"
 
-    def _needs_keys(self, assignments: dict[str, Any] | None) -> bool:
+    def needs_keys(self, assignments: dict[str, Any] | None) -> bool:
         """Return True when ``assignments`` make pseudonyms in the statement (its keys must be loaded)."""
         return assignments is not None and "hmac" in (self.target.config.anonymize or {}).values()
+
+    def walks_pages(self) -> bool:
+        """Return True when batches may be page ranges: an ordinary table, PostgreSQL ≥ 14, keys as SQL text."""
+        version = self.engine.dialect.server_version_info or (0,)
+        return (
+            self.key_text_sql is not None and self.target.history is None and version >= (14,) and self._plain_table()
+        )
+
+    def pages_expression(self) -> ColumnElement[int]:
+        """Return the SQL expression of the target table's size in pages (now)."""
+        name = self.engine.dialect.identifier_preparer.format_table(self.target.table)
+        block = sa.cast(sa.func.current_setting("block_size"), sa.BigInteger)
+        return sa.cast(sa.func.pg_relation_size(sa.func.to_regclass(name)) / block, sa.BigInteger)
+
+    def relation_pages(self) -> int:
+        """Return the target table's size in pages."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(self.pages_expression())).scalar_one() or 0)
+
+    def commit_range(self, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> tuple[BatchResult, int]:
+        """Run a page range's statement (it returns touched, keys, pages); return its result and the table's pages."""
+        with self.engine.begin() as conn:
+            _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            if keys:
+                self.pseudonym.keyed.load(conn)
+            crash_point("sql_after_select")
+            row = conn.execute(stmt).one()
+            crash_point("sql_after_action")
+            touched = int(row.touched or 0)
+            out = [dataclasses.replace(outcome, count=touched, keys=row.keys)] if touched else []
+            crash_point("sql_after_history")
+            crash_point("sql_after_outbox_insert")
+        crash_point("sql_after_commit")
+        result = BatchResult(selected=touched, touched=touched, history=0, outbox=out, exhausted=False)
+        return result, int(row.pages or 0)
 
     def _commit_batch(self, cursor: Cursor, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> BatchResult:
         """Run a statement that acts and writes ``outcome``; it returns (age, key, picked, touched, keys)."""

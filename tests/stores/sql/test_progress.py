@@ -132,7 +132,7 @@ class TestBatchLines:
     """Without a terminal, a run logs one line per batch, and every line of the run carries its run_id."""
 
     def test_one_line_per_batch_with_run_id_everywhere(self, pg_env: Env) -> None:
-        """5,000 rows in batches of 1,000: five `batch` lines with totals so far; run_id on every line."""
+        """5,000 rows in batches of about 1,000 (page ranges): a `batch` line each, totals so far; run_id everywhere."""
         fill(pg_env, 5000)
         pg_env.configure({"tickets": TICKETS}, batch_size=1000, progress_log_interval="0s")
         done = pg_env.cli("run", "--format", "json")
@@ -140,14 +140,16 @@ class TestBatchLines:
         run_id = json.loads(done.stdout)["run_id"]
         lines = json_lines(done.stderr)
         batches = [line for line in lines if line["event"] == "batch"]
-        assert [1, 2, 3, 4, 5] == [b["batch"] for b in batches]
-        assert [1000, 2000, 3000, 4000, 5000] == [b["acted"] for b in batches]
+        acted = [b["acted"] for b in batches]
+        assert list(range(1, len(batches) + 1)) == [b["batch"] for b in batches]
+        assert (True, 5000, True) == (len(batches) >= 5, acted[-1], acted == sorted(acted))
         assert {5000} == {b["planned"] for b in batches}
         assert {("tickets", "app/tickets", 0, False)} == {
             (b["category"], b["target"], b["held"], b["dry_run"]) for b in batches
         }
         assert all(b["rate"] > 0 and b["elapsed_s"] > 0 for b in batches)
-        assert ["run started", *["batch"] * 5, "category done", "run finished"] == [line["event"] for line in lines]
+        expected = ["run started", *["batch"] * len(batches), "category done", "run finished"]
+        assert expected == [line["event"] for line in lines]
         assert [run_id] * len(lines) == [line.get("run_id") for line in lines]
         assert all(line.get("category") == "tickets" for line in lines[1:-1])
 
@@ -158,7 +160,12 @@ class TestBatchLines:
         done = pg_env.cli("run")
         assert 0 == done.returncode, done.stderr
         batches = [line for line in json_lines(done.stderr) if line["event"] == "batch"]
-        assert [(1, 1000), (5, 5000)] == [(b["batch"], b["acted"]) for b in batches]
+        assert (2, 1, 5000, True) == (
+            len(batches),
+            batches[0]["batch"],
+            batches[-1]["acted"],
+            batches[-1]["batch"] >= 5,
+        )
 
 
 class TestBatchLog:
