@@ -120,7 +120,10 @@ class WholePartitions:
         if self.todo is None:
             self.todo = self._discover(dry_run)
         while self.todo:
-            result = self._one(self.todo.pop(0), holds, dry_run=dry_run)
+            # Taken off the list once done: a retried failure (lock timeout…) redoes the same leaf,
+            # finishing its detach or purge from where the failure left it.
+            result = self._one(self.todo[0], holds, dry_run=dry_run)
+            self.todo.pop(0)
             if result is not None:
                 return result
         return None

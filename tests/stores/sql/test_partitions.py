@@ -15,11 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from retentiond.audit.refs import canonical_key
+from retentiond.config.loader import load_config
+from retentiond.errors import ConfigError
 from retentiond.stores.sql import partition_keys, partitions
 from retentiond.stores.sql.partition_catalog import parse_bound
 from retentiond.stores.sql.partitions import INTENTS_TABLE, WholePartitions
 from retentiond.testing.crashpoints import ENV
-from tests.stores.sql.conftest import Env, hold, tickets
+from tests.stores.sql.conftest import Env, anon_category, hold, tickets
 
 MONTHS = 12
 PER_MONTH = 10
@@ -175,6 +177,25 @@ class TestKeyTexts:
         assert [3, 1] == sorted((n for _, n in chunks), reverse=True)
         texts = sorted(t for j, _ in chunks for t in json.loads(j))
         assert sorted(canonical_key((i, t)) for i, _, t in rows if t.year >= 1000) == texts
+
+
+class TestArchiveSchemaConfig:
+    """``archive_schema`` is a SQL identifier on deleting targets only."""
+
+    def test_refused(self, sqlite_env: Env) -> None:
+        """With anonymize, or not an identifier, the config is refused naming the key."""
+        anon = anon_category("30d", {"email": "null"})
+        for target in (
+            {**anon["sql"][0], "archive_schema": "archive"},
+            {**CATEGORY["sql"][0], "archive_schema": "a-b"},
+        ):
+            sqlite_env.configure(
+                {"support": {**anon, "action": "anonymize" if "anonymize" in target else "delete", "sql": [target]}}
+            )
+            with pytest.raises(ConfigError) as caught:
+                load_config(sqlite_env.config_path)
+            named = [i for i in caught.value.issues if "archive_schema" in f"{i.path} {i.message}"]
+            assert 1 == len(named)
 
 
 class TestWholePurge:
