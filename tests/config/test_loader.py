@@ -326,7 +326,8 @@ class TestErrors:
         text = SMALL.replace('age_column = "closed_at"', 'age_column = "closed_at"\nzzz = 1', 1)
         issue = by_path(issues_of(write(tmp_path / "retention.toml", text)))["categories.support.sql[0].zzz"]
         assert (
-            "known keys: age_column, age_timezone, anonymize, archive_schema, history, key, match, store, subject_column, table"
+            "known keys: age_column, age_timezone, anonymize, archive_schema, history, key, match, store, "
+            "subject_column, table"
             in issue.message
         )
 
