@@ -12,14 +12,16 @@ overlaps, holds — selects right there, in the statement that acts::
     SELECT (SELECT count FROM recorded), (SELECT keys FROM recorded), pg_relation_size(t) / block_size
 
 The range grows or shrinks after each batch so that a batch touches about ``batch_size`` rows
-(a region with nothing due is crossed in few statements; a dense one in short batches, which
-bounds how long a conflicting writer waits). The walk ends at the table's size read by the
+and takes about ``BATCH_SECONDS`` at most (a region with nothing due is crossed in few
+statements; a dense or slow one in short batches, which bounds how long a conflicting writer
+waits for a row lock). The walk ends at the table's size read by the
 last batch, so pages appended meanwhile are walked too. A row updated meanwhile into a page
 already walked is left for the run's next sweep, which walks the index (few rows remain).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 MIN_DENSITY = 0.2
 #: A range never spans more pages than this (a statement's scan stays short).
 MAX_PAGES = 65_536
+#: A batch aims to hold its row locks at most about this long: a writer waiting on one of its rows
+#: waits about one batch (anonymizing writes new row versions and is several times slower per
+#: row than deleting, so its ranges get shorter than ``batch_size`` rows).
+BATCH_SECONDS = 0.025
 
 
 class Tid(sa.types.UserDefinedType[str]):
@@ -101,13 +107,18 @@ def act(worker: TargetWorker, cursor: Cursor, cond: ColumnElement[bool], run_id:
         sa.select(recorded.c["keys"]).scalar_subquery().label("keys"),
         worker.pages_expression().label("pages"),
     )
+    started = time.monotonic()
     result, pages = worker.commit_range(stmt, outcome, keys=worker.needs_keys(assignments))
+    elapsed = time.monotonic() - started
     touched = result.touched
-    # Aim the next range at batch_size rows: grow across regions with nothing due, shrink in dense ones.
-    if touched == 0:
-        span = min(MAX_PAGES, at.span * 2)
-    else:
-        span = max(1, min(MAX_PAGES, at.span * 2, int(at.span * worker.batch_size / touched)))
+    # Aim the next range at batch_size rows and BATCH_SECONDS, whichever is smaller: grow across
+    # regions with nothing due, shrink in dense or slow ones.
+    span = at.span * 2
+    if touched:
+        span = min(span, int(at.span * worker.batch_size / touched))
+    if elapsed > BATCH_SECONDS:
+        span = min(span, int(at.span * BATCH_SECONDS / elapsed))
+    span = max(1, min(MAX_PAGES, span))
     cursor.after = (Pages(hi, span),)
     if hi >= pages:
         worker.density = None  # walked: a further sweep takes the few rows left through the index
