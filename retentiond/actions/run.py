@@ -404,6 +404,7 @@ class Runner:
             blocked=counts.blocked,
             prefix=worker.prefix or None,
             oldest=counts.oldest,
+            whole=dict(counts.whole),
         )
         limit = self.settings.daemon.max_fraction_per_run
         if counts.total and counts.eligible / counts.total > limit:

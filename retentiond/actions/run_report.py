@@ -37,6 +37,7 @@ class TargetReport:
     prefix: str | None = None  # S3 targets: the key prefix (two targets may share a bucket)
     failed: int = 0  # records the store refused (audited as failed, retried at the next run)
     oldest: datetime | None = None  # age of the oldest eligible record at the plan (None: nothing eligible)
+    whole: dict[str, int] = field(default_factory=dict)  # units the store would remove whole, name → records
 
     @property
     def name(self) -> str:

@@ -68,6 +68,10 @@ def _render(report: Any, *, planned: bool) -> str:
     if not planned:
         lines.append(f"run {report.run_id} ({report.mode}): " + _totals(report))
         lines += _guard_lines(report)
+    for t in report.targets:
+        if t.whole and (planned or report.mode == "dry-run"):
+            units = ", ".join(f"{name} ({n} records)" for name, n in sorted(t.whole.items()))
+            lines.append(f"WHOLE {t.category} {t.name}: would remove whole {units}")
     for category, reason in sorted(report.failed.items()):
         lines.append(f"FAILED {category}: {reason}")
     for category, reason in sorted(report.skipped.items()):

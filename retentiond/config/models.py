@@ -303,6 +303,10 @@ class SqlTarget(StrictModel):
     anonymize: dict[Identifier, StrictStr] | None = Field(
         None, description="Column → strategy, for action = 'anonymize'."
     )
+    archive_schema: Identifier | None = Field(
+        None,
+        description="Range-partitioned tables: move a wholly expired partition to this schema instead of dropping it.",
+    )
 
     @field_validator("anonymize")
     @classmethod
@@ -324,6 +328,8 @@ class SqlTarget(StrictModel):
             touched = sorted(set(self.anonymize) & (set(self.key) | {self.age_column}))
             if touched:
                 raise ValueError(f"anonymize must not rewrite key or age columns: {', '.join(touched)}")
+        if self.archive_schema is not None and self.anonymize:
+            raise ValueError("archive_schema applies to deleting targets only (anonymize keeps its rows)")
         return self
 
     def label(self) -> str:

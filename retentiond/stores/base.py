@@ -132,6 +132,8 @@ class Counts:
     held_records: int = 0
     oldest: datetime | None = None  # age (aware) of the oldest eligible record; None: nothing eligible
     kept: dict[str, int] = field(default_factory=dict)  # kept by a rule (erasure = "never"), per category
+    # Units the store would remove whole rather than record by record (SQL: expired partitions), name → records.
+    whole: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

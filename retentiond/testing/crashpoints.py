@@ -33,6 +33,13 @@ POINTS = (
     "before_checkpoint",  # run_finished appended, checkpoint not signed
 )
 
+#: Points of the whole-partition purge of a range-partitioned SQL target (stores.sql.partitions).
+PARTITION_POINTS = (
+    "sql_partition_after_intent",  # intent committed, the partition still attached
+    "sql_partition_after_detach",  # partition detached, keys not read, nothing audited (no outbox row)
+    "sql_partition_before_commit",  # outbox rows written and DROP done, COMMIT not yet sent
+)
+
 #: Points of the S3 engine.
 S3_POINTS = (
     "s3_after_intent",  # intent durable, DeleteObjects not sent

@@ -326,8 +326,8 @@ class TestErrors:
         text = SMALL.replace('age_column = "closed_at"', 'age_column = "closed_at"\nzzz = 1', 1)
         issue = by_path(issues_of(write(tmp_path / "retention.toml", text)))["categories.support.sql[0].zzz"]
         assert (
-            "known keys: age_column, age_timezone, anonymize, history, key, match, store, subject_column, table"
-            in issue.message
+            "known keys: age_column, age_timezone, anonymize, archive_schema, history, key, match, store, "
+            "subject_column, table" in issue.message
         )
 
     def test_unknown_store_hint(self, tmp_path: Path) -> None:

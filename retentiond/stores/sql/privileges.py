@@ -150,6 +150,12 @@ def grants_sql(settings: Settings, store: str, role: str = DEFAULT_ROLE) -> str:
         outbox_ddl(),
         f"GRANT SELECT, INSERT, DELETE ON {_q(OUTBOX_TABLE)} TO {role_q};",
     ]
+    if any(n.delete for n in needs):
+        lines += [
+            "-- Tables range-partitioned on the age column: a partition wholly past the cutoff is purged whole",
+            "-- (DETACH PARTITION ... CONCURRENTLY, DROP) only by a role that owns the table (and may create the",
+            f"-- journal retentiond_partition_intents); {role} does not, and deletes those rows in batches instead.",
+        ]
     return "\n".join(lines) + "\n"
 
 

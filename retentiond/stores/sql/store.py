@@ -36,6 +36,7 @@ from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_
 from retentiond.stores.sql.engine import make_engine
 from retentiond.stores.sql.errors import connection_error
 from retentiond.stores.sql.outbox import Outbox
+from retentiond.stores.sql.partitions import WholePartitions
 from retentiond.stores.sql.predicates import Claim, covers
 from retentiond.stores.sql.retry import RetryPolicy
 from retentiond.stores.sql.worker import TargetWorker
@@ -185,6 +186,12 @@ class SqlWorker:
         self.run_start = selection.run_start
         self.run_id = run_id
         self.retry = retry or RetryPolicy()
+        # Leaves of a range-partitioned target purged whole before the batches (stores.sql.partitions).
+        self.whole = (
+            WholePartitions(inner, run_id, self.run_start, inner.target.config.archive_schema)
+            if WholePartitions.applies(inner)
+            else None
+        )
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Return ``fn()``, retried on transient errors; any database error named (SQLSTATE, message)."""
@@ -227,12 +234,22 @@ class SqlWorker:
 
     def counts(self, holds: Sequence[Hold]) -> Counts:
         """Return the plan figures (see :meth:`TargetWorker.counts`)."""
-        return self._call(lambda: self.inner.counts(holds, self.run_start))
+        counts = self._call(lambda: self.inner.counts(holds, self.run_start))
+        whole = self.whole
+        if whole is not None:
+            counts.whole = self._call(lambda: whole.preview(holds))
+        return counts
 
     def run_batch(self, phase: Phase, cursor: Cursor, holds: Sequence[Hold], *, dry_run: bool) -> BatchResult:
         """Run the next batch of ``phase`` (see :meth:`TargetWorker.run_batch`, ``run_history_batch``)."""
         batch = self.inner.run_history_batch if phase is Phase.PRIOR_VERSIONS else self.inner.run_batch
         start = cursor.after
+        if phase is Phase.RECORDS and self.whole is not None:
+            whole = self.whole
+            unit = self._call(lambda: whole.next(holds, dry_run=dry_run))
+            if unit is not None:
+                return unit
+            self.whole = None  # every qualifying partition done (or left to the batches): batches from here
 
         def attempt() -> BatchResult:
             cursor.after = start  # a retried batch starts where the failed attempt did

@@ -63,7 +63,11 @@ class TargetWorker(Counting):
 
     def _batch_condition(self, holds: Sequence[Hold], run_start: datetime) -> ColumnElement[bool]:
         """Return :meth:`condition` without the rows refused earlier in this run."""
-        cond = self.condition(holds, run_start)
+        cond = (
+            sa.and_(self.condition(holds, run_start), *self.excluded)
+            if self.excluded
+            else self.condition(holds, run_start)
+        )
         return sa.and_(cond, sa.not_(self._key_in(self.failed_keys))) if self.failed_keys else cond
 
     def set_timeouts(self, conn: sa.Connection) -> None:

@@ -79,6 +79,8 @@ class WorkerBase:
         # An erasure request's subjects (None: a retention run) and the erasure = "never" categories.
         self.subjects = list(subjects) if subjects is not None else None
         self.never = never
+        # Conditions a dry run's batches add: rows the whole-partition step already counted (stores.sql.partitions).
+        self.excluded: list[ColumnElement[bool]] = []
         # The canonical key text as an SQL expression (PostgreSQL, a one-column key of a type
         # whose text SQL produces exactly): batches then describe their rows in one value.
         self.key_text_sql: ColumnElement[Any] | None = None
