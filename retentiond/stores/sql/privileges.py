@@ -138,7 +138,9 @@ def grants_sql(settings: Settings, store: str, role: str = DEFAULT_ROLE) -> str:
     for schema in schemas:
         lines.append(f"GRANT USAGE ON SCHEMA {_q(schema)} TO {role_q};")
     for n in needs:
-        lines.append(grant_statement("SELECT", n.schema, n.table, role, n.select))
+        # ctid: batches name the rows they picked, and walk page ranges, by tuple id (without it, by key).
+        select = n.select | {"ctid"} if n.delete or n.update else n.select
+        lines.append(grant_statement("SELECT", n.schema, n.table, role, select))
         if n.update:
             lines.append(grant_statement("UPDATE", n.schema, n.table, role, n.update))
         if n.delete:

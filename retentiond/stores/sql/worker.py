@@ -264,16 +264,25 @@ class TargetWorker(Counting):
         return self._temp
 
     def _plain_table(self) -> bool:
-        """Return True when the target is an ordinary PostgreSQL table (tuple ids name one row); cached."""
+        """Return True when batches may name rows by tuple id; cached.
+
+        That is an ordinary PostgreSQL table (a tuple id names one row; a partitioned table's
+        repeat across partitions) whose ``ctid`` the role may read: a role granted column by
+        column before tuple ids were used lacks ``SELECT (ctid)`` (``print-grants`` prints it now)
+        and keeps batches named by key.
+        """
         if self._relkind is None:
             t = self.target
             pg_class = sa.table("pg_class", sa.column("oid"), sa.column("relkind"), schema="pg_catalog")
             name = self.engine.dialect.identifier_preparer.format_table(t.table)
+            readable = sa.func.has_column_privilege(pg_class.c.oid, "ctid", "SELECT")
             with self.engine.connect() as conn:
-                kind = conn.execute(
-                    sa.select(sa.cast(pg_class.c.relkind, sa.Text)).where(pg_class.c.oid == sa.func.to_regclass(name))
-                ).scalar_one_or_none()
-            self._relkind = kind or "?"
+                row = conn.execute(
+                    sa.select(sa.cast(pg_class.c.relkind, sa.Text), readable).where(
+                        pg_class.c.oid == sa.func.to_regclass(name)
+                    )
+                ).one_or_none()
+            self._relkind = row[0] if row is not None and row[1] else "?"
         return self._relkind == "r"
 
     def needs_keys(self, assignments: dict[str, Any] | None) -> bool:
