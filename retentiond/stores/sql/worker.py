@@ -400,59 +400,34 @@ class TargetWorker(Counting):
         """
         t = self.target
         now = now_utc()
+        outcome = "anonymized" if self.anonymize else "deleted"
+
+        def row(target: str, action: str, outcome: str, count: int, prior: int, keys: str) -> OutboxRow:
+            return OutboxRow(
+                batch_id=str(uuid.uuid4()),
+                run_id=run_id,
+                category=t.category,
+                store=t.store,
+                target=target,
+                action=action,
+                outcome=outcome,
+                count=count,
+                prior_versions=prior,
+                refs=b"",
+                keys=keys,
+                created_at=now,
+            )
+
         out: list[OutboxRow] = []
         if key_texts is not None and key_texts[1]:
-            out.append(
-                OutboxRow(
-                    batch_id=str(uuid.uuid4()),
-                    run_id=run_id,
-                    category=t.category,
-                    store=t.store,
-                    target=t.table_name,
-                    action=self.acting.action,
-                    outcome="anonymized" if self.anonymize else "deleted",
-                    count=key_texts[1],
-                    prior_versions=0,
-                    refs=b"",
-                    keys=key_texts[0],
-                    created_at=now,
-                )
-            )
+            out.append(row(t.table_name, self.acting.action, outcome, key_texts[1], 0, key_texts[0]))
         if touched:
-            out.append(
-                OutboxRow(
-                    batch_id=str(uuid.uuid4()),
-                    run_id=run_id,
-                    category=t.category,
-                    store=t.store,
-                    target=t.table_name,
-                    action=self.acting.action,
-                    outcome="anonymized" if self.anonymize else "deleted",
-                    count=len(touched),
-                    # prior_versions counts the entry's own refs that are prior versions (as in S3);
-                    # the history rows that went with these records have their own entry below.
-                    prior_versions=0,
-                    refs=b"",
-                    keys=_canonical_keys(self.key_text, touched),
-                    created_at=now,
-                )
-            )
+            # prior_versions counts the entry's own refs that are prior versions (as in S3); the
+            # history rows that went with these records have their own entry below.
+            keys = _canonical_keys(self.key_text, touched)
+            out.append(row(t.table_name, self.acting.action, outcome, len(touched), 0, keys))
         if history:
             assert t.history is not None
-            out.append(
-                OutboxRow(
-                    batch_id=str(uuid.uuid4()),
-                    run_id=run_id,
-                    category=t.category,
-                    store=t.store,
-                    target=t.history.name,
-                    action="delete",
-                    outcome="deleted",
-                    count=len(history),
-                    prior_versions=len(history),
-                    refs=b"",
-                    keys=_canonical_keys(self.key_text, history),
-                    created_at=now,
-                )
-            )
+            keys = _canonical_keys(self.key_text, history)
+            out.append(row(t.history.name, "delete", "deleted", len(history), len(history), keys))
         return out

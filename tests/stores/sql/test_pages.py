@@ -9,23 +9,13 @@ import pytest
 
 from retentiond.stores.sql import pages
 from retentiond.stores.sql.worker import TargetWorker
-from tests.stores.sql.conftest import Env, hold, tickets
+from tests.stores.sql.conftest import SUPPORT, Env, hold, tickets
 
 pytestmark = pytest.mark.pg
 
-DELETE_ALL_CLOSED: dict[str, Any] = {
-    "retain": "30d",
-    "action": "delete",
-    "sql": [
-        {
-            "store": "app",
-            "table": "tickets",
-            "key": ["id"],
-            "age_column": "closed_at",
-            "subject_column": "account_id",
-        }
-    ],
-}
+# SUPPORT without its status filter and history table: every closed ticket is due after 30 days.
+_TARGET = {k: v for k, v in SUPPORT["sql"][0].items() if k not in ("match", "history")}
+DELETE_ALL_CLOSED: dict[str, Any] = {**SUPPORT, "sql": [_TARGET]}
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
