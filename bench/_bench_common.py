@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,16 +186,26 @@ def expected_state(db: str, cutoff: datetime) -> State:
 
 
 def write_config(
-    tmp: Path, db: str, ledger_db: str, *, action: str, batch_size: int, strategy: str, partitioned: bool
+    tmp: Path,
+    db: str,
+    ledger_db: str,
+    *,
+    action: str,
+    batch_size: int,
+    strategy: str,
+    partitioned: bool,
+    retain: str = RETAIN,
+    held: Sequence[str] | None = None,
 ) -> Path:
-    """Write a retentiond config for one run in ``tmp``; return its path."""
+    """Write a retentiond config for one run in ``tmp``; return its path (``held``: the held subjects)."""
     tmp.mkdir(parents=True, exist_ok=True)
     keys = tmp / "keys"
     keys.mkdir(exist_ok=True)
     (keys / "hmac").write_text("b" * 64)
     private_pem, _, _ = generate_key_pair()
     (keys / "signing.pem").write_bytes(private_pem)
-    held = PART_HELD if partitioned else HELD
+    if held is None:
+        held = PART_HELD if partitioned else HELD
     holds = tmp / "holds.toml"
     holds.write_text(
         '[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "benchmark"\nplaced_by = "bench"\n'
@@ -224,7 +235,7 @@ def write_config(
             "signing_key_file": str(keys / "signing.pem"),
         },
         "stores": {"app": {"kind": "sql", "url": db_url(db), "statement_timeout": "10m"}},
-        "categories": {"events": {"retain": RETAIN, "action": action, "sql": [target]}},
+        "categories": {"events": {"retain": retain, "action": action, "sql": [target]}},
     }
     path = tmp / "retention.toml"
     path.write_text(toml_like(data))

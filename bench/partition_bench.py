@@ -33,47 +33,32 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from retentiond.audit.signing import generate_key_pair  # noqa: E402
-from retentiond.cli.render import toml_like  # noqa: E402
+from _bench_common import admin_engine, db_url, drop, recreate  # noqa: E402
+from _bench_common import write_config as common_config  # noqa: E402
 
-ADMIN = os.environ.get("RETENTIOND_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SOURCE = "rtd_partbench_source"
 LEAVES = 12
 DAYS = 30
 HELD = "acct_held"
 
 
-def admin_engine() -> sa.Engine:
-    url = make_url(ADMIN)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
-
-
-def db_url(name: str) -> str:
-    url = make_url(ADMIN)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-def recreate(admin: sa.Engine, name: str, template: str | None = None) -> None:
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if template:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        else:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-
-def drop(admin: sa.Engine, name: str) -> None:
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def write_config(tmp: Path, db: str, ledger_db: str, batch_size: int) -> Path:
+    """Write the config of a run deleting the partitioned events after half their span; return its path."""
+    return common_config(
+        tmp,
+        db,
+        ledger_db,
+        action="delete",
+        batch_size=batch_size,
+        strategy="null",
+        partitioned=True,
+        retain=f"{DAYS * LEAVES // 2}d",
+        held=(HELD,),
+    )
 
 
 def seed(admin: sa.Engine, rows: int, now: datetime) -> None:
@@ -115,45 +100,6 @@ def seed(admin: sa.Engine, rows: int, now: datetime) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE events"))
     engine.dispose()
-
-
-def write_config(tmp: Path, db: str, ledger_db: str, batch_size: int) -> Path:
-    keys = tmp / "keys"
-    keys.mkdir(exist_ok=True)
-    (keys / "hmac").write_text("b" * 64)
-    private_pem, _, _ = generate_key_pair()
-    (keys / "signing.pem").write_bytes(private_pem)
-    holds = tmp / "holds.toml"
-    holds.write_text(
-        '[[hold]]\nid = "LIT-BENCH"\nkind = "legal"\nreason = "benchmark"\nplaced_by = "bench"\n'
-        f'placed_at = 2020-01-01\ncategories = ["events"]\nsubjects = ["{HELD}"]\n'
-    )
-    target = {
-        "store": "app",
-        "table": "events",
-        "key": ["id", "created_at"],
-        "age_column": "created_at",
-        "subject_column": "account_id",
-    }
-    data = {
-        "daemon": {
-            "state_dir": str(tmp / "state"),
-            "holds_file": str(holds),
-            "batch_size": batch_size,
-            "max_fraction_per_run": 1.0,
-            "metrics_listen": "",
-        },
-        "audit": {
-            "url": db_url(ledger_db),
-            "hmac_key_file": str(keys / "hmac"),
-            "signing_key_file": str(keys / "signing.pem"),
-        },
-        "stores": {"app": {"kind": "sql", "url": db_url(db), "statement_timeout": "10m"}},
-        "categories": {"events": {"retain": f"{DAYS * LEAVES // 2}d", "action": "delete", "sql": [target]}},
-    }
-    path = tmp / "retention.toml"
-    path.write_text(toml_like(data))
-    return path
 
 
 def timed_raw(db: str, cutoff: datetime) -> tuple[int, float]:

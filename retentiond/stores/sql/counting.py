@@ -28,17 +28,17 @@ class Counting(PriorVersions):
         if self.anonymize:
             base = sa.and_(base, not_anonymized(self.target))
         covering = [self.acting, *self.others]
-        by_hold = [sa.and_(base, held_by(hold, covering, run_start)) for hold in holds]
-        any_hold = sa.and_(base, sa.or_(sa.false(), *[held_by(hold, covering, run_start) for hold in holds]))
+        holding = [held_by(hold, covering, run_start) for hold in holds]
+        acts = self.condition(holds, run_start)
         # One scan for every figure (aggregate FILTERs): the total, the rows this run acts on with
         # the oldest age among them (the backlog's age, for the metrics), the rows each hold keeps
         # and the distinct rows any hold keeps.
         figures = sa.select(
             sa.func.count(),
-            sa.func.count().filter(self.condition(holds, run_start)),
-            sa.func.count().filter(any_hold),
-            *[sa.func.count().filter(cond) for cond in by_hold],
-            *[f.filter(self.condition(holds, run_start)) for f in ages.oldest(age.age, age.dialect, age.age_zone)],
+            sa.func.count().filter(acts),
+            sa.func.count().filter(sa.and_(base, sa.or_(sa.false(), *holding))),
+            *[sa.func.count().filter(sa.and_(base, cond)) for cond in holding],
+            *[f.filter(acts) for f in ages.oldest(age.age, age.dialect, age.age_zone)],
         ).select_from(t)
         with self.engine.connect() as conn:
             row = conn.execute(figures).one()
@@ -61,9 +61,7 @@ class Counting(PriorVersions):
                 # figure equals the run's on unchanged data.
                 h = self.target.history
                 parent_match = sa.and_(*[p == k for p, k in zip(h.parent, self.target.key, strict=True)])
-                follows = sa.exists(
-                    sa.select(sa.literal(1)).select_from(t).where(parent_match, self.condition(holds, run_start))
-                )
+                follows = sa.exists(sa.select(sa.literal(1)).select_from(t).where(parent_match, acts))
                 gone = (
                     follows if self.prior_cutoff is None else sa.or_(follows, self._history_condition(holds, run_start))
                 )

@@ -309,23 +309,35 @@ class TargetWorker(Counting):
 
     def commit_range(self, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> tuple[BatchResult, int]:
         """Run a page range's statement (it returns touched, keys, pages); return its result and the table's pages."""
-        with self.engine.begin() as conn:
-            _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
-            if keys:
-                self.pseudonym.keyed.load(conn)
-            crash_point("sql_after_select")
-            row = conn.execute(stmt).one()
-            crash_point("sql_after_action")
-            touched = int(row.touched or 0)
-            out = [dataclasses.replace(outcome, count=touched, keys=row.keys)] if touched else []
-            crash_point("sql_after_history")
-            crash_point("sql_after_outbox_insert")
-        crash_point("sql_after_commit")
-        result = BatchResult(selected=touched, touched=touched, history=0, outbox=out, exhausted=False)
-        return result, int(row.pages or 0)
+        row, out = self._execute_batch(stmt, outcome, keys=keys)
+        assert row is not None  # an aggregate-only select always returns its row
+        touched = int(row.touched or 0)
+        return BatchResult(selected=touched, touched=touched, history=0, outbox=out, exhausted=False), int(
+            row.pages or 0
+        )
 
     def _commit_batch(self, cursor: Cursor, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> BatchResult:
         """Run a statement that acts and writes ``outcome``; it returns (age, key, picked, touched, keys)."""
+        row, out = self._execute_batch(stmt, outcome, keys=keys)
+        if row is None:
+            return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+        cursor.after = (row.age, row.key)
+        selected = int(row.picked)
+        return BatchResult(
+            selected=selected,
+            touched=int(row.touched or 0),
+            history=0,
+            outbox=out,
+            exhausted=selected < self.batch_size,
+        )
+
+    def _execute_batch(
+        self, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool
+    ) -> tuple[sa.Row[Any] | None, list[OutboxRow]]:
+        """Run one batch statement that acts and writes ``outcome`` (its ``touched`` and ``keys``) in its transaction.
+
+        Returns the statement's row (None: it selected nothing) and the outbox row as written.
+        """
         with self.engine.begin() as conn:
             _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
             if keys:
@@ -333,17 +345,14 @@ class TargetWorker(Counting):
             crash_point("sql_after_select")
             row = conn.execute(stmt).one_or_none()
             if row is None:
-                return BatchResult(selected=0, touched=0, history=0, exhausted=True)
+                return None, []
             crash_point("sql_after_action")
-            cursor.after = (row.age, row.key)
-            selected, touched = int(row.picked), int(row.touched or 0)
+            touched = int(row.touched or 0)
             out = [dataclasses.replace(outcome, count=touched, keys=row.keys)] if touched else []
             crash_point("sql_after_history")
             crash_point("sql_after_outbox_insert")
         crash_point("sql_after_commit")
-        return BatchResult(
-            selected=selected, touched=touched, history=0, outbox=out, exhausted=selected < self.batch_size
-        )
+        return row, out
 
     def _anonymize(
         self,
