@@ -9,6 +9,7 @@ which is the order of plans, runs and reports: SQL, then S3).
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,20 @@ def register(kind: StoreKind) -> None:
     _KINDS[kind.kind] = kind
 
 
+_LOADING = threading.Lock()
+
+
 def _ensure() -> None:
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _BUILTIN:
-            importlib.import_module(module)
+    if _loaded:
+        return
+    # Two runners of one process (threads) may ask first at the same moment: the second waits
+    # until every kind is registered instead of seeing a partial registry.
+    with _LOADING:
+        if not _loaded:
+            for module in _BUILTIN:
+                importlib.import_module(module)
+            _loaded = True
 
 
 def kinds() -> list[StoreKind]:
