@@ -8,8 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from retentiond.errors import TemporaryFailure
+
+#: How long a connection keeps trying to switch a new ledger file to WAL while another opener holds it.
+WAL_SWITCH_SECONDS = 60.0
 
 
 def temporary(exc: Exception) -> TemporaryFailure:
@@ -25,6 +29,25 @@ def multiset_digest(pairs: Iterable[tuple[int, bytes]]) -> int:
     for seq, ref in pairs:
         total += int.from_bytes(sha(seq.to_bytes(8, "big") + ref).digest()[:16], "big")
     return total & ((1 << 128) - 1)
+
+
+def _locked(exc: BaseException) -> bool:
+    return "database is locked" in str(exc)
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # SQLite skips the busy handler when waiting could deadlock (this connection holds a shared
+    # lock while another opener holds the reserved one, creating the schema), so the switch is
+    # retried here instead of failing the run with "database is locked".
+    retrying = Retrying(
+        retry=retry_if_exception(_locked),
+        stop=stop_after_delay(WAL_SWITCH_SECONDS),
+        wait=wait_random(0.005, 0.05),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")
 
 
 class Tx:
@@ -65,7 +88,7 @@ def sqlite_setup(engine: Engine) -> None:
         # The busy timeout first: switching a new file to WAL waits for a second process or
         # thread opening it at the same moment instead of failing with "database is locked".
         cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -98,3 +99,28 @@ class TestCrashDuringAppend:
             proc.wait()
             result = ledger.verify(policy=CHAIN_ONLY)
             assert (True, ledger.head().seq) == (result.ok, result.entries)
+
+
+class TestConcurrentOpeners:
+    """Openers racing on a ledger file that does not exist yet all get the same ledger."""
+
+    def test_threads_open_a_new_file_at_once(self, tmp_path: Path) -> None:
+        """Eight threads opening one new SQLite file together never fail with 'database is locked'."""
+        failures: list[BaseException] = []
+        for round_ in range(10):
+            url = f"sqlite:///{tmp_path / f'race-{round_}.db'}"
+            gate = threading.Barrier(8)
+
+            def open_once(url: str = url, gate: threading.Barrier = gate) -> None:
+                gate.wait()
+                try:
+                    Ledger.open(url).close()
+                except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=open_once) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        assert [] == [str(f) for f in failures]
