@@ -18,17 +18,18 @@ from collections.abc import Mapping
 
 from retentiond.audit.events import Action, Batch, Outcome
 from retentiond.audit.ledger import DuplicateBatch, Ledger
-from retentiond.audit.refs import RecordRef, RefMaker, split_refs
+from retentiond.audit.refs import RecordRef, RefBlock, RefMaker, split_refs
 from retentiond.audit.values import Name, SqlState
 from retentiond.stores.base import OutcomeJournal, OutcomeRow
 from retentiond.testing.crashpoints import crash_point
 
 
-def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[RecordRef, ...]:
-    keys = row.keys
-    if keys:
-        return tuple(refs.sql_texts(row.store, row.target, json.loads(keys)))
-    return split_refs(row.refs)
+def _refs(row: OutcomeRow, refs: RefMaker) -> tuple[tuple[RecordRef, ...], RefBlock | None]:
+    """Return a row's refs: one by one (an S3 row's versions then objects), or in one block (key texts)."""
+    if row.keys:
+        block = refs.sql_text_block(row.store, row.target, json.loads(row.keys))
+        return (), block if len(block) else None
+    return split_refs(row.refs), None
 
 
 def _failure(row: OutcomeRow) -> dict[str, str | None]:
@@ -68,7 +69,8 @@ def relay_rows(
     """
     appended = 0
     for row in rows:
-        versions, objects = Batch.split(_refs(row, refs), row.count)
+        each, block = _refs(row, refs)
+        versions, objects = Batch.split(each, row.count)
         failure = _failure(row)
         event = Batch(
             batch_id=row.batch_id,
@@ -88,7 +90,7 @@ def relay_rows(
             relation=failure.get("relation"),
         )
         try:
-            ledger.append(event, run_id=row.run_id)
+            ledger.append(event, run_id=row.run_id, refs=block)
             appended += 1
         except DuplicateBatch:
             pass  # appended before a crash; only the outbox row was left

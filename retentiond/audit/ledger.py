@@ -47,7 +47,7 @@ from retentiond.audit.events import EVENT_TYPES, Checkpoint, Event, KeyRotated, 
 from retentiond.audit.reading import LedgerReader
 from retentiond.audit.ref_filter import FILTER_MIN
 from retentiond.audit.ref_filter import build as build_filter
-from retentiond.audit.refs import REF_SIZE
+from retentiond.audit.refs import REF_SIZE, RefBlock
 from retentiond.audit.schema import (
     POSTGRES_FILTER_TRIGGERS,
     POSTGRES_TRIGGERS,
@@ -178,8 +178,11 @@ class Ledger(LedgerReader):
 
     # --- writing ---------------------------------------------------------------------------
 
-    def append(self, event: Event, *, run_id: str | None = None) -> AppendedEntry:
+    def append(self, event: Event, *, run_id: str | None = None, refs: RefBlock | None = None) -> AppendedEntry:
         """Append ``event`` and return once the entry is committed (durable).
+
+        ``refs``: the event's record refs made in bulk, given apart (the event itself then
+        carries none); the entry is the one the event with these refs would make.
 
         Raises:
             TypeError: ``event`` is not one of the ledger's event types.
@@ -193,13 +196,19 @@ class Ledger(LedgerReader):
             raise TypeError("checkpoints are written with Ledger.checkpoint(signer)")
         run = None if run_id is None else str(Name(run_id))
         fields = canonical_dumps(event.json_fields())
-        refs = event.refs_blob()
+        blob = event.refs_blob()
+        if refs is not None:
+            if event.refs_field is None or blob:
+                raise TypeError("refs given apart go to an event that carries refs and holds none itself")
+            if len(refs) != getattr(event, "count", len(refs)):
+                raise ValueError("count must equal the number of refs when refs are given")
+            blob = refs.blob
         category = getattr(event, "category", None)
         batch_id = getattr(event, "batch_id", None)
         try:
             with self._write() as conn:
                 head = self._lock_head(conn)
-                return self._insert(conn, head, event.event_name, run, category, batch_id, fields, refs)
+                return self._insert(conn, head, event.event_name, run, category, batch_id, fields, blob)
         except IntegrityError:
             if batch_id is not None and self.has_batch(batch_id):
                 raise DuplicateBatch(f"batch {batch_id} is already in the audit ledger") from None

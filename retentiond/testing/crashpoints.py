@@ -17,7 +17,9 @@ import threading
 
 ENV = "RETENTIOND_TEST_CRASH_AT"
 
-#: Every point the SQL run path offers, in the order a run reaches them.
+#: Every point the SQL run path offers, in the order a run reaches them. A PostgreSQL batch that
+#: is one statement in autocommit (page ranges, ``stores.sql.engine.statement_engine``) commits as
+#: the statement returns: its ``sql_after_action`` … ``sql_after_outbox_insert`` come after that commit.
 POINTS = (
     "run_after_reconcile",  # outbox relayed at start, run_started not yet appended
     "sql_after_select",  # batch keys selected, nothing changed yet (transaction open)

@@ -24,7 +24,7 @@ from retentiond.audit import (
     RunStarted,
 )
 from retentiond.audit.canonical import canonical_dumps, entry_body
-from retentiond.audit.refs import canonical_key
+from retentiond.audit.refs import RefBlock, canonical_key
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -214,3 +214,21 @@ class TestBulkRefs:
         expected = [hmac.new(key, f"v1|app|t|{t}".encode(), hashlib.sha256).digest() for t in texts]
 
         assert expected == [bytes(r) for r in RefMaker(key).sql_texts("app", "t", texts)]
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        key=st.binary(min_size=16, max_size=160),
+        texts=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40), max_size=20),
+    )
+    def test_text_block_equals_sql_texts(self, key: bytes, texts: list[str]) -> None:
+        """sql_text_block holds exactly sql_texts' refs, in order."""
+        maker = RefMaker(key)
+        expected = tuple(maker.sql_texts("app", "t", texts))
+        block = maker.sql_text_block("app", "t", texts)
+
+        assert (expected, len(expected)) == (block.refs(), len(block))
+
+    def test_block_cannot_be_made_from_raw_bytes(self) -> None:
+        """A RefBlock comes from RefMaker only."""
+        with pytest.raises(TypeError):
+            RefBlock(b"\0" * 64)

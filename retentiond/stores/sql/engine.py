@@ -6,6 +6,7 @@ PostgreSQL is always reached through psycopg 3: ``postgresql://`` and ``postgres
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,3 +51,30 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
         options["connect_args"] = connect_args
     options.update(kwargs)
     return sa.create_engine(parsed, **options)
+
+
+def statement_engine(engine: sa.Engine, lock_timeout: timedelta, statement_timeout: timedelta) -> sa.Engine:
+    """Return a second engine on ``engine``'s database for batches that are one statement each.
+
+    Its connections are in autocommit mode (the statement is its own transaction: no BEGIN or
+    COMMIT round trip), are not pinged at checkout (a dropped connection fails the statement,
+    which the store's retries run again on a new one) and start with the store's lock and
+    statement timeouts and custom plans (no per-batch ``SET LOCAL``): a batch costs the database one round trip.
+    """
+    # Custom plans: see stores.sql.worker_base.CUSTOM_PLANS (not imported: this module is below it).
+    settings = f"-c lock_timeout={_ms(lock_timeout)} -c statement_timeout={_ms(statement_timeout)}"
+    settings += " -c plan_cache_mode=force_custom_plan"
+    options = engine.url.query.get("options")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    connect_args: dict[str, Any] = {"options": f"{options or '-c timezone=UTC'} {settings}"}
+    if "connect_timeout" not in engine.url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    return sa.create_engine(
+        engine.url, pool_pre_ping=False, isolation_level="AUTOCOMMIT", pool_size=1, connect_args=connect_args
+    )
+
+
+def _ms(duration: timedelta) -> int:
+    """Return ``duration`` in whole milliseconds (at least 1: 0 would mean no timeout at all)."""
+    return max(1, int(duration.total_seconds() * 1000))

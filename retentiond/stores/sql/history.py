@@ -15,7 +15,7 @@ from retentiond.stores.sql import ages
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
 from retentiond.stores.sql.predicates import HoldScope, any_held_through, column_in_subjects
-from retentiond.stores.sql.worker_base import WorkerBase, _canonical_keys, _pg_timeouts
+from retentiond.stores.sql.worker_base import WorkerBase, _canonical_keys, _pg_batch_settings
 from retentiond.testing.crashpoints import crash_point
 
 
@@ -77,7 +77,7 @@ class PriorVersions(WorkerBase):
         select = ages.keyset_page(order, cond, cursor.after, t.dialect, self.batch_size)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
-                _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+                _pg_batch_settings(conn, self.lock_timeout, self.statement_timeout)
             rows = conn.execute(select).all()
             if not rows:
                 return BatchResult(selected=0, touched=0, history=0, exhausted=True)

@@ -11,9 +11,13 @@ with ``K'`` the key padded to 64 bytes (hashed first when longer). The result is
 the HMAC Python computes, so refs made in the database and refs made in Python are one format.
 
 The padded keys never travel as statement parameters (a slow statement's parameters are in
-the server log under ``log_min_duration_statement``): each transaction copies them with
-``COPY … FROM STDIN`` — whose data no log setting records — into a temporary table that
-empties itself at COMMIT, and the statement reads them with a scalar subquery.
+the server log under ``log_min_duration_statement``): they are copied with ``COPY … FROM
+STDIN`` — whose data no log setting records — into a temporary table, and the statement reads
+them with a scalar subquery. In a batch's transaction the table empties itself at COMMIT
+(:meth:`KeyedHash.load`); on a run's autocommit connections for one-statement batches
+(``stores.sql.engine.statement_engine``) it keeps them for the session, copied once per
+connection (:meth:`KeyedHash.load_session`), and goes with the session when the run closes
+the store. Temporary tables are never written to the WAL, and no other session can read them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,18 @@ keys_table = sa.Table(
     postgresql_on_commit="DELETE ROWS",
 )
 _CREATE = CreateTable(keys_table, if_not_exists=True)
+#: The same table on an autocommit connection: its rows stay for the session (``PRESERVE ROWS``).
+_session_keys = sa.Table(
+    keys_table.name,
+    sa.MetaData(),
+    *[sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in keys_table.c],
+    schema="pg_temp",
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="PRESERVE ROWS",
+)
+_CREATE_SESSION = CreateTable(_session_keys, if_not_exists=True)
+#: ``Connection.info`` key: which KeyedHash's keys the session holds (the info goes with the connection).
+_LOADED = "retentiond_hmac_keys"
 # Constant text (no input reaches it): SQLAlchemy Core has no COPY construct.
 _COPY = "COPY pg_temp.retentiond_hmac_keys (name, inner_pad, outer_pad) FROM STDIN"
 
@@ -58,6 +74,7 @@ class KeyedHash:
     def __init__(self, keys: dict[str, bytes]) -> None:
         """Keep the padded form of each named key (names are constants of the caller)."""
         self._pads = {name: pads(key) for name, key in keys.items()}
+        self._token = object()  # names these keys in a session's Connection.info
 
     def load(self, conn: sa.Connection) -> None:
         """Make the keys readable by the statements of ``conn``'s current transaction.
@@ -66,6 +83,25 @@ class KeyedHash:
             sqlalchemy.exc.DBAPIError: the role may not create temporary tables (SQLSTATE 42501).
         """
         conn.execute(_CREATE)
+        self._copy(conn)
+
+    def load_session(self, conn: sa.Connection) -> None:
+        """Make the keys readable by the statements of ``conn``'s session, an autocommit connection.
+
+        Copied once per connection (again after a reconnect, or when another KeyedHash's keys
+        are there); they stay until the session ends.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the role may not create temporary tables (SQLSTATE 42501).
+        """
+        if conn.info.get(_LOADED) is self._token:
+            return
+        conn.execute(_CREATE_SESSION)
+        conn.execute(sa.delete(_session_keys))
+        self._copy(conn)
+        conn.info[_LOADED] = self._token
+
+    def _copy(self, conn: sa.Connection) -> None:
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cur, cur.copy(_COPY) as copy:
             for name, (inner, outer) in self._pads.items():
@@ -97,3 +133,16 @@ def key_text_sql(column: sa.Column[Any]) -> ColumnElement[Any] | None:
     if isinstance(kind, sa.String):
         return sa.cast(column, sa.Text)
     return None
+
+
+def json_texts(key_texts: ColumnElement[Any], column: sa.Column[Any]) -> ColumnElement[str]:
+    """Return the aggregate of ``key_texts`` (:func:`key_text_sql` of ``column``) as a JSON array's text.
+
+    Decimal integers and UUIDs hold no character JSON escapes, so their array is joined as plain
+    text (measured: a sixth of ``json_agg``'s cost in a statement deleting 500,000 rows); other
+    texts go through ``json_agg``.
+    """
+    if isinstance(column.type, sa.Integer | sa.Uuid):
+        joined = sa.func.string_agg(key_texts, sa.literal('","', sa.Text), type_=sa.Text)
+        return sa.literal('["', sa.Text).op("||")(joined).op("||")(sa.literal('"]', sa.Text))
+    return sa.cast(sa.func.json_agg(key_texts), sa.Text)

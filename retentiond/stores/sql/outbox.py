@@ -107,18 +107,17 @@ class Outbox:
         if rows:
             conn.execute(self.table.insert(), [{c.name: getattr(r, c.name) for c in self.table.c} for r in rows])
 
-    def insert_aggregate(self, row: OutboxRow, key_texts: sa.ColumnElement[Any]) -> sa.Insert:
-        """Return an INSERT of ``row`` whose ``count`` and ``keys`` aggregate ``key_texts`` (one outcome row).
+    def insert_aggregate(self, row: OutboxRow, keys: sa.ColumnElement[Any]) -> sa.Insert:
+        """Return an INSERT of ``row`` whose ``count`` counts the rows and ``keys`` is the aggregate ``keys``.
 
-        Meant as a CTE of the statement that returns ``key_texts`` (the rows it touched): no row
-        is inserted when it touched none. ``RETURNING count, keys``.
+        Meant as a CTE of the statement that returns the rows it touched, ``keys`` the JSON
+        array of their canonical key texts (``stores.sql.keyed.json_texts``): no row is inserted
+        when it touched none. ``RETURNING count, keys``.
         """
         columns = [c for c in self.table.c if c.name not in ("count", "keys")]
         values = [sa.literal(getattr(row, c.name), c.type).label(c.name) for c in columns]
         counted = sa.func.count()
-        aggregate = sa.select(
-            *values, counted.label("count"), sa.cast(sa.func.json_agg(key_texts), sa.Text).label("keys")
-        )
+        aggregate = sa.select(*values, counted.label("count"), keys.label("keys"))
         aggregate = aggregate.having(counted > 0)
         names = [c.name for c in columns] + ["count", "keys"]
         return self.table.insert().from_select(names, aggregate).returning(self.table.c["count"], self.table.c["keys"])

@@ -37,7 +37,7 @@ from retentiond.stores.sql import partition_keys
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
 from retentiond.stores.sql.partition_catalog import Leaf, detached, layout, leaf_table, upper_before
 from retentiond.stores.sql.worker import TargetWorker
-from retentiond.stores.sql.worker_base import _pg_timeouts
+from retentiond.stores.sql.worker_base import _pg_batch_settings
 from retentiond.testing.crashpoints import crash_point
 
 log = get_logger("retentiond.run")
@@ -336,7 +336,7 @@ class WholePartitions:
         """In one transaction: re-check, read the keys, write the outcomes, drop (or archive) the detached leaf."""
         t = self.w.target
         with self.w.engine.begin() as conn:
-            _pg_timeouts(conn, self.w.lock_timeout, self.w.statement_timeout)
+            _pg_batch_settings(conn, self.w.lock_timeout, self.w.statement_timeout)
             prep = conn.dialect.identifier_preparer
             name = prep.format_table(part)
             conn.exec_driver_sql(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")

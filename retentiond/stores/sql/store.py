@@ -33,7 +33,7 @@ from retentiond.stores.base import (
 from retentiond.stores.sql import retry
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget, bind_target, split_table_name
-from retentiond.stores.sql.engine import make_engine
+from retentiond.stores.sql.engine import make_engine, statement_engine
 from retentiond.stores.sql.errors import connection_error
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.partitions import WholePartitions
@@ -313,6 +313,7 @@ class SqlRunStore:
         self.ctx = ctx
         engine = store_engine(ctx.loaded, name)
         self.handle = StoreHandle(name, engine, Outbox(engine, name))
+        self.statements: sa.Engine | None = None  # made with the first PostgreSQL worker
 
     def prepare(self) -> None:
         """Check the database clock; on a real run create the outbox when missing.
@@ -350,6 +351,8 @@ class SqlRunStore:
             prior_cutoffs: Mapping[str, datetime] = {}
         else:
             cuts, prior_cutoffs = selection.cutoffs, selection.prior_cutoffs
+        if self.statements is None and handle.engine.dialect.name == "postgresql":
+            self.statements = statement_engine(handle.engine, store.lock_timeout, store.statement_timeout)
         workers: list[Worker] = []
         for index, target in enumerate(cat.sql):
             if target.store != self.name:
@@ -379,10 +382,13 @@ class SqlRunStore:
                 key_text=self.ctx.key_text,
                 subjects=sorted(erasure.subjects) if erasure else None,
                 never=erasure.never if erasure else frozenset(),
+                statements=self.statements,
             )
             workers.append(SqlWorker(inner, selection, self.ctx.run_id, RetryPolicy.of(store)))
         return workers
 
     def close(self) -> None:
-        """Dispose of the engine's connections."""
+        """Dispose of the engines' connections."""
         self.handle.engine.dispose()
+        if self.statements is not None:
+            self.statements.dispose()

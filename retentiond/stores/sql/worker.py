@@ -23,9 +23,10 @@ from retentiond.stores.base import BatchResult, Counts, Cursor
 from retentiond.stores.sql import ages, pages, poison
 from retentiond.stores.sql.anonymize import rewrite
 from retentiond.stores.sql.counting import Counting
+from retentiond.stores.sql.keyed import json_texts
 from retentiond.stores.sql.outbox import OutboxRow, now_utc
 from retentiond.stores.sql.predicates import sql_assignments
-from retentiond.stores.sql.worker_base import KeyText, _canonical_keys, _pg_timeouts
+from retentiond.stores.sql.worker_base import KeyText, _canonical_keys, _pg_batch_settings
 from retentiond.testing.crashpoints import crash_point
 
 __all__ = ["BatchResult", "Counts", "Cursor", "KeyText", "TargetWorker"]
@@ -72,7 +73,7 @@ class TargetWorker(Counting):
 
     def set_timeouts(self, conn: sa.Connection) -> None:
         """Set the store's lock and statement timeouts for the transaction of ``conn`` (PostgreSQL)."""
-        _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+        _pg_batch_settings(conn, self.lock_timeout, self.statement_timeout)
 
     def act_on(
         self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], keys: list[tuple[Any, ...]], cond: Any, key_end: int
@@ -114,7 +115,7 @@ class TargetWorker(Counting):
         select = ages.keyset_page(order, cond, cursor.after, t.dialect, self.batch_size, *anonymized_cols)
         with self.engine.begin() as conn:
             if t.dialect == "postgresql":
-                _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+                _pg_batch_settings(conn, self.lock_timeout, self.statement_timeout)
             rows = conn.execute(select).all()
             if not rows:
                 return BatchResult(selected=0, touched=0, history=0, exhausted=True)
@@ -208,7 +209,7 @@ class TargetWorker(Counting):
             # other core, off this loop's path.
             gone = action.where(in_batch).where(cond).returning(key_text.label("k")).cte("gone")
             outcome = self.outbox_rows(run_id, [], [], key_texts=("", 1))[0]
-            recorded = self.outbox.insert_aggregate(outcome, gone.c.k).cte("recorded")
+            recorded = self.outbox.insert_aggregate(outcome, json_texts(gone.c.k, key)).cte("recorded")
             stmt = sa.select(
                 last.c.age,
                 last.c.key,
@@ -222,7 +223,7 @@ class TargetWorker(Counting):
             last.outerjoin(gone, sa.true())
         )
         with self.engine.begin() as conn:
-            _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
+            _pg_batch_settings(conn, self.lock_timeout, self.statement_timeout)
             if self.needs_keys(assignments):
                 self.pseudonym.keyed.load(conn)
             crash_point("sql_after_select")
@@ -251,61 +252,6 @@ class TargetWorker(Counting):
             outbox=out,
             exhausted=selected < self.batch_size,
         )
-
-    def _may_use_temp(self) -> bool:
-        """Return True when the role may create temporary tables (pseudonyms made in the statement); cached.
-
-        Without TEMPORARY on the database, ``hmac`` pseudonyms are made in Python, row by row.
-        """
-        if self._temp is None:
-            with self.engine.connect() as conn:
-                allowed = sa.func.has_database_privilege(sa.func.current_database(), "TEMPORARY")
-                self._temp = bool(conn.execute(sa.select(allowed)).scalar_one())
-        return self._temp
-
-    def _plain_table(self) -> bool:
-        """Return True when batches may name rows by tuple id; cached.
-
-        That is an ordinary PostgreSQL table (a tuple id names one row; a partitioned table's
-        repeat across partitions) whose ``ctid`` the role may read: a role granted column by
-        column before tuple ids were used lacks ``SELECT (ctid)`` (``print-grants`` prints it now)
-        and keeps batches named by key.
-        """
-        if self._relkind is None:
-            t = self.target
-            pg_class = sa.table("pg_class", sa.column("oid"), sa.column("relkind"), schema="pg_catalog")
-            name = self.engine.dialect.identifier_preparer.format_table(t.table)
-            readable = sa.func.has_column_privilege(pg_class.c.oid, "ctid", "SELECT")
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(sa.cast(pg_class.c.relkind, sa.Text), readable).where(
-                        pg_class.c.oid == sa.func.to_regclass(name)
-                    )
-                ).one_or_none()
-            self._relkind = row[0] if row is not None and row[1] else "?"
-        return self._relkind == "r"
-
-    def needs_keys(self, assignments: dict[str, Any] | None) -> bool:
-        """Return True when ``assignments`` make pseudonyms in the statement (its keys must be loaded)."""
-        return assignments is not None and "hmac" in (self.target.config.anonymize or {}).values()
-
-    def walks_pages(self) -> bool:
-        """Return True when batches may be page ranges: an ordinary table, PostgreSQL ≥ 14, keys as SQL text."""
-        version = self.engine.dialect.server_version_info or (0,)
-        return (
-            self.key_text_sql is not None and self.target.history is None and version >= (14,) and self._plain_table()
-        )
-
-    def pages_expression(self) -> ColumnElement[int]:
-        """Return the SQL expression of the target table's size in pages (now)."""
-        name = self.engine.dialect.identifier_preparer.format_table(self.target.table)
-        block = sa.cast(sa.func.current_setting("block_size"), sa.BigInteger)
-        return sa.cast(sa.func.pg_relation_size(sa.func.to_regclass(name)) / block, sa.BigInteger)
-
-    def relation_pages(self) -> int:
-        """Return the target table's size in pages."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(self.pages_expression())).scalar_one() or 0)
 
     def commit_range(self, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> tuple[BatchResult, int]:
         """Run a page range's statement (it returns touched, keys, pages); return its result and the table's pages."""
@@ -338,21 +284,39 @@ class TargetWorker(Counting):
 
         Returns the statement's row (None: it selected nothing) and the outbox row as written.
         """
-        with self.engine.begin() as conn:
-            _pg_timeouts(conn, self.lock_timeout, self.statement_timeout)
-            if keys:
-                self.pseudonym.keyed.load(conn)
-            crash_point("sql_after_select")
-            row = conn.execute(stmt).one_or_none()
-            if row is None:
-                return None, []
-            crash_point("sql_after_action")
-            touched = int(row.touched or 0)
-            out = [dataclasses.replace(outcome, count=touched, keys=row.keys)] if touched else []
-            crash_point("sql_after_history")
-            crash_point("sql_after_outbox_insert")
-        crash_point("sql_after_commit")
+        if self.statements is None:
+            with self.engine.begin() as conn:
+                _pg_batch_settings(conn, self.lock_timeout, self.statement_timeout)
+                if keys:
+                    self.pseudonym.keyed.load(conn)
+                crash_point("sql_after_select")
+                row = conn.execute(stmt).one_or_none()
+                out = self._written(row, outcome)
+        else:
+            # The statement is the whole transaction (autocommit): one round trip (the keys of
+            # in-statement pseudonyms are copied once per session). The points before commit
+            # come right after it: it committed as it returned.
+            with self.statements.connect() as conn:
+                if keys:
+                    self.pseudonym.keyed.load_session(conn)
+                crash_point("sql_after_select")
+                row = conn.execute(stmt).one_or_none()
+            out = self._written(row, outcome)
+        if row is not None:
+            crash_point("sql_after_commit")
         return row, out
+
+    @staticmethod
+    def _written(row: sa.Row[Any] | None, outcome: OutboxRow) -> list[OutboxRow]:
+        """Return the outbox row a batch statement wrote (its ``touched`` and ``keys``), if any."""
+        if row is None:
+            return []
+        crash_point("sql_after_action")
+        touched = int(row.touched or 0)
+        out = [dataclasses.replace(outcome, count=touched, keys=row.keys)] if touched else []
+        crash_point("sql_after_history")
+        crash_point("sql_after_outbox_insert")
+        return out
 
     def _anonymize(
         self,
