@@ -8,7 +8,7 @@ before any write.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -192,6 +192,9 @@ class SqlWorker:
             if WholePartitions.applies(inner)
             else None
         )
+        # The figures the completeness check read, for the held audit that follows it: one scan
+        # of the table instead of two. Any batch since makes them stale.
+        self._counted: tuple[tuple[Hold, ...], Counts] | None = None
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Return ``fn()``, retried on transient errors; any database error named (SQLSTATE, message)."""
@@ -234,6 +237,9 @@ class SqlWorker:
 
     def counts(self, holds: Sequence[Hold]) -> Counts:
         """Return the plan figures (see :meth:`TargetWorker.counts`)."""
+        counted = self._counted
+        if counted is not None and counted[0] == tuple(holds) and self.whole is None:
+            return replace(counted[1])
         counts = self._call(lambda: self.inner.counts(holds, self.run_start))
         whole = self.whole
         if whole is not None:
@@ -244,6 +250,7 @@ class SqlWorker:
         """Run the next batch of ``phase`` (see :meth:`TargetWorker.run_batch`, ``run_history_batch``)."""
         batch = self.inner.run_history_batch if phase is Phase.PRIOR_VERSIONS else self.inner.run_batch
         start = cursor.after
+        self._counted = None
         if phase is Phase.RECORDS and self.whole is not None:
             whole = self.whole
             unit = self._call(lambda: whole.next(holds, dry_run=dry_run))
@@ -258,8 +265,16 @@ class SqlWorker:
         return self._call(attempt)
 
     def remaining(self, holds: Sequence[Hold]) -> int:
-        """Return what is still eligible (see :meth:`TargetWorker.remaining`)."""
-        return self._call(lambda: self.inner.remaining(holds, self.run_start))
+        """Return what is still eligible (see :meth:`TargetWorker.remaining`).
+
+        Without a history table that is the plan's ``eligible`` figure, read with the others in
+        one scan and kept for :meth:`counts` until the next batch.
+        """
+        if self.inner.has_history or self.whole is not None:
+            return self._call(lambda: self.inner.remaining(holds, self.run_start))
+        counts = self._call(lambda: self.inner.counts(holds, self.run_start))
+        self._counted = (tuple(holds), counts)
+        return counts.eligible
 
     def held_counts(self, holds: Sequence[Hold]) -> dict[str, int]:
         """Return, per hold, the rows it kept."""
