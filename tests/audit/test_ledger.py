@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from retentiond.audit import (
     VerifyPolicy,
 )
 from retentiond.audit.canonical import genesis_hash
+from retentiond.audit.refs import canonical_key
 from retentiond.audit.schema import entries_table, head_table, refs_table
 from retentiond.errors import ConfigError, TemporaryFailure
 
@@ -119,27 +121,17 @@ class TestAppend:
 
     def test_refs_given_apart_make_the_same_entry(self, tmp_path: Path, refmaker: RefMaker) -> None:
         """A batch whose refs come as a RefBlock is chained and found exactly like one carrying them."""
-        texts = [str(k) for k in range(300)]  # over the filter threshold: the Bloom filter path too
-        refs = tuple(refmaker.sql_texts("app", "tickets", texts))
-        block = refmaker.sql_text_block("app", "tickets", texts)
-        batch_id = BatchId.new()
-        fields = dict(
-            batch_id=batch_id,
-            category="support",
-            store="app",
-            target="tickets",
-            action=Action.DELETE,
-            outcome=Outcome.DELETED,
-            count=300,
-        )
+        keys = list(range(300))  # over the filter threshold: the Bloom filter path too
+        event = _batch(refmaker, keys)
+        block = refmaker.sql_text_block("app", "tickets", [canonical_key((k,)) for k in keys])
         with (
             Ledger.open(f"sqlite:///{tmp_path / 'a.db'}") as carried,
             Ledger.open(f"sqlite:///{tmp_path / 'b.db'}") as apart,
         ):
-            carried.append(Batch(**fields, refs=refs), run_id="run-1")
-            apart.append(Batch(**fields), run_id="run-1", refs=block)
+            carried.append(event, run_id="run-1")
+            apart.append(replace(event, refs=()), run_id="run-1", refs=block)
             expected, actual = carried.entries()[0], apart.entries()[0]
-            found = [e.seq for e in apart.find(refs[123])]
+            found = [e.seq for e in apart.find(event.refs[123])]
             ok = apart.verify(policy=VerifyPolicy(keys=None, allow_unsigned_tail=True), deep=True).ok
             # time differs between the two ledgers, so the hashes do; what they cover must not
             assert (expected.fields_json, expected.refs_blob, [1], True) == (
@@ -152,18 +144,9 @@ class TestAppend:
     def test_refs_given_apart_are_checked(self, tmp_path: Path, refmaker: RefMaker) -> None:
         """Refs given apart must match the count and may not come on top of the event's own."""
         block = refmaker.sql_text_block("app", "tickets", ["1", "2"])
-        wrong_count = Batch(
-            batch_id=BatchId.new(),
-            category="support",
-            store="app",
-            target="tickets",
-            action=Action.DELETE,
-            outcome=Outcome.DELETED,
-            count=3,
-        )
         with Ledger.open(f"sqlite:///{tmp_path / 'a.db'}") as ledger:
             with pytest.raises(ValueError, match="count"):
-                ledger.append(wrong_count, refs=block)
+                ledger.append(replace(_batch(refmaker, [1, 2, 3]), refs=()), refs=block)
             with pytest.raises(TypeError):
                 ledger.append(_batch(refmaker, [1, 2]), refs=block)
             with pytest.raises(TypeError):

@@ -19,15 +19,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget
+from retentiond.stores.sql.engine import CUSTOM_PLANS
 from retentiond.stores.sql.keyed import key_text_sql
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.predicates import Claim, eligible, erasable, not_anonymized
-
-#: A batch statement is planned with its parameters' values: a generic plan (what PostgreSQL
-#: switches a prepared statement to after five runs) tests ``subject = ANY(<held subjects>)``
-#: by walking the array for every row, a custom plan by a hash lookup (measured: the whole
-#: delete of bench/sql_bench.py's data 2.7 times slower with 100 held subjects).
-CUSTOM_PLANS = "force_custom_plan"
 
 # The canonical key text of a row's key values (``audit.refs.canonical_key``, handed in).
 KeyText = Callable[[Sequence[Any]], str]
