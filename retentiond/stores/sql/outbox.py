@@ -107,20 +107,30 @@ class Outbox:
         if rows:
             conn.execute(self.table.insert(), [{c.name: getattr(r, c.name) for c in self.table.c} for r in rows])
 
-    def insert_aggregate(self, row: OutboxRow, keys: sa.ColumnElement[Any]) -> sa.Insert:
+    def insert_aggregate(
+        self, row: OutboxRow, keys: sa.ColumnElement[Any], *, per: sa.ColumnElement[Any] | None = None
+    ) -> sa.Insert:
         """Return an INSERT of ``row`` whose ``count`` counts the rows and ``keys`` is the aggregate ``keys``.
 
         Meant as a CTE of the statement that returns the rows it touched, ``keys`` the JSON
         array of their canonical key texts (``stores.sql.keyed.json_texts``): no row is inserted
-        when it touched none. ``RETURNING count, keys``.
+        when it touched none. ``RETURNING batch_id, count, keys``. With ``per``, one row per
+        value of ``per`` (chunks of a partition's keys), each with a batch id of its own made by
+        the database (``gen_random_uuid()``, PostgreSQL ≥ 13).
         """
         columns = [c for c in self.table.c if c.name not in ("count", "keys")]
-        values = [sa.literal(getattr(row, c.name), c.type).label(c.name) for c in columns]
+        values = [
+            sa.cast(sa.func.gen_random_uuid(), sa.String).label(c.name)
+            if per is not None and c.name == "batch_id"
+            else sa.literal(getattr(row, c.name), c.type).label(c.name)
+            for c in columns
+        ]
         counted = sa.func.count()
         aggregate = sa.select(*values, counted.label("count"), keys.label("keys"))
-        aggregate = aggregate.having(counted > 0)
+        aggregate = aggregate.having(counted > 0) if per is None else aggregate.group_by(per)
         names = [c.name for c in columns] + ["count", "keys"]
-        return self.table.insert().from_select(names, aggregate).returning(self.table.c["count"], self.table.c["keys"])
+        c = self.table.c
+        return self.table.insert().from_select(names, aggregate).returning(c["batch_id"], c["count"], c["keys"])
 
     def pending(self) -> list[OutboxRow]:
         """Return the rows left by batches whose outcome has not reached the ledger, oldest first."""

@@ -102,7 +102,7 @@ def act(worker: TargetWorker, cursor: Cursor, cond: ColumnElement[bool], run_id:
     in_range = sa.and_(tid >= _tid(lo), tid < _tid(hi))
     gone = action.where(in_range).where(cond).returning(key_text.label("k")).cte("gone")
     outcome = worker.outbox_rows(run_id, [], [], key_texts=("", 1))[0]
-    recorded = worker.outbox.insert_aggregate(outcome, json_texts(gone.c.k, worker.target.key[0])).cte("recorded")
+    recorded = worker.outbox.insert_aggregate(outcome, json_texts(gone.c.k, worker.target.key)).cte("recorded")
     stmt = sa.select(
         sa.select(recorded.c["count"]).scalar_subquery().label("touched"),
         sa.select(recorded.c["keys"]).scalar_subquery().label("keys"),

@@ -1,8 +1,8 @@
 """The canonical key texts of a detached partition's rows, in bulk (PostgreSQL, psycopg 3).
 
 Two ways, both in chunks: the texts made and aggregated into JSON arrays by the database
-(when every key column's canonical text has an exact SQL form; one value per chunk reaches
-Python), or the key values read with a binary ``COPY … TO STDOUT`` and decoded by psycopg,
+(when every key column's canonical text has an exact SQL form; one value per chunk, written
+to the outbox by the same statement), or the key values read with a binary ``COPY … TO STDOUT`` and decoded by psycopg,
 whose texts the worker's ``key_text`` makes (one libpq call per row: about 5 µs a key).
 """
 
@@ -18,13 +18,18 @@ from sqlalchemy.sql.elements import ColumnElement
 _ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 
-def _value_text(column: sa.ColumnElement[Any]) -> ColumnElement[Any] | None:
+def _value_text(column: sa.ColumnElement[Any], *, strict: bool = False) -> ColumnElement[Any] | None:
     """Return the SQL of one key value's canonical text, NULL where SQL cannot match it; None for other types.
 
     Exact for integers (decimal), UUIDs (lowercase, hyphenated) and ``timestamptz`` in years
     1000-9999 (outside them Python's ``strftime`` and ``to_char`` pad the year differently:
     NULL, and the caller falls back to Python). Text is left to Python: a composite key's JSON
     escaping of it is Python's. No text contains a quote or a backslash.
+
+    ``strict``: instead of NULL, a division by zero that fails the statement evaluating it
+    (SQLSTATE 22012), for statements that act on the rows they describe: a NULL text would
+    leave a touched row without its ref, a failed statement leaves it untouched (a batch that
+    fails so is redone by the split path, whose texts Python makes).
     """
     kind = column.type
     if isinstance(kind, sa.Integer | sa.Uuid) and not isinstance(kind, sa.Boolean):
@@ -33,18 +38,22 @@ def _value_text(column: sa.ColumnElement[Any]) -> ColumnElement[Any] | None:
         utc = sa.func.timezone("UTC", column)
         year = sa.extract("year", utc)
         text = sa.func.to_char(utc, _ISO_UTC)
-        return sa.case((sa.and_(year >= 1000, year <= 9999), text), else_=sa.null())
+        outside: ColumnElement[Any] = sa.null()
+        if strict:
+            # year - year: zero known only when the row is read, so the planner cannot fold it away.
+            outside = sa.cast(sa.literal(1, sa.Integer) / sa.cast(year - year, sa.Integer), sa.Text)
+        return sa.case((sa.and_(year >= 1000, year <= 9999), text), else_=outside)
     return None
 
 
-def key_text_expr(columns: Sequence[sa.ColumnElement[Any]]) -> ColumnElement[Any] | None:
+def key_text_expr(columns: Sequence[sa.ColumnElement[Any]], *, strict: bool = False) -> ColumnElement[Any] | None:
     """Return the SQL expression of a row's canonical key text (``audit.refs.canonical_key``), or None.
 
     One column: the value's text. Several: the compact JSON array of the values' texts,
     ``["1","2026-01-01T00:00:00.000000Z"]`` (no text needs JSON escaping). NULL when a value
-    has no exact SQL text (see :func:`_value_text`).
+    has no exact SQL text (see :func:`_value_text`; ``strict``: the statement fails instead).
     """
-    parts = [_value_text(c) for c in columns]
+    parts = [_value_text(c, strict=strict) for c in columns]
     if any(p is None for p in parts):
         return None
     texts = [p for p in parts if p is not None]
@@ -56,29 +65,24 @@ def key_text_expr(columns: Sequence[sa.ColumnElement[Any]]) -> ColumnElement[Any
     return out
 
 
-def aggregate_texts(
-    conn: sa.Connection, part: sa.Table, expr: ColumnElement[Any], chunk: int
-) -> list[tuple[str, int]] | None:
-    """Return (JSON array of the canonical key texts, count) per ``chunk`` rows of ``part``; None on a NULL text.
+def chunked_texts(
+    part: sa.Table, expr: ColumnElement[Any], chunk: int
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Return (the JSON array of the canonical key texts, the chunk number) over the rows of ``part``.
 
-    The database makes the texts and their JSON arrays (``json_agg``, as the batches' outbox
-    rows are made): a few values of ``chunk`` texts each reach Python, never a row at a time.
-    None when some value has no exact SQL text (the caller then makes every text in Python).
+    To aggregate grouped by the chunk number (``chunk`` rows each): the database makes the
+    texts and their JSON arrays (``json_agg``, as the batches' outbox rows are made), so a few
+    values of ``chunk`` texts each are written, never a row at a time. The array is NULL for a
+    chunk in which some value has no exact SQL text (the caller then makes every text in Python).
     """
-    numbered = sa.select(
-        expr.label("t"), ((sa.func.row_number().over() - 1) // sa.literal(chunk, sa.BigInteger)).label("c")
-    ).subquery("numbered")
-    query = sa.select(
-        sa.func.count(),
-        sa.cast(sa.func.json_agg(numbered.c.t), sa.Text),
-        sa.func.bool_or(numbered.c.t.is_(None)),
-    ).group_by(numbered.c.c)
-    out: list[tuple[str, int]] = []
-    for count, texts, has_null in conn.execute(query.select_from(numbered)):
-        if has_null:
-            return None
-        out.append((str(texts), int(count)))
-    return out
+    numbered = (
+        sa.select(expr.label("t"), ((sa.func.row_number().over() - 1) // sa.literal(chunk, sa.BigInteger)).label("c"))
+        .select_from(part)
+        .subquery("numbered")
+    )
+    complete = sa.func.count(numbered.c.t) == sa.func.count()
+    texts = sa.case((complete, sa.cast(sa.func.json_agg(numbered.c.t), sa.Text)), else_=sa.null())
+    return texts, numbered.c.c
 
 
 def copy_keys(conn: sa.Connection, select: sa.Select[Any], chunk: int) -> Iterator[list[tuple[Any, ...]]]:

@@ -8,9 +8,10 @@ holds, rows refused earlier in the run), is removed whole instead of in batches:
 2. ``ALTER TABLE parent DETACH PARTITION leaf CONCURRENTLY`` (autocommit; writers of the
    other partitions are not blocked; ``lock_timeout`` applies);
 3. one transaction: lock the detached table, check again that every row is eligible (if
-   not: attach it back and leave it to the batches), read its keys with ``COPY``, write the
-   outcome rows to the outbox (chunks of :data:`CHUNK` keys, as batches write them), delete
-   the intent, ``DROP TABLE`` (or ``SET SCHEMA`` the target's ``archive_schema``), COMMIT.
+   not: attach it back and leave it to the batches), write the outcome rows of its keys to the
+   outbox (chunks of :data:`CHUNK` keys, as batches write them; the texts made by the database
+   where SQL writes them exactly, else the keys read with ``COPY``), delete the intent,
+   ``DROP TABLE`` (or ``SET SCHEMA`` the target's ``archive_schema``), COMMIT.
 
 A crash leaves an attached leaf (nothing happened), a detached leaf with its intent (the
 next run's first step on the target redoes step 3 for it) or the committed drop with its
@@ -21,6 +22,7 @@ on partitioned tables through the parent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -350,9 +352,8 @@ class WholePartitions:
                 self._forget(conn, leaf)
                 log.info("partition kept for the batches: a row is protected", target=self.w.target_name)
                 return None
-            out = self._outcomes(conn, part)
+            out = self._record(conn, part)
             records = sum(r.count for r in out)
-            self.w.outbox.insert(conn, out)
             self._forget(conn, leaf)
             if self.archive_schema is None:
                 conn.exec_driver_sql(f"DROP TABLE {name}")
@@ -363,25 +364,35 @@ class WholePartitions:
         log.info("partition purged whole", target=self.w.target_name, records=records)
         return BatchResult(selected=records, touched=records, history=0, outbox=out)
 
-    def _outcomes(self, conn: sa.Connection, part: sa.Table) -> list[OutboxRow]:
-        """Return the outbox rows of every row of ``part`` (:data:`CHUNK` keys each), read with ``COPY``.
+    def _record(self, conn: sa.Connection, part: sa.Table) -> list[OutboxRow]:
+        """Write and return the outbox rows of every row of ``part`` (:data:`CHUNK` keys each).
 
         The canonical key texts come from the database when every key column has an exact SQL
-        text (:func:`partition_keys.key_text_expr`), aggregated there into one JSON array per
-        chunk; else from the worker's ``key_text`` over the keys of a binary COPY, chunk by chunk
-        while it streams, never all keys as tuples at once.
+        text (:func:`partition_keys.key_text_expr`): one statement makes them, aggregates them
+        into one JSON array per chunk and inserts the outbox rows, the texts crossing the
+        network once (back, for the relay). Else, or when some value has no exact text after
+        all (that insert is undone), from the worker's ``key_text`` over the keys of a binary
+        COPY, chunk by chunk while it streams, never all keys as tuples at once.
         """
-        out: list[OutboxRow] = []
+        outcome = self.w.outbox_rows(self.run_id, [], [], key_texts=("", 1))[0]
         cols = [part.c[c.name] for c in self.w.target.key]
         expr = partition_keys.key_text_expr(cols)
-        chunks = None if expr is None else partition_keys.aggregate_texts(conn, part, expr, CHUNK)
-        if chunks is not None:
-            for texts, n in chunks:
-                out.extend(self.w.outbox_rows(self.run_id, [], [], key_texts=(texts, n)))
-            return out
+        if expr is not None:
+            texts, chunk = partition_keys.chunked_texts(part, expr, CHUNK)
+            with conn.begin_nested() as savepoint:
+                insert = self.w.outbox.insert_aggregate(outcome, texts, per=chunk)
+                written = conn.execute(insert).mappings().all()
+                if all(r["keys"] is not None for r in written):
+                    return [
+                        dataclasses.replace(outcome, batch_id=r["batch_id"], count=r["count"], keys=r["keys"])
+                        for r in written
+                    ]
+                savepoint.rollback()
         # Some key column has no exact SQL text (text keys, a year outside 1000-9999): Python makes them.
-        for chunk in partition_keys.copy_keys(conn, sa.select(*cols), CHUNK):
-            out.extend(self.w.outbox_rows(self.run_id, chunk, []))
+        out: list[OutboxRow] = []
+        for keys in partition_keys.copy_keys(conn, sa.select(*cols), CHUNK):
+            out.extend(self.w.outbox_rows(self.run_id, keys, []))
+        self.w.outbox.insert(conn, out)
         return out
 
 

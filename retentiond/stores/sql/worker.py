@@ -101,8 +101,10 @@ class TargetWorker(Counting):
         t = self.target
         cond = self._batch_condition(holds, run_start)
         order = self.keyset_order()
-        # The one-statement path keysets on (age, key); an erasure's order is the key alone.
-        if not dry_run and t.dialect == "postgresql" and len(t.key) == 1 and self.subjects is None:
+        # The one-statement path keysets on (age, key); an erasure's order is the key alone. A
+        # key of several columns takes it when the statement can write its text (no history).
+        one_statement = len(t.key) == 1 or (self.key_text_sql is not None and t.history is None)
+        if not dry_run and t.dialect == "postgresql" and one_statement and self.subjects is None:
             pseudonyms = self.pseudonym.sql if self._may_use_temp() else None
             assignments = sql_assignments(t, pseudonyms) if self.anonymize else None
             if not self.anonymize or assignments is not None:
@@ -158,7 +160,7 @@ class TargetWorker(Counting):
     ) -> BatchResult:
         """Delete (or anonymize with SQL strategies) the next batch in one statement.
 
-        PostgreSQL, single-column key::
+        PostgreSQL; a one-column key, or a key of several columns whose text SQL writes::
 
             WITH picked AS (SELECT age, key, ctid … WHERE <cond> AND (age, key) > <cursor> ORDER BY age, key LIMIT n),
                  gone AS (DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND <cond> RETURNING <key text>),
@@ -172,7 +174,10 @@ class TargetWorker(Counting):
         directly instead of probing the primary key again (half the statement's time), and the
         full condition is re-checked on the row it finds: a row updated meanwhile has another
         tuple id and is left for the next sweep, never acted on unchecked. A partitioned table
-        (tuple ids repeat across partitions) or another relation kind keeps the key. The batch's
+        (tuple ids repeat across partitions) or another relation kind keeps the key, with the
+        picked rows' age range added (``age BETWEEN min AND max`` of the picked): run-time
+        partition pruning and an index range instead of a scan of every due partition per
+        batch (measured on 12 monthly partitions: 195 ms → 13 ms per 5,000 rows). The batch's
         outcome row is written by the same statement, with the touched rows' canonical key texts
         as one JSON array (when SQL can produce the key's text; otherwise the keys make one trip
         to Python and back). The next keyset position is the last *picked* row, ordered by the
@@ -183,24 +188,41 @@ class TargetWorker(Counting):
         """
         t = self.target
         key = t.key[0]
+        names = [f"key{i}" for i in range(len(t.key))]
         tid: sa.ColumnElement[Any] = sa.literal_column("ctid")  # a system column: not among the reflected ones
         by_tid = self._plain_table()
-        picked_select = sa.select(order[0].label("age"), key.label("key"), *([tid.label("tid")] if by_tid else []))
+        picked_select = sa.select(
+            order[0].label("age"),
+            *[c.label(n) for c, n in zip(t.key, names, strict=True)],
+            *([tid.label("tid")] if by_tid else []),
+        )
         picked_select = picked_select.where(cond)
         if cursor.after is not None:
             picked_select = picked_select.where(ages.after_position(cursor.after, order, t.dialect))
         picked = picked_select.order_by(*order).limit(self.batch_size).cte("picked")
+        picked_keys = [picked.c[n] for n in names]
+        in_batch: ColumnElement[bool]
         if by_tid:
             in_batch = tid == sa.any_(sa.func.array(sa.select(picked.c.tid).scalar_subquery()))
         else:
-            in_batch = key == sa.any_(sa.func.array(sa.select(picked.c.key).scalar_subquery()))
+            if len(t.key) == 1:
+                in_batch = key == sa.any_(sa.func.array(sa.select(picked.c.key0).scalar_subquery()))
+            else:
+                in_batch = sa.tuple_(*t.key).in_(sa.select(*picked_keys))
+            age = order[0]
+            in_batch = sa.and_(
+                in_batch,
+                age >= sa.select(sa.func.min(picked.c.age)).scalar_subquery(),
+                age <= sa.select(sa.func.max(picked.c.age)).scalar_subquery(),
+            )
         action = sa.delete(t.table) if assignments is None else sa.update(t.table).values(assignments)
         last = (
-            sa.select(picked.c.age, picked.c.key, sa.func.count().over().label("picked"))
-            .order_by(picked.c.age.desc(), picked.c.key.desc())
+            sa.select(picked.c.age, *picked_keys, sa.func.count().over().label("picked"))
+            .order_by(picked.c.age.desc(), *[k.desc() for k in picked_keys])
             .limit(1)
             .subquery("last")
         )
+        last_keys = [last.c[n] for n in names]
         key_text = self.key_text_sql
         if key_text is not None and t.history is None:
             # The statement also writes the batch's outbox row, holding the touched rows'
@@ -209,17 +231,18 @@ class TargetWorker(Counting):
             # other core, off this loop's path.
             gone = action.where(in_batch).where(cond).returning(key_text.label("k")).cte("gone")
             outcome = self.outbox_rows(run_id, [], [], key_texts=("", 1))[0]
-            recorded = self.outbox.insert_aggregate(outcome, json_texts(gone.c.k, key)).cte("recorded")
+            recorded = self.outbox.insert_aggregate(outcome, json_texts(gone.c.k, t.key)).cte("recorded")
             stmt = sa.select(
                 last.c.age,
-                last.c.key,
+                *last_keys,
                 last.c.picked,
                 sa.select(recorded.c.count).scalar_subquery().label("touched"),
                 sa.select(recorded.c["keys"]).scalar_subquery().label("keys"),
             )
             return self._commit_batch(cursor, stmt, outcome, keys=self.needs_keys(assignments))
+        assert len(t.key) == 1, "a key of several columns takes this path only with its text in SQL"
         gone = action.where(in_batch).where(cond).returning(key.label("touched")).cte("gone")
-        stmt = sa.select(gone.c.touched, last.c.age, last.c.key, last.c.picked).select_from(
+        stmt = sa.select(gone.c.touched, last.c.age, last.c.key0, last.c.picked).select_from(
             last.outerjoin(gone, sa.true())
         )
         with self.engine.begin() as conn:
@@ -232,7 +255,7 @@ class TargetWorker(Counting):
                 return BatchResult(selected=0, touched=0, history=0, exhausted=True)
             crash_point("sql_after_action")
             first = returned[0]
-            cursor.after = (first.age, first.key)
+            cursor.after = (first.age, first.key0)
             selected = int(first.picked)
             touched = [(r.touched,) for r in returned if r.touched is not None]
             history_keys: list[tuple[Any, ...]] = []
@@ -263,11 +286,11 @@ class TargetWorker(Counting):
         )
 
     def _commit_batch(self, cursor: Cursor, stmt: sa.Select[Any], outcome: OutboxRow, *, keys: bool) -> BatchResult:
-        """Run a statement that acts and writes ``outcome``; it returns (age, key, picked, touched, keys)."""
+        """Run a statement that acts and writes ``outcome``; it returns (age, key0…, picked, touched, keys)."""
         row, out = self._execute_batch(stmt, outcome, keys=keys)
         if row is None:
             return BatchResult(selected=0, touched=0, history=0, exhausted=True)
-        cursor.after = (row.age, row.key)
+        cursor.after = (row.age, *(row._mapping[f"key{i}"] for i in range(len(self.target.key))))
         selected = int(row.picked)
         return BatchResult(
             selected=selected,

@@ -20,7 +20,7 @@ from retentiond.config.holds import Hold
 from retentiond.stores.sql.anonymize import Pseudonymizer
 from retentiond.stores.sql.binding import BoundTarget
 from retentiond.stores.sql.engine import CUSTOM_PLANS
-from retentiond.stores.sql.keyed import key_text_sql
+from retentiond.stores.sql.keyed import row_key_text_sql
 from retentiond.stores.sql.outbox import Outbox
 from retentiond.stores.sql.predicates import Claim, eligible, erasable, not_anonymized
 
@@ -86,8 +86,8 @@ class WorkerBase:
         self.never = never
         # Conditions a dry run's batches add: rows the whole-partition step already counted (stores.sql.partitions).
         self.excluded: list[ColumnElement[bool]] = []
-        # The canonical key text as an SQL expression (PostgreSQL, a one-column key of a type
-        # whose text SQL produces exactly): batches then describe their rows in one value.
+        # The canonical key text as an SQL expression (PostgreSQL, key columns of types whose
+        # text SQL produces exactly): batches then describe their rows in one value.
         self.key_text_sql: ColumnElement[Any] | None = None
         self._relkind: str | None = None  # pg_class.relkind of the target, read once
         self._temp: bool | None = None  # whether the role may create temporary tables, read once
@@ -95,8 +95,8 @@ class WorkerBase:
         # a dense target's batches walk page ranges (stores.sql.pages); None once walked.
         self.density: float | None = None
         self.table_rows = 0
-        if self.target.dialect == "postgresql" and len(self.target.key) == 1:
-            self.key_text_sql = key_text_sql(self.target.key[0])
+        if self.target.dialect == "postgresql":
+            self.key_text_sql = row_key_text_sql(self.target.key)
 
     # -- what the run driver reads (the S3 worker offers the same) -----------------------------
 

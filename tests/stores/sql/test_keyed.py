@@ -168,7 +168,7 @@ class TestKeyText:
                 texts = key_text_sql(column)
                 assert texts is not None
                 plain, agg = conn.execute(
-                    sa.select(json_texts(texts, column), sa.cast(sa.func.json_agg(texts), sa.Text))
+                    sa.select(json_texts(texts, [column]), sa.cast(sa.func.json_agg(texts), sa.Text))
                 ).one()
                 made.append((None if plain is None else json.loads(plain), None if agg is None else json.loads(agg)))
                 table.drop(conn)

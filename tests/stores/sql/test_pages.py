@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from retentiond.stores.sql import pages
 from retentiond.stores.sql.worker import TargetWorker
@@ -79,3 +80,38 @@ class TestPageWalk:
         report = pg_env.run()
 
         assert ({}, set(), 1500) == (report.failed, pg_env.ids(), sum(calls))
+
+
+class TestCompositeKey:
+    """A key of several columns whose text SQL writes takes the one-statement batches too."""
+
+    def _refs(self, env: Env) -> dict[str, int]:
+        """Return each ticket's ref under the key (id, closed_at), by ref."""
+        with env.engine.connect() as conn:
+            keyed = conn.execute(sa.select(tickets.c.id, tickets.c.closed_at)).all()
+        return {env.refs.sql("app", "tickets", [i, at]): i for i, at in keyed}
+
+    @pytest.mark.parametrize("dense", [True, False])
+    def test_every_due_row_audited_once(self, pg_env: Env, monkeypatch: pytest.MonkeyPatch, dense: bool) -> None:
+        """Page ranges (dense) or keyset statements (sparse): the refs are those of (id, closed_at), once each."""
+        calls = _spy(monkeypatch)
+
+        def no_python_batches(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a batch took the path whose texts Python makes")
+
+        monkeypatch.setattr(TargetWorker, "act_on", no_python_batches)
+        due = 600 if dense else 30
+        _seed(pg_env, due=due, young=1000 - due, held=5)
+        with pg_env.engine.begin() as conn:  # a key must identify one row: the pair is unique (test DDL)
+            conn.execute(sa.text("CREATE UNIQUE INDEX tickets_pair ON tickets (id, closed_at)"))
+        refs = self._refs(pg_env)
+        composite = {**_TARGET, "key": ["id", "closed_at"]}
+        pg_env.configure({"support": {**DELETE_ALL_CLOSED, "sql": [composite]}}, batch_size=50)
+        pg_env.write_holds([hold("LIT-1", ["support"], subjects=["acct_h"])])
+
+        report = pg_env.run()
+
+        assert {} == report.failed
+        assert list(range(5, due)) == sorted(refs[r] for r in pg_env.audited())
+        assert set(range(5)) | set(range(due, 1000)) == pg_env.ids()
+        assert (len(calls) > 0) == dense
