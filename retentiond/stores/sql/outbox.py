@@ -52,6 +52,41 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 _ADD_FAILURE = sa.text("ALTER TABLE retentiond_outbox ADD COLUMN failure TEXT")
 
 
+# Constant statement (SQLAlchemy Core has no ALTER TABLE construct).
+_LZ4_KEYS = sa.text("ALTER TABLE retentiond_outbox ALTER COLUMN keys SET COMPRESSION lz4")
+
+
+def _lz4_keys(conn: sa.Connection) -> None:
+    """Have PostgreSQL compress new ``keys`` values with lz4 instead of pglz, when it can and the role may.
+
+    Every batch statement writes its rows' key texts (a JSON array of up to ``batch_size``
+    texts; a whole partition's, 50,000 a row) in its own transaction: pglz compressed 2.4 MB of
+    texts in about 18 ms, lz4 in under 1 ms at about the same size (measured on PostgreSQL 15,
+    the partitioned benchmark's run 10 % faster). Best effort, once per table: left as it is on
+    PostgreSQL < 14, a server built without lz4, or a table the role does not own (a DBA's:
+    ``print-grants`` shows the statement).
+    """
+    if (conn.dialect.server_version_info or (0,)) < (14,):
+        return
+    attribute = sa.table(
+        "pg_attribute", sa.column("attrelid"), sa.column("attname"), sa.column("attcompression"), schema="pg_catalog"
+    )
+    relation = sa.table("pg_class", sa.column("oid"), sa.column("relowner"), schema="pg_catalog")
+    row = conn.execute(
+        sa.select(sa.cast(attribute.c.attcompression, sa.Text), sa.func.pg_has_role(relation.c.relowner, "USAGE"))
+        .select_from(attribute.join(relation, relation.c.oid == attribute.c.attrelid))
+        .where(attribute.c.attrelid == sa.func.to_regclass(OUTBOX_TABLE), attribute.c.attname == "keys")
+    ).one_or_none()
+    if row is None or row[0] == "l" or not row[1]:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(_LZ4_KEYS)
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "0A000":  # feature_not_supported: no lz4 in this build
+            raise
+
+
 # An outbox row is the shared outcome row (its ``prefix`` is never set by SQL and not stored).
 OutboxRow = OutcomeRow
 
@@ -86,6 +121,8 @@ class Outbox:
                 columns = {c["name"] for c in sa.inspect(conn).get_columns(OUTBOX_TABLE)}
                 if "failure" not in columns:
                     conn.execute(_ADD_FAILURE)
+                if conn.dialect.name == "postgresql":
+                    _lz4_keys(conn)
         except sa.exc.ProgrammingError as exc:
             if getattr(exc.orig, "sqlstate", None) != "42501":
                 raise

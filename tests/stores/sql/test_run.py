@@ -352,3 +352,27 @@ class TestBatchTransactions:
         assert 3 == len(deletes)
         # Per batch: set_config(...) before the DELETE (and its keyset SELECT), in one transaction.
         assert [True] * len(deletes) == [any("SET_CONFIG" in s for s in statements[i - 2 : i]) for i in deletes]
+
+
+class TestOutboxCompression:
+    """The outbox's key texts are compressed with lz4 when the role owns the table (PostgreSQL ≥ 14)."""
+
+    def test_existing_outbox_switched_to_lz4(self, pg_env: Env) -> None:
+        """An outbox created before (pglz, the default) has lz4 after a run; the run's outcomes are audited."""
+        from retentiond.stores.sql.outbox import Outbox
+
+        Outbox(pg_env.engine).table.create(pg_env.engine)
+        query = sa.text(
+            "SELECT attcompression::text FROM pg_attribute "
+            "WHERE attrelid = 'retentiond_outbox'::regclass AND attname = 'keys'"
+        )
+        with pg_env.engine.connect() as conn:
+            before = conn.execute(query).scalar_one()
+        pg_env.configure({"support": SUPPORT})
+        pg_env.insert(tickets, [pg_env.ticket(i, 40) for i in range(1, 4)])
+
+        report = pg_env.run()
+
+        with pg_env.engine.connect() as conn:
+            after = conn.execute(query).scalar_one()
+        assert ("", "l", {}, [1, 2, 3]) == (before, after, report.failed, pg_env.audited_keys(candidates=range(10)))
