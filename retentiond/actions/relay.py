@@ -47,6 +47,61 @@ def _failure(row: OutcomeRow) -> dict[str, str | None]:
     return out
 
 
+#: At most this many outbox rows go to the ledger in one transaction (their refs are made first).
+APPEND_EVERY = 16
+
+
+def _event(
+    row: OutcomeRow, refs: RefMaker, requests: Mapping[str, str] | None
+) -> tuple[Batch, str | None, RefBlock | None]:
+    """Return the batch event of ``row``, its run id and its refs made in one block (if so)."""
+    each, block = _refs(row, refs)
+    versions, objects = Batch.split(each, row.count)
+    failure = _failure(row)
+    event = Batch(
+        batch_id=row.batch_id,
+        category=row.category,
+        store=row.store,
+        target=row.target,
+        action=Action(row.action),
+        outcome=Outcome(row.outcome),
+        count=row.count,
+        refs=versions,
+        object_refs=objects,
+        prior_versions=row.prior_versions,
+        prefix=row.prefix,
+        request=(requests or {}).get(row.run_id),
+        sqlstate=failure.get("sqlstate"),
+        constraint=failure.get("constraint"),
+        relation=failure.get("relation"),
+    )
+    return event, row.run_id, block
+
+
+def _append(ledger: Ledger, events: list[tuple[Batch, str | None, RefBlock | None]]) -> int:
+    """Append ``events`` in one ledger transaction (one lock of the head, one commit); return how many were new.
+
+    When some batch is in the ledger already (appended before a crash, only its outbox row was
+    left), they are appended one at a time, skipping those.
+    """
+    try:
+        appended = len(ledger.append_many(events))
+        for _ in events:
+            crash_point("relay_after_append")
+        return appended
+    except DuplicateBatch:
+        pass
+    appended = 0
+    for event, run_id, block in events:
+        try:
+            ledger.append(event, run_id=run_id, refs=block)
+            appended += 1
+        except DuplicateBatch:
+            pass
+        crash_point("relay_after_append")
+    return appended
+
+
 def relay_rows(
     ledger: Ledger,
     refs: RefMaker,
@@ -68,33 +123,8 @@ def relay_rows(
         TemporaryFailure: the ledger is unreachable (the rows stay in the outbox).
     """
     appended = 0
-    for row in rows:
-        each, block = _refs(row, refs)
-        versions, objects = Batch.split(each, row.count)
-        failure = _failure(row)
-        event = Batch(
-            batch_id=row.batch_id,
-            category=row.category,
-            store=row.store,
-            target=row.target,
-            action=Action(row.action),
-            outcome=Outcome(row.outcome),
-            count=row.count,
-            refs=versions,
-            object_refs=objects,
-            prior_versions=row.prior_versions,
-            prefix=row.prefix,
-            request=(requests or {}).get(row.run_id),
-            sqlstate=failure.get("sqlstate"),
-            constraint=failure.get("constraint"),
-            relation=failure.get("relation"),
-        )
-        try:
-            ledger.append(event, run_id=row.run_id, refs=block)
-            appended += 1
-        except DuplicateBatch:
-            pass  # appended before a crash; only the outbox row was left
-        crash_point("relay_after_append")
+    for first in range(0, len(rows), APPEND_EVERY):
+        appended += _append(ledger, [_event(row, refs, requests) for row in rows[first : first + APPEND_EVERY]])
     if remove:
         journal.remove([r.batch_id for r in rows])
     return appended
@@ -105,7 +135,7 @@ REMOVE_EVERY = 16
 
 
 class Relay:
-    """Appends outbox rows to the ledger on a background thread."""
+    """Appends outbox rows to the ledger on a background thread (what queued up meanwhile in one transaction)."""
 
     def __init__(
         self, ledger: Ledger, refs: RefMaker, *, depth: int = 2, requests: Mapping[str, str] | None = None
@@ -126,21 +156,40 @@ class Relay:
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
+            items = [self._queue.get()]
+            # The batches that queued up while the last ones were written go to the ledger together.
+            while items[-1] is not None:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if item is None:
-                    return
-                if self._error is None:
-                    context, journal, rows = item
-                    context.run(relay_rows, self.ledger, self.refs, journal, rows, self.requests, remove=False)
-                    held = self._relayed.setdefault(id(journal), (journal, []))[1]
-                    held.extend(r.batch_id for r in rows)
-                    if len(held) >= REMOVE_EVERY or self._queue.empty():
-                        self._remove()
+                work = [i for i in items if i is not None]
+                if work and self._error is None:
+                    self._relay(work)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 self._error = exc
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
+            if items[-1] is None:
+                return
+
+    def _relay(self, items: list[tuple[contextvars.Context, OutcomeJournal, list[OutcomeRow]]]) -> None:
+        """Append the rows of ``items`` in submission order, one ledger transaction per run of one journal."""
+        start = 0
+        while start < len(items):
+            context, journal, _ = items[start]
+            end = start + 1
+            while end < len(items) and items[end][1] is journal:
+                end += 1
+            rows = [row for _, _, batch in items[start:end] for row in batch]
+            context.run(relay_rows, self.ledger, self.refs, journal, rows, self.requests, remove=False)
+            held = self._relayed.setdefault(id(journal), (journal, []))[1]
+            held.extend(r.batch_id for r in rows)
+            if len(held) >= REMOVE_EVERY or self._queue.empty():
+                self._remove()
+            start = end
 
     def _remove(self) -> None:
         for journal, ids in self._relayed.values():

@@ -13,8 +13,9 @@ the head move commit together or not at all, so a crash never leaves a half-writ
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -68,6 +69,17 @@ from retentiond.errors import ConfigError, ConfigIssue
 MAX_LISTED_HASHES = 100_000
 
 __all__ = ["AppendedEntry", "DuplicateBatch", "Entry", "Head", "KeyNotCurrent", "Ledger", "new_run_id"]
+
+
+class _Prepared(NamedTuple):
+    """An event's entry before its place in the chain: what ``Ledger._insert`` takes after the head."""
+
+    event_name: str
+    run_id: str | None
+    category: str | None
+    batch_id: str | None
+    fields: str
+    refs: bytes
 
 
 class KeyNotCurrent(ConfigError):
@@ -190,6 +202,45 @@ class Ledger(LedgerReader):
             DuplicateBatch: a batch with the same ``batch_id`` is already in the ledger.
             TemporaryFailure: the database is unreachable (nothing was written).
         """
+        return self.append_many([(event, run_id, refs)])[0]
+
+    def append_many(self, items: Sequence[tuple[Event, str | None, RefBlock | None]]) -> list[AppendedEntry]:
+        """Append each (event, run id, refs given apart) of ``items`` in order, all in one transaction.
+
+        Returns their entries once committed: one lock of the head, one commit for all (the
+        relay appends the batches that queued up while it wrote the previous ones so).
+        All or nothing: an error leaves none of them written.
+
+        Raises:
+            TypeError: an event is not one of the ledger's event types.
+            ValueError: a ``run_id`` is not a plain name/UUID.
+            DuplicateBatch: one of the batches is already in the ledger.
+            TemporaryFailure: the database is unreachable.
+        """
+        prepared = [self._prepare(event, run_id, refs) for event, run_id, refs in items]
+        if not prepared:
+            return []
+        try:
+            with self._write() as conn:
+                head = self._lock_head(conn)
+                out: list[AppendedEntry] = []
+                for p in prepared:
+                    # The head moves one entry at a time (the schema's trigger refuses a jump).
+                    entry = self._insert(conn, head, *p)
+                    head = Head(entry.seq, entry.hash, entry.time)
+                    out.append(entry)
+                return out
+        except IntegrityError:
+            for p in prepared:
+                if p.batch_id is not None and self.has_batch(p.batch_id):
+                    raise DuplicateBatch(f"batch {p.batch_id} is already in the audit ledger") from None
+            raise
+        except OperationalError as exc:
+            raise temporary(exc) from None
+
+    @staticmethod
+    def _prepare(event: Event, run_id: str | None, refs: RefBlock | None) -> _Prepared:
+        """Check ``event`` and return what its entry is made of (see :meth:`append`)."""
         if not isinstance(event, Event) or type(event) not in EVENT_TYPES.values():
             raise TypeError(f"the ledger appends retentiond.audit events only, not {type(event).__name__}")
         if isinstance(event, Checkpoint):
@@ -204,17 +255,7 @@ class Ledger(LedgerReader):
                 raise ValueError("count must equal the number of refs when refs are given")
             blob = refs.blob
         category = getattr(event, "category", None)
-        batch_id = getattr(event, "batch_id", None)
-        try:
-            with self._write() as conn:
-                head = self._lock_head(conn)
-                return self._insert(conn, head, event.event_name, run, category, batch_id, fields, blob)
-        except IntegrityError:
-            if batch_id is not None and self.has_batch(batch_id):
-                raise DuplicateBatch(f"batch {batch_id} is already in the audit ledger") from None
-            raise
-        except OperationalError as exc:
-            raise temporary(exc) from None
+        return _Prepared(event.event_name, run, category, getattr(event, "batch_id", None), fields, blob)
 
     def _lock_head(self, conn: Connection) -> Head:
         stmt = select(head_table.c.seq, head_table.c.hash, head_table.c.time).where(head_table.c.id == 1)

@@ -119,6 +119,31 @@ class TestAppend:
         with pytest.raises(TemporaryFailure):
             Ledger.open("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
 
+    def test_append_many_chains_in_order(self, url_factory: Callable[[], str], refmaker: RefMaker) -> None:
+        """Several entries in one transaction: consecutive seqs, each chained to the previous; the ledger verifies."""
+        with Ledger.open(url_factory()) as ledger:
+            ledger.append(RunFinished(counts={}))
+            events = [_batch(refmaker, [k, k + 1]) for k in (1, 3, 5)]
+            appended = ledger.append_many([(e, "run-1", None) for e in events])
+            entries = ledger.entries()
+            ok = ledger.verify(policy=VerifyPolicy(keys=None, allow_unsigned_tail=True), deep=True).ok
+            assert ([2, 3, 4], [e.hash for e in entries[:3]], [4], True) == (
+                [a.seq for a in appended],
+                [e.prev_hash for e in entries[1:]],
+                [e.seq for e in ledger.find(events[2].refs[1])],
+                ok,
+            )
+
+    def test_append_many_with_a_duplicate_writes_none(self, url_factory: Callable[[], str], refmaker: RefMaker) -> None:
+        """One batch already in the ledger: DuplicateBatch, and none of the others is written."""
+        with Ledger.open(url_factory()) as ledger:
+            bid = BatchId.new()
+            ledger.append(_batch(refmaker, [1], batch_id=bid))
+            fresh = _batch(refmaker, [2])
+            with pytest.raises(DuplicateBatch):
+                ledger.append_many([(fresh, None, None), (_batch(refmaker, [1], batch_id=bid), None, None)])
+            assert (1, False) == (ledger.head().seq, ledger.has_batch(fresh.batch_id))
+
     def test_refs_given_apart_make_the_same_entry(self, tmp_path: Path, refmaker: RefMaker) -> None:
         """A batch whose refs come as a RefBlock is chained and found exactly like one carrying them."""
         keys = list(range(300))  # over the filter threshold: the Bloom filter path too
