@@ -15,19 +15,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Engine,
-    LargeBinary,
-    bindparam,
     create_engine,
     func,
     insert,
     inspect,
-    literal,
     select,
     text,
     update,
@@ -44,11 +40,11 @@ from sqlalchemy.exc import (
 from retentiond.audit.canonical import canonical_dumps, chain_hash, entry_body, genesis_hash, parse_time, utcnow_text
 from retentiond.audit.db import Tx, sqlite_setup, temporary
 from retentiond.audit.entry import AppendedEntry, DuplicateBatch, Entry, Head
-from retentiond.audit.events import EVENT_TYPES, Checkpoint, Event, KeyRotated, Name
+from retentiond.audit.events import Checkpoint, Event, KeyRotated, Name
+from retentiond.audit.prepared import prepare_entry
 from retentiond.audit.reading import LedgerReader
-from retentiond.audit.ref_filter import FILTER_MIN
-from retentiond.audit.ref_filter import build as build_filter
-from retentiond.audit.refs import REF_SIZE, RefBlock
+from retentiond.audit.ref_index import write_ref_index
+from retentiond.audit.refs import RefBlock
 from retentiond.audit.schema import (
     POSTGRES_FILTER_TRIGGERS,
     POSTGRES_TRIGGERS,
@@ -60,7 +56,6 @@ from retentiond.audit.schema import (
     head_table,
     metadata,
     ref_filters_table,
-    refs_table,
 )
 from retentiond.audit.signing import Signer, checkpoint_message, raw_public_key, rotation_message
 from retentiond.errors import ConfigError, ConfigIssue
@@ -69,17 +64,6 @@ from retentiond.errors import ConfigError, ConfigIssue
 MAX_LISTED_HASHES = 100_000
 
 __all__ = ["AppendedEntry", "DuplicateBatch", "Entry", "Head", "KeyNotCurrent", "Ledger", "new_run_id"]
-
-
-class _Prepared(NamedTuple):
-    """An event's entry before its place in the chain: what ``Ledger._insert`` takes after the head."""
-
-    event_name: str
-    run_id: str | None
-    category: str | None
-    batch_id: str | None
-    fields: str
-    refs: bytes
 
 
 class KeyNotCurrent(ConfigError):
@@ -217,7 +201,7 @@ class Ledger(LedgerReader):
             DuplicateBatch: one of the batches is already in the ledger.
             TemporaryFailure: the database is unreachable.
         """
-        prepared = [self._prepare(event, run_id, refs) for event, run_id, refs in items]
+        prepared = [prepare_entry(event, run_id, refs) for event, run_id, refs in items]
         if not prepared:
             return []
         try:
@@ -237,25 +221,6 @@ class Ledger(LedgerReader):
             raise
         except OperationalError as exc:
             raise temporary(exc) from None
-
-    @staticmethod
-    def _prepare(event: Event, run_id: str | None, refs: RefBlock | None) -> _Prepared:
-        """Check ``event`` and return what its entry is made of (see :meth:`append`)."""
-        if not isinstance(event, Event) or type(event) not in EVENT_TYPES.values():
-            raise TypeError(f"the ledger appends retentiond.audit events only, not {type(event).__name__}")
-        if isinstance(event, Checkpoint):
-            raise TypeError("checkpoints are written with Ledger.checkpoint(signer)")
-        run = None if run_id is None else str(Name(run_id))
-        fields = canonical_dumps(event.json_fields())
-        blob = event.refs_blob()
-        if refs is not None:
-            if event.refs_field is None or blob:
-                raise TypeError("refs given apart go to an event that carries refs and holds none itself")
-            if len(refs) != getattr(event, "count", len(refs)):
-                raise ValueError("count must equal the number of refs when refs are given")
-            blob = refs.blob
-        category = getattr(event, "category", None)
-        return _Prepared(event.event_name, run, category, getattr(event, "batch_id", None), fields, blob)
 
     def _lock_head(self, conn: Connection) -> Head:
         stmt = select(head_table.c.seq, head_table.c.hash, head_table.c.time).where(head_table.c.id == 1)
@@ -303,25 +268,7 @@ class Ledger(LedgerReader):
                 hash=digest,
             )
         )
-        if len(refs) >= FILTER_MIN * REF_SIZE and self._filters:
-            # One filter row instead of one index row per ref (audit.ref_filter).
-            conn.execute(insert(ref_filters_table).values(seq=seq, bits=build_filter(refs)))
-        elif refs:
-            if self.dialect == "postgresql":
-                # One statement with the refs as one bytea parameter, cut into 32-byte refs
-                # server-side: a bytea[] parameter costs a Python-side escape per element
-                # (~3 µs/ref), executemany a round trip per row.
-                position = func.generate_series(0, len(refs) // REF_SIZE - 1).column_valued("i")
-                blob = bindparam("refs_blob", refs, type_=LargeBinary)
-                conn.execute(
-                    insert(refs_table).from_select(
-                        ["ref", "seq"],
-                        select(func.substr(blob, position * REF_SIZE + 1, REF_SIZE), literal(seq, BigInteger)),
-                    )
-                )
-            else:
-                chunks = [refs[i : i + REF_SIZE] for i in range(0, len(refs), REF_SIZE)]
-                conn.execute(insert(refs_table), [{"ref": c, "seq": seq} for c in chunks])
+        write_ref_index(conn, seq=seq, refs=refs, filters=self._filters)
         conn.execute(update(head_table).where(head_table.c.id == 1).values(seq=seq, hash=digest, time=now))
         return AppendedEntry(seq, digest, now)
 
