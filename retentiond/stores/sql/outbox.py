@@ -52,8 +52,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 _ADD_FAILURE = sa.text("ALTER TABLE retentiond_outbox ADD COLUMN failure TEXT")
 
 
-# Constant statement (SQLAlchemy Core has no ALTER TABLE construct).
-_LZ4_KEYS = sa.text("ALTER TABLE retentiond_outbox ALTER COLUMN keys SET COMPRESSION lz4")
+# Constant statement (SQLAlchemy Core has no ALTER TABLE construct); print-grants shows it too.
+LZ4_KEYS_DDL = "ALTER TABLE retentiond_outbox ALTER COLUMN keys SET COMPRESSION lz4"
 
 
 def _lz4_keys(conn: sa.Connection) -> None:
@@ -81,7 +81,7 @@ def _lz4_keys(conn: sa.Connection) -> None:
         return
     try:
         with conn.begin_nested():
-            conn.execute(_LZ4_KEYS)
+            conn.execute(sa.text(LZ4_KEYS_DDL))
     except sa.exc.DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != "0A000":  # feature_not_supported: no lz4 in this build
             raise

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
 from retentiond.config.models import Settings
-from retentiond.stores.sql.outbox import OUTBOX_TABLE, outbox_table
+from retentiond.stores.sql.outbox import LZ4_KEYS_DDL, OUTBOX_TABLE, outbox_table
 
 #: The schema of a table named without one, in the printed grants: PostgreSQL's default search path.
 DEFAULT_SCHEMA = "public"
@@ -151,7 +151,7 @@ def grants_sql(settings: Settings, store: str, role: str = DEFAULT_ROLE) -> str:
         f"-- GRANT CREATE ON SCHEMA <that schema> TO {role_q}; and let the daemon create it.",
         outbox_ddl(),
         "-- Optional, PostgreSQL >= 14 built with lz4: the batches' key texts are compressed faster than by pglz.",
-        f"-- ALTER TABLE {_q(OUTBOX_TABLE)} ALTER COLUMN keys SET COMPRESSION lz4;",
+        f"-- {LZ4_KEYS_DDL};",
         f"GRANT SELECT, INSERT, DELETE ON {_q(OUTBOX_TABLE)} TO {role_q};",
     ]
     if any(n.delete for n in needs):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 import retentiond.stores.sql.store as sql_store
 from retentiond.errors import HoldsUnavailable, TemporaryFailure
+from retentiond.stores.sql.outbox import Outbox
 from tests.stores.sql.conftest import (
     SUPPORT,
     Env,
@@ -359,8 +360,6 @@ class TestOutboxCompression:
 
     def test_existing_outbox_switched_to_lz4(self, pg_env: Env) -> None:
         """An outbox created before (pglz, the default) has lz4 after a run; the run's outcomes are audited."""
-        from retentiond.stores.sql.outbox import Outbox
-
         Outbox(pg_env.engine).table.create(pg_env.engine)
         query = sa.text(
             "SELECT attcompression::text FROM pg_attribute "
